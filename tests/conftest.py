@@ -1,0 +1,33 @@
+"""Shared test settings: offline hub, quiet Ray, and one Ray runtime per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tmp_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tokenisation cache shared by the tests of one session."""
+    path = tmp_path_factory.mktemp("autopeft_cache")
+    os.environ["AUTOPEFT_RAY_CACHE"] = str(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A local Ray runtime with 2 CPUs, started once (ray.init costs ~8 s)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,156 @@
+"""The AutoPEFT search space: cardinalities from the paper, encodings, neighbours."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from autopeft_ray.exceptions import SearchSpaceError
+from autopeft_ray.space import VARIANTS, PeftConfiguration, SearchSpace, size_choices
+
+BERT_BASE = {"model_type": "bert", "num_hidden_layers": 12, "hidden_size": 768}
+ROBERTA_LARGE = {"model_type": "roberta", "num_hidden_layers": 24, "hidden_size": 1024}
+
+
+def test_cardinality_matches_paper_for_bert_base():
+    assert SearchSpace.from_model_config(BERT_BASE).cardinality == 5_451_776
+
+
+def test_cardinality_matches_paper_for_roberta_large():
+    card = SearchSpace.from_model_config(ROBERTA_LARGE).cardinality
+    assert card == 12**3 * 2**24
+    assert 2.8e10 < card < 3.0e10
+
+
+def test_space_from_transformers_config_object():
+    from transformers import BertConfig
+
+    space = SearchSpace.from_model_config(BertConfig(num_hidden_layers=12, hidden_size=768))
+    assert (space.num_layers, space.hidden_size) == (12, 768)
+
+
+def test_sizes_are_binary_log_scale():
+    assert size_choices(768) == (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+    assert size_choices(1024)[-1] == 1024
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [("sa", 11), ("sa-layer", 11 * 2**12), ("sa-pa-layer", 11**2 * 2**12), ("full", 11**3 * 2**12)],
+)
+def test_ablated_spaces_by_name(variant, expected):
+    assert SearchSpace(12, 768, variant).cardinality == expected
+
+
+def test_unknown_variant_names_the_choices():
+    with pytest.raises(SearchSpaceError, match=r"`variant` should be one of .*'full'.*got 'sa-pt'"):
+        SearchSpace(12, 768, "sa-pt")
+
+
+def _random_configs(space: SearchSpace, n: int, seed: int = 0) -> list[PeftConfiguration]:
+    rng = random.Random(seed)
+    return [space.sample(rng) for _ in range(n)]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_encode_decode_round_trip(variant):
+    space = SearchSpace(6, 384, variant)
+    for config in _random_configs(space, 50):
+        vector = space.encode(config)
+        assert len(vector) == len(space.dimensions)
+        assert all(0.0 <= x <= 1.0 for x in vector)
+        assert space.decode(vector) == config
+
+
+def test_dict_and_json_round_trip(tmp_path):
+    space = SearchSpace(6, 384)
+    for config in _random_configs(space, 20):
+        assert PeftConfiguration.from_dict(config.to_dict()) == config
+        assert PeftConfiguration.from_json(config.to_json()) == config
+    path = tmp_path / "config.json"
+    config.to_json(path)
+    assert PeftConfiguration.from_json(path) == config
+    assert json.loads(path.read_text())["layer_5"] in (0, 1)
+
+
+def test_ray_param_space_samples_into_the_space():
+    from ray.tune.search.sample import Domain
+
+    space = SearchSpace(6, 384, "sa-layer")
+    param_space = space.to_param_space()
+    assert param_space["pa_size"] == 0 and param_space["pt_length"] == 0
+    assert isinstance(param_space["sa_size"], Domain)
+    sampled = {k: v.sample() if isinstance(v, Domain) else v for k, v in param_space.items()}
+    space.validate(space.from_trial_config(sampled))
+
+
+def test_ax_parameters_configure_a_real_experiment():
+    from ax.api.client import Client
+
+    space = SearchSpace(6, 384)
+    client = Client()
+    client.configure_experiment(parameters=space.to_ax_parameters(), name="space_test")
+    names = set(client._experiment.search_space.parameters)
+    assert names == {d.name for d in space.dimensions}
+
+
+def test_neighbours_differ_in_exactly_one_step():
+    space = SearchSpace(6, 384)
+    config = space.configuration(sa_size=8, pa_size=0, pt_length=256, active_layers=[0, 3])
+    neighbours = space.neighbours(config)
+    # sa: 2 moves, pa: 1 (already lowest), pt: 1 (already highest), 6 layer flips
+    assert len(neighbours) == 2 + 1 + 1 + 6
+    base = space.encode(config)
+    for other in neighbours:
+        diffs = [abs(a - b) for a, b in zip(space.encode(other), base, strict=True)]
+        changed = [d for d in diffs if d > 0]
+        assert len(changed) == 1
+    assert len(set(neighbours)) == len(neighbours)
+
+
+def test_degenerate_configurations_share_one_canonical_form():
+    space = SearchSpace(6, 384)
+    no_layers = space.configuration(sa_size=8, pa_size=4, pt_length=2, layers=[0] * 6)
+    no_modules = space.configuration(sa_size=0, pa_size=0, pt_length=0)
+    assert no_layers.is_degenerate and no_modules.is_degenerate
+    assert no_layers.canonical() == no_modules.canonical()
+    live = space.configuration(sa_size=8, active_layers=[1])
+    assert not live.is_degenerate and live.canonical() == live
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"sa_size": 3}, r"`sa_size` should be one of 0, 1, 2, 4.*got 3"),
+        ({"pa_size": 1024}, r"`pa_size` should be one of .*got 1024"),
+        ({"active_layers": [6]}, r"`active_layers` should be a layer index in 0..5, got 6"),
+        ({"layers": [1, 0]}, r"`layers` should be 6 insertion bits"),
+        ({"lora_rank": 4}, r"`configuration field` should be one of .*got 'lora_rank'"),
+    ],
+)
+def test_bad_configurations_name_field_and_value(kwargs, pattern):
+    with pytest.raises(SearchSpaceError, match=pattern):
+        SearchSpace(6, 384).configuration(**kwargs)
+
+
+def test_ablated_space_rejects_fixed_fields():
+    with pytest.raises(
+        SearchSpaceError, match=r"`pa_size` should be one of 0, got 4.*variant='full'"
+    ):
+        SearchSpace(6, 384, "sa-layer").validate(PeftConfiguration(8, 4, 0, (True,) * 6))
+
+
+def test_from_trial_config_ignores_fixed_settings():
+    space = SearchSpace(6, 384)
+    config = space.configuration(sa_size=16, active_layers=[2, 5])
+    trial = {**config.to_dict(), "trial_settings": {"task": "rte"}}
+    assert space.from_trial_config(trial) == config
+
+
+def test_negative_and_bool_sizes_are_rejected():
+    with pytest.raises(SearchSpaceError, match="`sa_size` should be a non-negative integer"):
+        PeftConfiguration(-1, 0, 0, (True,))
+    with pytest.raises(SearchSpaceError, match="`pt_length` should be an integer"):
+        PeftConfiguration.from_dict({"sa_size": 0, "pa_size": 0, "pt_length": True, "layer_0": 1})
