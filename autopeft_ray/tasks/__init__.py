@@ -1,0 +1,44 @@
+"""Tasks: the registry, data loading, metrics and the tokenisation cache.
+
+Importing this package is cheap: ``datasets`` and ``transformers`` are imported
+only by the functions that need them.
+"""
+
+from autopeft_ray.tasks.loading import load_task, resolve_data_files
+from autopeft_ray.tasks.metrics import compute_metrics
+from autopeft_ray.tasks.registry import (
+    DEFAULT_TASK,
+    FAST_TASK,
+    GLUE_TASKS,
+    OFFLINE_TASKS,
+    SUPERGLUE_TASKS,
+    TASKS,
+    TaskSpec,
+    get_task,
+)
+from autopeft_ray.tasks.tokenization import (
+    default_cache_dir,
+    load_tokenizer,
+    tokenize_task,
+    tokenized_cache_path,
+    training_subset,
+)
+
+__all__ = [
+    "DEFAULT_TASK",
+    "FAST_TASK",
+    "GLUE_TASKS",
+    "OFFLINE_TASKS",
+    "SUPERGLUE_TASKS",
+    "TASKS",
+    "TaskSpec",
+    "compute_metrics",
+    "default_cache_dir",
+    "get_task",
+    "load_task",
+    "load_tokenizer",
+    "resolve_data_files",
+    "tokenize_task",
+    "tokenized_cache_path",
+    "training_subset",
+]

