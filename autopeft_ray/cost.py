@@ -70,11 +70,12 @@ class ParamCost:
     def from_model(cls, model: str) -> ParamCost:
         """Count the base model's parameters from its config, without loading weights."""
         import torch
-        from transformers import AutoModel
+        from transformers import AutoModelForSequenceClassification
 
         from autopeft_ray.models import load_config
 
         config: Any = load_config(model)
+        # The classifier's base model, not AutoModel: RoBERTa's classifier has no pooler.
         with torch.device("meta"):
-            base = AutoModel.from_config(config)
+            base = AutoModelForSequenceClassification.from_config(config).base_model
         return cls(int(config.hidden_size), sum(p.numel() for p in base.parameters()))
