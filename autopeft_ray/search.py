@@ -1,0 +1,307 @@
+"""Run an AutoPEFT search with Ray Tune, and re-evaluate what it found.
+
+``run_search`` is what ``autopeft-ray search`` calls; it is also the Python API.
+Everything a user can get wrong is checked in ``SearchOptions.__post_init__``
+and ``prepare`` (task, model, data files, space), before Ray starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from autopeft_ray.exceptions import ConfigurationError, invalid_value
+from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
+from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings
+from autopeft_ray.space import VARIANTS, PeftConfiguration, SearchSpace
+
+SEARCHERS = ("autopeft", "random")
+SCHEDULERS = ("fifo", "asha", "hyperband")
+OPTIONS_FILE = "search.json"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything ``autopeft-ray search`` takes.
+
+    Attributes:
+        settings: how each configuration is trained at the search fidelity.
+        output: the run folder (created; reused by ``resume``).
+        variant: ``full`` or an ablated space (``sa``, ``sa-layer``, ``sa-pa-layer``).
+        searcher: ``autopeft`` (SAAS GP + NEHVI) or ``random`` (the paper's baseline).
+        num_initial, num_model_based: random initial configurations, then
+            model-based ones (the paper: 100 + 100).
+        concurrency: trials in flight at once.
+        scheduler: ``fifo``, ``asha`` or ``hyperband`` (multi-objective rungs).
+        cpus_per_trial, gpus_per_trial: Ray resources of each trial.
+        address: Ray cluster address; ``None`` starts a local Ray.
+        nuts: NUTS warmup steps, samples and thinning of the SAAS fit.
+        reference_point: ``(score, param_fraction)`` for the hypervolume; ``None``:
+            score 0 and the fraction of the space's largest configuration.
+        max_failures: retries of a failed trial (node loss) before it is marked failed.
+    """
+
+    settings: TrainingSettings = field(default_factory=TrainingSettings)
+    output: str = "autopeft_runs/search"
+    variant: str = "full"
+    searcher: str = "autopeft"
+    num_initial: int = 100
+    num_model_based: int = 100
+    concurrency: int = 1
+    scheduler: str = "fifo"
+    cpus_per_trial: float = 2
+    gpus_per_trial: float = 0
+    address: str | None = None
+    nuts: tuple[int, int, int] = (128, 64, 4)
+    reference_point: tuple[float, float] | None = None
+    max_failures: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise invalid_value("variant", self.variant, valid=VARIANTS)
+        if self.searcher not in SEARCHERS:
+            raise invalid_value("searcher", self.searcher, valid=SEARCHERS)
+        if self.scheduler not in SCHEDULERS:
+            raise invalid_value("scheduler", self.scheduler, valid=SCHEDULERS)
+        for name in ("num_initial", "num_model_based", "max_failures"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise invalid_value(name, value, expected="an integer >= 0")
+        if self.num_initial + self.num_model_based < 1:
+            raise invalid_value(
+                "num_initial", self.num_initial, expected="> 0 when num_model_based is 0"
+            )
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise invalid_value("concurrency", self.concurrency, expected="a positive integer")
+        if not self.cpus_per_trial > 0:
+            raise invalid_value("cpus_per_trial", self.cpus_per_trial, expected="a number > 0")
+        if self.gpus_per_trial < 0 or (
+            self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial)
+        ):
+            raise invalid_value(
+                "gpus_per_trial",
+                self.gpus_per_trial,
+                expected="a fraction in [0, 1] or a whole number",
+            )
+        if self.scheduler != "fifo" and self.settings.num_evaluations < 2:
+            raise ConfigurationError(
+                f"`scheduler` {self.scheduler!r} stops trials at intermediate evaluations, but "
+                f"`num_evaluations` is {self.settings.num_evaluations}. Set num_evaluations >= 2 "
+                f"(e.g. 3), or use scheduler='fifo'."
+            )
+        if len(self.nuts) != 3 or any(int(n) < 1 for n in self.nuts):
+            raise invalid_value(
+                "nuts", self.nuts, expected="(warmup, samples, thinning), each >= 1"
+            )
+
+    @property
+    def num_trials(self) -> int:
+        return self.num_initial + self.num_model_based
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["settings"] = self.settings.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchOptions:
+        data = dict(data)
+        data["settings"] = TrainingSettings.from_dict(data["settings"])
+        data["nuts"] = tuple(data["nuts"])
+        if data.get("reference_point") is not None:
+            data["reference_point"] = tuple(data["reference_point"])
+        return cls(**data)
+
+
+def check_gpus(gpus_per_trial: float, address: str | None) -> None:
+    """Fail early when GPUs are asked for on a local machine that has none."""
+    if gpus_per_trial <= 0 or address is not None:
+        return  # a cluster may add GPU nodes through its autoscaler
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigurationError(
+            f"`gpus_per_trial` is {gpus_per_trial!r}, but this machine has no CUDA GPU and no "
+            f"cluster `address` was given, so the trials would wait forever. Use "
+            f"gpus_per_trial=0, or pass the address of a Ray cluster with GPU nodes."
+        )
+
+
+def prepare(options: SearchOptions) -> tuple[SearchSpace, Any]:
+    """Validate task, model and data, tokenise once (shared by all trials), build the cost."""
+    from autopeft_ray.cost import ParamCost
+    from autopeft_ray.models import load_config
+    from autopeft_ray.trainables import prepare_data
+
+    check_gpus(options.gpus_per_trial, options.address)
+    space = SearchSpace.from_model_config(load_config(options.settings.model), options.variant)
+    prepare_data(options.settings)  # raises on a bad task or data file; fills the Arrow cache
+    return space, ParamCost.from_model(options.settings.model)
+
+
+def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
+    from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher
+
+    fixed = {TRIAL_SETTINGS_KEY: options.settings.to_dict()}
+    if options.searcher == "random":
+        return RandomPEFTSearcher(space, cost_fn=cost, seed=options.seed, fixed_config=fixed)
+    warmup, samples, thinning = options.nuts
+    return AutoPEFTSearcher(
+        space,
+        cost_fn=cost,
+        num_initial=options.num_initial,
+        nuts_warmup=warmup,
+        nuts_samples=samples,
+        nuts_thinning=thinning,
+        reference_point=options.reference_point,
+        seed=options.seed,
+        fixed_config=fixed,
+    )
+
+
+def make_scheduler(options: SearchOptions, target_steps: int) -> Any:
+    from ray.tune.schedulers import FIFOScheduler
+
+    from autopeft_ray.schedulers import MultiObjectiveASHA
+
+    if options.scheduler == "fifo":
+        return FIFOScheduler()
+    evaluations = options.settings.num_evaluations
+    grace = max(1, math.ceil(target_steps / evaluations))
+    return MultiObjectiveASHA(
+        time_attr=FIDELITY,
+        max_t=target_steps,
+        grace_period=grace,
+        reduction_factor=3,
+        brackets=1 if options.scheduler == "asha" else 3,
+    )
+
+
+def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
+    """Run (or resume) a search; return the run folder with its Pareto set and report."""
+    import ray
+    from ray import tune
+
+    from autopeft_ray.run_folder import TrialLog
+    from autopeft_ray.trainables import prepare_data, with_resources
+
+    output = Path(options.output).resolve()
+    if resume:
+        saved = output / OPTIONS_FILE
+        if not saved.exists():
+            raise invalid_value(
+                "output",
+                str(output),
+                expected=f"a run folder holding {OPTIONS_FILE}",
+                fix="Pass the folder of the search to resume as --output.",
+            )
+        options = replace(
+            SearchOptions.from_dict(json.loads(saved.read_text())), address=options.address
+        )
+    elif (output / "tune").exists():
+        raise invalid_value(
+            "output",
+            str(output),
+            expected="a new folder",
+            fix="It holds a search already: pass --resume to continue it, or another --output.",
+        )
+    space, cost = prepare(options)
+    if options.reference_point is None:
+        from autopeft_ray.pareto import reference_point_for
+
+        options = replace(options, reference_point=reference_point_for(space, cost))
+    reference: tuple[float, float] = options.reference_point  # type: ignore[assignment]
+    output.mkdir(parents=True, exist_ok=True)
+    (output / OPTIONS_FILE).write_text(json.dumps(options.to_dict(), indent=2) + "\n")
+    train_size = len(prepare_data(options.settings).train)
+    target_steps = options.settings.total_steps(train_size)
+
+    if not ray.is_initialized():
+        ray.init(address=options.address, include_dashboard=None, log_to_driver=False)
+    trainable = with_resources(options.cpus_per_trial, options.gpus_per_trial)
+    if resume and tune.Tuner.can_restore(str(output / "tune")):
+        tuner = tune.Tuner.restore(str(output / "tune"), trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=make_searcher(options, space, cost),
+                scheduler=make_scheduler(options, target_steps),
+                metric=SCORE,
+                mode="max",
+                num_samples=options.num_trials,
+                max_concurrent_trials=options.concurrency,
+            ),
+            run_config=tune.RunConfig(
+                name="tune",
+                storage_path=str(output),
+                failure_config=tune.FailureConfig(max_failures=options.max_failures),
+                callbacks=[TrialLog(output, reference)],
+                verbose=1,
+            ),
+        )
+    tuner.fit()
+    finalize(output, space, reference)
+    return output
+
+
+def finalize(
+    output: Path, space: SearchSpace, reference_point: tuple[float, float]
+) -> list[dict[str, Any]]:
+    """Write trials/Pareto tables, adapters configurations and the report."""
+    from autopeft_ray.builder import adapter_setup_dict
+    from autopeft_ray.pareto import pareto_mask
+    from autopeft_ray.report import write_report
+    from autopeft_ray.run_folder import completed_points, read_records, write_tables
+
+    records = read_records(output)
+    done = completed_points(records)
+    mask: Any = (
+        pareto_mask([(r["metrics"][SCORE], r["metrics"][PARAM_FRACTION]) for r in done])
+        if done
+        else []
+    )
+    pareto = sorted(
+        (r for r, keep in zip(done, mask, strict=True) if keep),
+        key=lambda r: r["metrics"][PARAM_FRACTION],
+    )
+    write_tables(output, records, pareto)
+    for rank, record in enumerate(pareto):
+        configuration = space.from_trial_config(record["configuration"])
+        folder = output / "adapters" / f"{rank:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "adapter_setup.json").write_text(
+            json.dumps(adapter_setup_dict(configuration, hidden_size=space.hidden_size), indent=2)
+            + "\n"
+        )
+        configuration.to_json(folder / "configuration.json")
+    write_report(output, reference_point=reference_point)
+    return pareto
+
+
+def configurations_from_run(
+    folder: str | Path, *, max_fraction: float | None = None
+) -> list[PeftConfiguration]:
+    """The Pareto set of a finished run, optionally only those under a parameter budget."""
+    path = Path(folder) / "pareto.json"
+    if not path.exists():
+        raise invalid_value(
+            "run folder", str(folder), expected="a finished search (with pareto.json)"
+        )
+    pareto = json.loads(path.read_text())
+    chosen = [
+        PeftConfiguration.from_dict(r["configuration"])
+        for r in pareto
+        if max_fraction is None or r["metrics"][PARAM_FRACTION] <= max_fraction
+    ]
+    if not chosen:
+        raise invalid_value(
+            "max_fraction",
+            max_fraction,
+            expected=f"at least the smallest parameter fraction on the front in {path}",
+        )
+    return chosen

@@ -1,0 +1,283 @@
+"""Search quality and suggestion cost of the AutoPEFT searcher on the synthetic problem.
+
+Part 1 (quality): on :class:`autopeft_ray.synthetic.SyntheticPeftProblem` over a
+BERT-base-shaped space (12 layers, width 768, as in the paper), each searcher
+gets the same evaluation budget, asked for in synchronous batches (``--batch``
+configurations pending at a time, then all completed), and the final
+hypervolume (reference point: score 0, fraction of the largest configuration) is
+compared over ``--seeds`` seeds (the seed also draws the problem's noise):
+
+* AutoPEFT: ``--initial`` random configurations, then SAAS GP + qLogNEHVI
+  (paper NUTS settings);
+* random search (ours, no repeats) with twice the budget, also read at 1x;
+* Ray Tune ``OptunaSearch`` multi-objective (metric ``["score",
+  "param_fraction"]``, mode ``["max", "min"]``) with TPE and with NSGA-II
+  (population ``--initial``), at the same budget. Optuna may repeat a
+  configuration; repeats count against its budget, as they would in a real run.
+
+Searchers are driven through the Searcher API (``suggest`` /
+``on_trial_complete``) without Ray actors.
+
+Part 2 (cost): seconds for one suggestion (NUTS fit + acquisition) against the
+number of observations, with the paper's NUTS settings and a cheaper one, and
+for a batch of 4 (one fit, then 3 acquisitions with pending points). The first
+fit of a new padded size compiles NUTS unless JAX's cache already holds it;
+``fit_warm_s`` is a second fit of the same size.
+
+    python benchmarks/search_quality.py                   # full: see --help for the budget
+    python benchmarks/search_quality.py --quick           # smoke run, about 3 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher  # noqa: E402
+
+from autopeft_ray.objectives import PARAM_FRACTION, SCORE  # noqa: E402
+from autopeft_ray.pareto import hypervolume, hypervolume_trace, reference_point_for  # noqa: E402
+from autopeft_ray.space import SearchSpace  # noqa: E402
+from autopeft_ray.synthetic import SyntheticPeftProblem  # noqa: E402
+
+PAPER_NUTS = (128, 64, 4)
+CHEAP_NUTS = (32, 16, 2)
+TINY_NUTS = (8, 5, 1)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per method (default 5)")
+    parser.add_argument("--budget", type=int, default=60, help="evaluations (default 60)")
+    parser.add_argument("--initial", type=int, default=20, help="random initial (default 20)")
+    parser.add_argument("--batch", type=int, default=4, help="pending per batch (default 4)")
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument(
+        "--observations", default="20,50,100,200", help="part 2 sizes (default 20,50,100,200)"
+    )
+    parser.add_argument("--part", choices=["quality", "cost", "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run of both parts")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.budget, args.initial, args.observations = 1, 12, 6, "10,20"
+    args.nuts = TINY_NUTS if args.quick else PAPER_NUTS
+    args.cost_settings = (
+        [("tiny", TINY_NUTS)]
+        if args.quick
+        else [
+            ("paper", PAPER_NUTS),
+            ("cheap", CHEAP_NUTS),
+        ]
+    )
+    return args
+
+
+def autopeft(
+    args: argparse.Namespace,
+    space: SearchSpace,
+    cost: Any,
+    seed: int,
+    nuts: tuple[int, int, int] | None = None,
+    num_initial: int | None = None,
+) -> AutoPEFTSearcher:
+    warmup, samples, thinning = nuts or args.nuts
+    # Full runs use the searcher's defaults (the paper's 10 restarts).
+    settings = {"num_restarts": 4, "raw_samples": 64, "mc_samples": 16} if args.quick else {}
+    return AutoPEFTSearcher(
+        space,
+        cost,
+        num_initial=args.initial if num_initial is None else num_initial,
+        nuts_warmup=warmup,
+        nuts_samples=samples,
+        nuts_thinning=thinning,
+        seed=seed,
+        **settings,
+    )
+
+
+def optuna_searcher(space: SearchSpace, sampler: Any) -> Any:
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    domains = {d.name: tune.choice(list(d.choices)) for d in space.dimensions}
+    return OptunaSearch(
+        space=domains, metric=[SCORE, PARAM_FRACTION], mode=["max", "min"], sampler=sampler
+    )
+
+
+def methods(args: argparse.Namespace, space: SearchSpace, cost: Any, seed: int) -> dict[str, Any]:
+    import optuna
+
+    return {
+        "AutoPEFT (SAAS + qLogNEHVI)": (lambda: autopeft(args, space, cost, seed), args.budget),
+        "random search, 2x budget": (
+            lambda: RandomPEFTSearcher(space, cost_fn=cost, seed=seed),
+            2 * args.budget,
+        ),
+        "Optuna TPE (OptunaSearch)": (
+            lambda: optuna_searcher(space, optuna.samplers.TPESampler(seed=seed)),
+            args.budget,
+        ),
+        "Optuna NSGA-II (OptunaSearch)": (
+            lambda: optuna_searcher(
+                space, optuna.samplers.NSGAIISampler(seed=seed, population_size=args.initial)
+            ),
+            args.budget,
+        ),
+    }
+
+
+def drive(searcher: Any, problem: SyntheticPeftProblem, budget: int, batch: int) -> dict[str, Any]:
+    """Synchronous batches through the Searcher API; points in completion order."""
+    points, seconds, seen, repeats = [], [], set(), 0
+    trial = 0
+    while len(points) < budget:
+        running = []
+        for _ in range(min(batch, budget - len(points))):
+            start = time.perf_counter()
+            config = searcher.suggest(f"t{trial}")
+            seconds.append(time.perf_counter() - start)
+            if not isinstance(config, dict):
+                break
+            running.append((f"t{trial}", config))
+            trial += 1
+        if not running:
+            raise RuntimeError(f"{type(searcher).__name__} stopped suggesting early")
+        for trial_id, config in running:
+            peft = problem.space.from_trial_config(config)
+            repeats += peft.canonical() in seen
+            seen.add(peft.canonical())
+            result = problem.evaluate(peft)
+            searcher.on_trial_complete(trial_id, result)
+            points.append((result[SCORE], result[PARAM_FRACTION]))
+    return {"points": points, "seconds": seconds, "repeats": repeats}
+
+
+def quality(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for seed in range(args.seeds):
+        problem = SyntheticPeftProblem(space, seed=seed)
+        reference = reference_point_for(space, problem.cost)
+        runs = {}
+        for name, (factory, budget) in methods(args, space, problem.cost, seed).items():
+            start = time.perf_counter()
+            runs[name] = drive(factory(), problem, budget, args.batch)
+            runs[name]["wall_s"] = time.perf_counter() - start
+            runs[name]["budget"] = budget
+        union = [p for run in runs.values() for p in run["points"]]
+        best = hypervolume(union, reference)
+        for name, run in runs.items():
+            trace = hypervolume_trace(run["points"], reference)
+            entries = [(name, run["budget"], trace[-1])]
+            if run["budget"] > args.budget:
+                entries.append((name.replace("2x", "1x"), args.budget, trace[args.budget - 1]))
+            for label, budget, value in entries:
+                rows.setdefault(label, []).append(
+                    {
+                        "seed": seed,
+                        "evaluations": budget,
+                        "hv": value,
+                        "regret": best - value,
+                        "s_per_suggestion": statistics.mean(run["seconds"]),
+                        "wall_s": run["wall_s"],
+                        "repeats": run["repeats"],
+                    }
+                )
+            print(f"seed {seed} {name:32s} HV {trace[-1]:.5f}  {run['wall_s']:7.1f} s", flush=True)
+    table = []
+    for name, per_seed in rows.items():
+        hvs = sorted(r["hv"] for r in per_seed)
+        quartiles = statistics.quantiles(hvs, n=4) if len(hvs) > 1 else [hvs[0]] * 3
+        table.append(
+            {
+                "method": name,
+                "evaluations": per_seed[0]["evaluations"],
+                "median HV": f"{statistics.median(hvs):.5f}",
+                "HV IQR": f"{quartiles[0]:.5f}-{quartiles[2]:.5f}",
+                "median regret x1e3": f"{1e3 * statistics.median(r['regret'] for r in per_seed):.2f}",
+                "s / suggestion": f"{statistics.median(r['s_per_suggestion'] for r in per_seed):.2f}",
+                "repeats": sum(r["repeats"] for r in per_seed),
+            }
+        )
+    return table
+
+
+def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
+    problem = SyntheticPeftProblem(space, seed=0)
+    table = []
+    for label, nuts in args.cost_settings:
+        for n in (int(v) for v in args.observations.split(",")):
+            rng = random.Random(n)
+            configs: dict[Any, Any] = {}
+            while len(configs) < n:
+                config = space.sample(rng)
+                configs.setdefault(config.canonical(), config)
+            steps = []
+            for repeat in range(2):
+                searcher = autopeft(
+                    args, space, problem.cost, seed=repeat, nuts=nuts, num_initial=0
+                )
+                for config in configs.values():
+                    searcher.add_evaluated_point(config.to_dict(), problem.score(config))
+                for i in range(4 if repeat == 0 else 1):
+                    searcher.suggest(f"t{i}")
+                steps.append(searcher.timings)
+            first, warm = steps
+            row = {
+                "NUTS": f"{label} {nuts[0]}/{nuts[1]}/{nuts[2]}",
+                "observations": n,
+                "fit_first_s": first[0]["fit_s"],
+                "fit_warm_s": warm[0]["fit_s"],
+                "acquisition_s": first[0]["acquisition_s"],
+                "acq_pending_s": round(statistics.mean(t["acquisition_s"] for t in first[1:]), 2),
+                "batch_of_4_s": round(sum(t["total_s"] for t in first), 2),
+            }
+            print(row, flush=True)
+            table.append(row)
+    return table
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(r[k]) for k in header) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    logging.getLogger("ray.tune.search.optuna").setLevel(logging.ERROR)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace(args.layers, args.hidden)
+    print(f"space: {args.layers} layers x {args.hidden}, {space.cardinality:,} configurations")
+    start = time.perf_counter()
+    sections: list[tuple[str, Callable[..., list[dict[str, Any]]]]] = []
+    if args.part in ("quality", "all"):
+        sections.append(("Search quality (final hypervolume, synthetic problem)", quality))
+    if args.part in ("cost", "all"):
+        sections.append(("Seconds per suggestion (fit + acquisition)", cost))
+    outputs = [(title, function(args, space)) for title, function in sections]
+    for title, rows in outputs:
+        print(f"\n### {title}\n\n{markdown(rows)}")
+    print(f"\ntotal {time.perf_counter() - start:.0f} s on {os.cpu_count()} CPUs")
+    print("reproduce: .venv/bin/python benchmarks/search_quality.py " + shlex.join(argv))
+
+
+if __name__ == "__main__":
+    main()

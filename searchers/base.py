@@ -1,0 +1,393 @@
+"""Bookkeeping shared by the AutoPEFT searchers (Ray Tune ``Searcher`` contract).
+
+Tune never tells a searcher which trials are running, so the base class tracks
+``trial_id -> configuration`` itself, classifies every finished trial (see
+:mod:`.records`), guarantees that no configuration (compared by
+:meth:`PeftConfiguration.canonical`) is suggested twice, merges
+``fixed_config`` into every trial config, and saves its whole state as JSON.
+Subclasses implement :meth:`PeftSearcherBase._propose`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from autopeft_ray.exceptions import ConfigurationError, invalid_value
+from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
+from autopeft_ray.pareto import ParetoFront
+from autopeft_ray.space import PeftConfiguration, SearchSpace
+
+from .properties import check_param_space, parse_metric
+from .records import (
+    COMPLETED,
+    EARLY_STOPPED,
+    FAILED,
+    TrialRecord,
+    classify,
+    config_in_result,
+    finite_number,
+    keep_fields,
+)
+from .state import check_header, header, read_json, rng_from_json, rng_to_json, write_json
+from .validation import check_fixed_config, check_int, check_points
+
+logger = logging.getLogger(__name__)
+
+#: Below this many configurations, an exhausted random sampler enumerates the rest.
+_ENUMERATE_LIMIT = 1 << 18
+
+
+class PeftSearcherBase(Searcher):
+    """Common arguments, trial tracking and JSON state of the AutoPEFT searchers.
+
+    Args:
+        space: the search space.
+        cost_fn: ``configuration -> parameter fraction`` (e.g.
+            :class:`autopeft_ray.cost.ParamCost`); the known second objective.
+        metric: the result key of the score. Tune's ``TuneConfig(metric=...)``
+            overrides it, including a list such as ``["score", "param_fraction"]``.
+        mode: ``"max"`` or ``"min"`` for ``metric``.
+        seed: seeds every random choice; ``None`` draws one (saved in the state).
+        fixed_config: settings merged into every trial config (model, task,
+            epochs, ...); must not contain the searched keys.
+        max_concurrent: ``suggest`` returns ``None`` while this many trials run.
+        points_to_evaluate: configurations (dicts or ``PeftConfiguration``)
+            suggested first; they count towards the initial design.
+        min_fidelity: results of early-stopped trials at or above this fidelity
+            are fitted too; ``None`` fits only trials that reached their target.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        cost_fn: Callable[[PeftConfiguration], float] | None = None,
+        metric: str = SCORE,
+        mode: str = "max",
+        seed: int | None = None,
+        fixed_config: Mapping[str, Any] | None = None,
+        max_concurrent: int | None = None,
+        points_to_evaluate: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
+        min_fidelity: float | None = None,
+    ) -> None:
+        if not isinstance(space, SearchSpace):
+            raise invalid_value(
+                "space",
+                type(space).__name__,
+                expected="an autopeft_ray.SearchSpace",
+                fix="Build one with SearchSpace.from_model_config(model_name).",
+            )
+        if cost_fn is not None and not callable(cost_fn):
+            raise invalid_value(
+                "cost_fn", cost_fn, expected="a callable configuration -> parameter fraction"
+            )
+        self.space = space
+        self.cost_fn = cost_fn
+        metric_name, metric_mode = parse_metric(metric, mode)
+        super().__init__(metric=None, mode=None)
+        self._metric: str = metric_name
+        self._mode: str = metric_mode
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        self.seed = check_int("seed", seed, 0)
+        self.fixed_config = check_fixed_config(fixed_config, self._peft_keys())
+        self.max_concurrent = (
+            None if max_concurrent is None else check_int("max_concurrent", max_concurrent, 1)
+        )
+        if min_fidelity is not None and finite_number(min_fidelity) is None:
+            raise invalid_value("min_fidelity", min_fidelity, expected="a finite number or None")
+        self.min_fidelity = None if min_fidelity is None else float(min_fidelity)
+        self._points_to_evaluate = check_points(points_to_evaluate, self.space)
+        self._rng = random.Random(self.seed)
+        self._pending: dict[str, PeftConfiguration] = {}
+        self._last_results: dict[str, dict[str, float | None]] = {}
+        self.records: list[TrialRecord] = []
+        self._seen: set[PeftConfiguration] = set()
+        self.num_suggested = 0
+        self.timings: list[dict[str, Any]] = []
+
+    def _peft_keys(self) -> list[str]:
+        return list(self.space.configuration().to_dict())
+
+    # -- Ray Tune contract ---------------------------------------------------
+    def set_search_properties(
+        self, metric: Any, mode: Any, config: dict[str, Any], **spec: Any
+    ) -> bool:
+        """Accept Tune's metric/mode (``None``, a name, or a list with ``param_fraction``)."""
+        if metric is not None or mode is not None:
+            if mode is None and not isinstance(metric, list):
+                mode = self._mode  # a new metric name keeps the current direction
+            name, direction = parse_metric(self._metric if metric is None else metric, mode)
+            if self.records and (name, direction) != (self._metric, self._mode):
+                raise ConfigurationError(
+                    f"The searcher already holds results for metric {self._metric!r} "
+                    f"({self._mode}); it cannot switch to {name!r} ({direction})."
+                )
+            self._metric, self._mode = name, direction
+        if config:
+            fixed = dict(self.space.configuration().to_dict())
+            check_param_space(config, self.space, fixed, self.fixed_config)
+        return True
+
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        self.max_concurrent = check_int("max_concurrent", max_concurrent, 1)
+        return True
+
+    # Ray annotates ``Optional[Dict]`` but documents ``Searcher.FINISHED`` (a str).
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
+        """A flat trial config, ``None`` (try later) or ``Searcher.FINISHED``."""
+        if trial_id in self._pending:
+            return self._trial_config(self._pending[trial_id])
+        if self.max_concurrent is not None and len(self._pending) >= self.max_concurrent:
+            return None
+        if len(self._seen) >= self.num_distinct_configurations():
+            return Searcher.FINISHED
+        config = self._next_point_to_evaluate() or self._propose()
+        if config is None:
+            return None
+        if config.canonical() in self._seen:
+            # Subclasses must not re-propose; guard the contract anyway.
+            logger.warning("Proposal %s was seen before; sampling instead.", config.describe())
+            config = self._random_unseen()
+            if config is None:
+                return Searcher.FINISHED
+        self._pending[trial_id] = config
+        self._seen.add(config.canonical())
+        self.num_suggested += 1
+        return self._trial_config(config)
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if result and (trial_id in self._pending or self._failed_record(trial_id)):
+            self._last_results[trial_id] = keep_fields(result, self._metric)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        config = self._pending.pop(trial_id, None)
+        last = self._last_results.pop(trial_id, None)
+        if config is None:
+            # Tune restarts errored trials (Tuner.restore(restart_errored=True))
+            # under their old id without asking for a suggestion.
+            config = self._retried_config(trial_id, result)
+            if config is None:
+                logger.warning("on_trial_complete for unknown trial %r ignored.", trial_id)
+                return
+        fraction = None if self.cost_fn is None else float(self.cost_fn(config))
+        if error:
+            fidelity = None if last is None else last.get(FIDELITY)
+            record = TrialRecord(trial_id, config, FAILED, None, fraction, fidelity, None, "error")
+        else:
+            final = result if result else last
+            status, score, fidelity, target, reason = classify(
+                final, self._metric, self.min_fidelity
+            )
+            if fraction is None and final is not None:
+                fraction = finite_number(final.get(PARAM_FRACTION))
+            record = TrialRecord(
+                trial_id, config, status, score, fraction, fidelity, target, reason
+            )
+        self.records.append(record)
+
+    def add_evaluated_point(
+        self,
+        parameters: dict[str, Any],
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        """Record a configuration evaluated outside this searcher (Tune's API)."""
+        config = self.space.from_trial_config(parameters)
+        if config.canonical() in self._seen:
+            raise invalid_value(
+                "parameters", config.describe(), expected="a configuration not yet evaluated"
+            )
+        trial_id = f"external-{len(self.records)}"
+        self._pending[trial_id] = config
+        self._seen.add(config.canonical())
+        if error:
+            self.on_trial_complete(trial_id, None, error=True)
+        else:
+            result: dict[str, Any] = {self._metric: value}
+            if pruned:  # below its target fidelity, whatever the scale
+                result.update(fidelity=0.0, target_fidelity=1.0)
+            self.on_trial_complete(trial_id, result)
+
+    def _failed_record(self, trial_id: str) -> TrialRecord | None:
+        return next(
+            (r for r in self.records if r.trial_id == trial_id and r.status == FAILED), None
+        )
+
+    def _retried_config(
+        self, trial_id: str, result: dict[str, Any] | None
+    ) -> PeftConfiguration | None:
+        """The configuration of a trial Tune ran without asking us, if it is a retry.
+
+        ``Tuner.restore(restart_errored=True)`` reruns errored trials without a
+        suggestion, under a new trial id; Tune's result carries the config (flattened). The
+        retry replaces the failure; a configuration never seen is recorded too.
+        """
+        retried = self._failed_record(trial_id)
+        trial_config = config_in_result(result)
+        if retried is None and trial_config:
+            try:
+                config = self.space.from_trial_config(trial_config)
+            except ConfigurationError:
+                return None
+            key = config.canonical()
+            retried = next((r for r in self.failed if r.config.canonical() == key), None)
+            if retried is None:
+                if key in self._seen:
+                    return None
+                self._seen.add(key)
+                return config
+        if retried is None:
+            return None
+        self.records.remove(retried)
+        return retried.config
+
+    # -- queries -------------------------------------------------------------
+    @property
+    def pending(self) -> dict[str, PeftConfiguration]:
+        """Running trials: trial id -> configuration."""
+        return dict(self._pending)
+
+    def records_with(self, status: str) -> list[TrialRecord]:
+        return [r for r in self.records if r.status == status]
+
+    @property
+    def completed(self) -> list[TrialRecord]:
+        """Full-budget results: what model-based searchers fit."""
+        return self.records_with(COMPLETED)
+
+    @property
+    def early_stopped(self) -> list[TrialRecord]:
+        return self.records_with(EARLY_STOPPED)
+
+    @property
+    def failed(self) -> list[TrialRecord]:
+        return self.records_with(FAILED)
+
+    def utility(self, score: float) -> float:
+        """The score with the sign that makes larger better."""
+        return score if self._mode == "max" else -score
+
+    def pareto_front(self, reference_point: Sequence[float] | None = None) -> ParetoFront:
+        """Front of the completed trials in ``(utility, param_fraction)``, configs as payload."""
+        front = ParetoFront() if reference_point is None else ParetoFront(reference_point)
+        front.extend(
+            (self.utility(r.score), r.param_fraction, r.config)
+            for r in self.completed
+            if r.score is not None and r.param_fraction is not None
+        )
+        return front
+
+    def num_distinct_configurations(self) -> int:
+        """Distinct models in the space (all degenerate configurations are one)."""
+        sizes = len(self.space.sizes) ** len(self.space.modules)
+        if self.space.searches_layers:
+            return (sizes - 1) * (2**self.space.num_layers - 1) + 1
+        return sizes
+
+    # -- proposals -----------------------------------------------------------
+    def _propose(self) -> PeftConfiguration | None:
+        """The next configuration (never seen before), or ``None`` to wait."""
+        raise NotImplementedError
+
+    def _next_point_to_evaluate(self) -> PeftConfiguration | None:
+        while self._points_to_evaluate:
+            config = self._points_to_evaluate.pop(0)
+            if config.canonical() not in self._seen:
+                return config
+        return None
+
+    def _random_unseen(self) -> PeftConfiguration | None:
+        """A uniformly drawn configuration not seen before; ``None`` if none is left."""
+        for _ in range(256):
+            config = self.space.sample(self._rng)
+            if config.canonical() not in self._seen:
+                return config
+        if self.space.cardinality > _ENUMERATE_LIMIT:
+            while True:  # nearly all of a huge space seen: keep drawing
+                config = self.space.sample(self._rng)
+                if config.canonical() not in self._seen:
+                    return config
+        fixed = self.space.configuration().to_dict()
+        dims = self.space.dimensions
+        left = []
+        for values in itertools.product(*(d.choices for d in dims)):
+            flat = dict(fixed, **{d.name: v for d, v in zip(dims, values, strict=True)})
+            config = PeftConfiguration.from_dict(flat)
+            if config.canonical() not in self._seen:
+                left.append(config)
+        return self._rng.choice(left) if left else None
+
+    def _trial_config(self, config: PeftConfiguration) -> dict[str, Any]:
+        return {**self.fixed_config, **config.to_dict()}
+
+    # -- state ---------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "space": self.space.to_dict(),
+            "metric": self._metric,
+            "mode": self._mode,
+            "seed": self.seed,
+            "fixed_config": self.fixed_config,
+            "max_concurrent": self.max_concurrent,
+            "min_fidelity": self.min_fidelity,
+        }
+
+    def get_state(self) -> dict[str, Any]:
+        """The whole search state as JSON-ready data (no pickled objects)."""
+        return {
+            **header(type(self).__name__),
+            "settings": self._settings(),
+            "rng_state": rng_to_json(self._rng),
+            "num_suggested": self.num_suggested,
+            "pending": {tid: c.to_dict() for tid, c in self._pending.items()},
+            "last_results": self._last_results,
+            "records": [r.to_dict() for r in self.records],
+            "points_to_evaluate": [c.to_dict() for c in self._points_to_evaluate],
+            "timings": self.timings,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`get_state`'s output; the space must be the same."""
+        check_header(state, type(self).__name__, self.space)
+        settings = state["settings"]
+        self._metric, self._mode = settings["metric"], settings["mode"]
+        self.seed = int(settings["seed"])
+        rng_from_json(self._rng, state["rng_state"])
+        self.num_suggested = int(state["num_suggested"])
+        self._pending = {tid: PeftConfiguration.from_dict(c) for tid, c in state["pending"].items()}
+        self._last_results = {tid: dict(r) for tid, r in state["last_results"].items()}
+        self.records = [TrialRecord.from_dict(r) for r in state["records"]]
+        self._points_to_evaluate = [
+            PeftConfiguration.from_dict(c) for c in state["points_to_evaluate"]
+        ]
+        self.timings = list(state.get("timings", []))
+        self._seen = {c.canonical() for c in self._pending.values()}
+        self._seen.update(r.config.canonical() for r in self.records)
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write :meth:`get_state` as JSON (Tune calls this with a ``.pkl`` name)."""
+        write_json(checkpoint_path, self.get_state())
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load a state written by :meth:`save`."""
+        self.set_state(read_json(checkpoint_path))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tuner pickles the searcher; fitted models are caches, not state.
+        state = dict(self.__dict__)
+        for key in self._transient_attributes():
+            state[key] = None
+        return state
+
+    def _transient_attributes(self) -> tuple[str, ...]:
+        return ()

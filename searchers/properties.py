@@ -1,0 +1,118 @@
+"""Checks of what Ray Tune passes to ``Searcher.set_search_properties``.
+
+``TuneConfig(metric=..., mode=...)`` may name the score alone or list both
+objectives (``["score", "param_fraction"]`` with ``["max", "min"]``); the
+parameter fraction is always the known, minimised objective, so only the other
+entry is the searcher's metric. A ``param_space`` may hold constant settings
+(Tune merges them into every trial) and the PEFT keys; any other search domain
+would reach the trainable unresolved, so it is refused here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from autopeft_ray.exceptions import ConfigurationError, invalid_value
+from autopeft_ray.objectives import PARAM_FRACTION
+from autopeft_ray.space import SearchSpace
+
+MODES = ("max", "min")
+
+
+def parse_metric(metric: Any, mode: Any) -> tuple[str, str]:
+    """``(score metric, its mode)`` from a name and mode, or from lists of both."""
+    if isinstance(metric, str):
+        if mode not in MODES:
+            raise invalid_value("mode", mode, valid=MODES)
+        if metric == PARAM_FRACTION:
+            raise invalid_value(
+                "metric",
+                metric,
+                expected="the score metric (e.g. 'score')",
+                fix="The parameter fraction is the known objective, given by cost_fn.",
+            )
+        return metric, mode
+    if isinstance(metric, (list, tuple)):
+        if not isinstance(mode, (list, tuple)) or len(mode) != len(metric):
+            raise invalid_value(
+                "mode", mode, expected=f"a list of {len(metric)} modes matching metric {metric!r}"
+            )
+        pairs = dict(zip(metric, mode, strict=True))
+        for name, direction in pairs.items():
+            if direction not in MODES:
+                raise invalid_value(f"mode of {name!r}", direction, valid=MODES)
+        if pairs.get(PARAM_FRACTION, "min") != "min":
+            raise invalid_value(f"mode of {PARAM_FRACTION!r}", pairs[PARAM_FRACTION], valid=["min"])
+        scores = [name for name in metric if name != PARAM_FRACTION]
+        if len(scores) != 1 or not isinstance(scores[0], str):
+            raise invalid_value(
+                "metric",
+                list(metric),
+                expected=f"one score metric, optionally with {PARAM_FRACTION!r}",
+                fix="AutoPEFT optimises a score and the parameter fraction, nothing else.",
+            )
+        return scores[0], pairs[scores[0]]
+    raise invalid_value("metric", metric, expected="a metric name or a list of names")
+
+
+def _is_unresolved(value: Any) -> bool:
+    from ray.tune.search.sample import Domain
+
+    return isinstance(value, Domain) or (isinstance(value, Mapping) and "grid_search" in value)
+
+
+def _unresolved_paths(config: Mapping[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if _is_unresolved(value):
+            paths.append(path)
+        elif isinstance(value, Mapping):
+            paths.extend(_unresolved_paths(value, path + "/"))
+    return paths
+
+
+def check_param_space(
+    config: Mapping[str, Any],
+    space: SearchSpace,
+    fixed_peft: Mapping[str, Any],
+    fixed_config: Mapping[str, Any],
+) -> None:
+    """Raise if Tune's ``param_space`` conflicts with the searcher's suggestions.
+
+    Args:
+        config: Tune's ``param_space``.
+        space: the searcher's space.
+        fixed_peft: the PEFT keys and the values unsearched keys are fixed to.
+        fixed_config: the searcher's ``fixed_config``.
+    """
+    searched = {d.name for d in space.dimensions}
+    for key, value in config.items():
+        if key not in fixed_peft or _is_unresolved(value):
+            continue
+        if key in searched:
+            raise invalid_value(
+                f"param_space[{key!r}]",
+                value,
+                expected="absent or a search domain: the searcher chooses it",
+                fix="Restrict the space with SearchSpace(variant=...) instead.",
+            )
+        if value != fixed_peft[key]:
+            raise invalid_value(f"param_space[{key!r}]", value, valid=[fixed_peft[key]])
+    others = {k: v for k, v in config.items() if k not in fixed_peft}
+    unresolved = _unresolved_paths(others)
+    if unresolved:
+        raise ConfigurationError(
+            f"`param_space` has search domains {unresolved} that the AutoPEFT searcher "
+            "does not choose; Tune would pass them unresolved to the trainable. Give them "
+            "constant values (or put them in the searcher's fixed_config)."
+        )
+    clashes = sorted(k for k, v in others.items() if k in fixed_config and fixed_config[k] != v)
+    if clashes:
+        raise invalid_value(
+            "param_space",
+            {k: others[k] for k in clashes},
+            expected=f"the same values as fixed_config {dict((k, fixed_config[k]) for k in clashes)}",
+            fix="Set each trial setting in one place.",
+        )

@@ -1,0 +1,130 @@
+"""What a searcher remembers about a trial, and how it becomes JSON.
+
+Results from a trial are classified once, when the trial completes:
+
+* ``completed``: the trial reached its target fidelity (or reported none, or
+  reached ``min_fidelity``); its score is fitted by model-based searchers.
+* ``early_stopped``: a scheduler (ASHA) stopped it below its target fidelity.
+  Its score reflects less training, so it is kept apart and never fitted as if
+  it were a full-budget result; the configuration still counts as evaluated and
+  is never proposed again.
+* ``failed``: the trial raised, or ended without a finite value of the metric.
+  The configuration is not pending any more and is not proposed again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, TARGET_FIDELITY
+from autopeft_ray.space import PeftConfiguration
+
+COMPLETED = "completed"
+EARLY_STOPPED = "early_stopped"
+FAILED = "failed"
+STATUSES = (COMPLETED, EARLY_STOPPED, FAILED)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One finished trial.
+
+    Attributes:
+        trial_id: Ray Tune's trial id (or any unique string).
+        config: the configuration as suggested (not canonicalised).
+        status: ``completed``, ``early_stopped`` or ``failed``.
+        score: the metric's value in its natural units (``None`` when failed).
+        param_fraction: the known cost of ``config`` (``None`` without a cost).
+        fidelity: the fidelity the result reflects, if reported.
+        target_fidelity: the fidelity the trial was asked to reach, if reported.
+        reason: why a trial failed.
+    """
+
+    trial_id: str
+    config: PeftConfiguration
+    status: str
+    score: float | None = None
+    param_fraction: float | None = None
+    fidelity: float | None = None
+    target_fidelity: float | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trial_id": self.trial_id,
+            "config": self.config.to_dict(),
+            "status": self.status,
+            "score": self.score,
+            "param_fraction": self.param_fraction,
+            "fidelity": self.fidelity,
+            "target_fidelity": self.target_fidelity,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrialRecord:
+        return cls(
+            trial_id=str(data["trial_id"]),
+            config=PeftConfiguration.from_dict(data["config"]),
+            status=str(data["status"]),
+            score=data.get("score"),
+            param_fraction=data.get("param_fraction"),
+            fidelity=data.get("fidelity"),
+            target_fidelity=data.get("target_fidelity"),
+            reason=data.get("reason"),
+        )
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float if it is a finite real number, else ``None``."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def keep_fields(result: Mapping[str, Any], metric: str) -> dict[str, float | None]:
+    """The numeric fields of a result that a searcher needs (JSON-ready)."""
+    kept: dict[str, float | None] = {}
+    for key in (metric, FIDELITY, TARGET_FIDELITY, PARAM_FRACTION, "training_iteration"):
+        number = finite_number(result.get(key))
+        if number is not None:
+            kept[key] = number
+    if metric in result and metric not in kept:
+        kept[metric] = None  # reported but not finite: the trial counts as failed
+    return kept
+
+
+def classify(
+    result: Mapping[str, Any] | None,
+    metric: str,
+    min_fidelity: float | None,
+) -> tuple[str, float | None, float | None, float | None, str | None]:
+    """``(status, score, fidelity, target_fidelity, reason)`` of a final result."""
+    if result is None:
+        return FAILED, None, None, None, "no result reported"
+    score = finite_number(result.get(metric))
+    fidelity = finite_number(result.get(FIDELITY))
+    target = finite_number(result.get(TARGET_FIDELITY))
+    if score is None:
+        reason = f"metric {metric!r} missing or not finite (got {result.get(metric)!r})"
+        return FAILED, None, fidelity, target, reason
+    full_budget = fidelity is None or target is None or fidelity >= target
+    if not full_budget and min_fidelity is not None and fidelity is not None:
+        full_budget = fidelity >= min_fidelity
+    return (COMPLETED if full_budget else EARLY_STOPPED), score, fidelity, target, None
+
+
+def config_in_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The trial config Tune puts in results, nested or flattened (``config/<key>``)."""
+    if not result:
+        return {}
+    if isinstance(result.get("config"), Mapping):
+        return dict(result["config"])
+    return {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith("config/")}

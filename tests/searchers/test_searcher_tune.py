@@ -1,0 +1,98 @@
+"""The searchers inside a real Ray Tune run (2 CPUs, synthetic objective)."""
+
+from __future__ import annotations
+
+import pytest
+from autopeft_ray.searchers import COMPLETED, AutoPEFTSearcher, RandomPEFTSearcher
+
+from autopeft_ray.objectives import PARAM_FRACTION, SCORE
+
+pytestmark = pytest.mark.slow
+
+
+def make_trainable(space_dict):
+    """A function trainable defined at run time, so Ray ships it by value."""
+
+    def trainable(config):
+        from ray import tune
+
+        from autopeft_ray.space import SearchSpace
+        from autopeft_ray.synthetic import SyntheticPeftProblem
+
+        problem = SyntheticPeftProblem(SearchSpace.from_dict(space_dict), seed=0)
+        assert config["task"] == "synthetic"  # fixed_config reached the trial
+        tune.report(problem.evaluate_trial_config(config))
+
+    return trainable
+
+
+def test_autopeft_searcher_in_a_tuner(ray_session, space, problem, jax_cache, tmp_path):
+    from ray import tune
+
+    searcher = AutoPEFTSearcher(
+        space,
+        problem.cost,
+        num_initial=4,
+        nuts_warmup=8,
+        nuts_samples=5,
+        nuts_thinning=1,
+        num_restarts=4,
+        raw_samples=64,
+        mc_samples=16,
+        seed=0,
+        fixed_config={"task": "synthetic"},
+        jax_cache_dir=jax_cache,
+    )
+    tuner = tune.Tuner(
+        make_trainable(space.to_dict()),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=8,
+            max_concurrent_trials=2,
+            metric=SCORE,
+            mode="max",
+        ),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="autopeft", verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results) == 8 and not results.errors
+    configs = [space.from_trial_config(r.config).canonical() for r in results]
+    assert len(set(configs)) == 8
+
+    # The searcher saw every result: check the state Tune saved for it.
+    restored = AutoPEFTSearcher(space, problem.cost, jax_cache_dir=jax_cache)
+    restored.restore_from_dir(str(tmp_path / "autopeft"))
+    assert len(restored.records) == 8 and restored.pending == {}
+    assert all(r.status == COMPLETED for r in restored.records)
+    by_config = {r.config.canonical(): r.score for r in restored.records}
+    for result in results:
+        key = space.from_trial_config(result.config).canonical()
+        assert by_config[key] == pytest.approx(result.metrics[SCORE])
+    model_steps = [t for t in restored.timings if "fit_s" in t]
+    assert len(model_steps) == 4 and all(t["fallback"] is None for t in model_steps)
+
+
+def test_random_searcher_with_tune_run(ray_session, space, problem, tmp_path):
+    from ray import tune
+
+    searcher = RandomPEFTSearcher(
+        space, cost_fn=problem.cost, seed=1, fixed_config={"task": "synthetic"}
+    )
+    analysis = tune.run(
+        make_trainable(space.to_dict()),
+        search_alg=searcher,
+        num_samples=5,
+        max_concurrent_trials=2,
+        metric=SCORE,
+        mode="max",
+        storage_path=str(tmp_path),
+        name="random",
+        verbose=0,
+    )
+    assert len(analysis.trials) == 5
+    assert all(t.status == "TERMINATED" for t in analysis.trials)
+    restored = RandomPEFTSearcher(space, cost_fn=problem.cost)
+    restored.restore_from_dir(str(tmp_path / "random"))
+    assert len(restored.completed) == 5
+    fractions = sorted(t.last_result[PARAM_FRACTION] for t in analysis.trials)
+    assert fractions == pytest.approx(sorted(r.param_fraction for r in restored.completed))

@@ -1,0 +1,57 @@
+"""Training settings: validation, fidelity arithmetic, dict round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from autopeft_ray.exceptions import ConfigurationError
+from autopeft_ray.settings import PRESET_KEY, TRIAL_SETTINGS_KEY, TrainingSettings, trial_config
+from autopeft_ray.space import SearchSpace
+
+
+def test_round_trip_through_dict():
+    settings = TrainingSettings(task="rte", max_steps=10, data_files={"train": "a.csv"})
+    assert TrainingSettings.from_dict(settings.to_dict()) == settings
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"batch_size": 0}, r"`batch_size` should be a positive integer, got 0"),
+        ({"learning_rate": 3.0}, r"`learning_rate` should be a number in \(0, 1\), got 3.0"),
+        ({"train_fraction": 1.5}, r"`train_fraction` should be a number in \(0, 1\], got 1.5"),
+        ({"epochs": None}, r"`epochs` should be a positive number.*Set `epochs` or `max_steps`"),
+        ({"epochs": -1.0}, r"`epochs` should be a positive number, got -1.0"),
+        ({"max_steps": 2.5}, r"`max_steps` should be a positive integer, got 2.5"),
+        ({"seed": "x"}, r"`seed` should be an integer, got 'x'"),
+    ],
+)
+def test_bad_settings_name_field_and_value(kwargs, pattern):
+    with pytest.raises(ConfigurationError, match=pattern):
+        TrainingSettings(**kwargs)
+
+
+def test_unknown_setting_is_not_silently_dropped():
+    with pytest.raises(ConfigurationError, match=r"`training setting` should be one of .*got 'lr'"):
+        TrainingSettings.from_dict({"lr": 0.1})
+
+
+def test_fidelity_in_steps():
+    assert TrainingSettings(batch_size=32, epochs=1.0).total_steps(100) == 4
+    assert TrainingSettings(batch_size=32, epochs=0.5).total_steps(100) == 2
+    assert TrainingSettings(max_steps=7).total_steps(100) == 7
+
+
+def test_evaluation_steps_end_at_the_budget():
+    assert TrainingSettings(num_evaluations=3).evaluation_steps(10) == [3, 7, 10]
+    assert TrainingSettings(num_evaluations=5).evaluation_steps(2) == [1, 2]
+
+
+def test_trial_config_for_configuration_and_preset():
+    config = SearchSpace(6, 384).configuration(sa_size=4)
+    settings = TrainingSettings()
+    trial = trial_config(config, settings)
+    assert trial["sa_size"] == 4 and trial[TRIAL_SETTINGS_KEY] == settings.to_dict()
+    assert trial_config("lora", settings)[PRESET_KEY] == "lora"
+    with pytest.raises(ConfigurationError, match="PeftConfiguration or a preset name"):
+        trial_config(42, settings)

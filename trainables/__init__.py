@@ -1,0 +1,14 @@
+"""Ray Tune trainables for AutoPEFT (installed as ``autopeft_ray.trainables``)."""
+
+from .loop import TrainingRun, configuration_from_trial, prepare_data
+from .peft_trainable import granted_resources, peft_trainable, run_training, with_resources
+
+__all__ = [
+    "TrainingRun",
+    "configuration_from_trial",
+    "granted_resources",
+    "peft_trainable",
+    "prepare_data",
+    "run_training",
+    "with_resources",
+]

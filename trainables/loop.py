@@ -1,0 +1,249 @@
+"""The training loop of one PEFT configuration, independent of Ray.
+
+A plain PyTorch loop rather than Hugging Face's ``Trainer``: it is what the
+throughput benchmark compares against, it resumes bit for bit from a
+checkpoint (data order is a function of ``(seed, epoch)``, RNG states are
+saved), and it keeps per-step overhead to one optimiser step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autopeft_ray.exceptions import TrialFailedError
+from autopeft_ray.objectives import (
+    BEST_SCORE,
+    FIDELITY,
+    METRIC_PREFIX,
+    PARAM_FRACTION,
+    SCORE,
+    TARGET_FIDELITY,
+    TRAINABLE_PARAMS,
+)
+from autopeft_ray.settings import PRESET_KEY, TRIAL_SETTINGS_KEY, TrainingSettings
+
+STATE_FILE = "training_state.pt"
+
+
+@dataclass
+class PreparedData:
+    """Tokenised splits (memory-mapped Arrow) and what the loop needs to batch them."""
+
+    train: Any
+    validation: Any
+    test: Any
+    task: Any
+    collator: Any
+
+
+def prepare_data(settings: TrainingSettings) -> PreparedData:
+    """Load and tokenise the task once (cached as Arrow), then take the training subset."""
+    import datasets
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    from autopeft_ray.models import resolve_model
+    from autopeft_ray.tasks import get_task, load_task, tokenize_task, training_subset
+
+    datasets.disable_progress_bars()  # one bar per split per trial floods Ray's logs
+    task = get_task(settings.task)
+    model_path = resolve_model(settings.model)
+    raw = load_task(task, data_files=settings.data_files, seed=settings.seed)
+    tokenized = tokenize_task(
+        raw, task, model_path, settings.max_length, cache_dir=settings.cache_dir
+    )
+    train = tokenized["train"]
+    if settings.train_examples is not None:
+        train = training_subset(
+            train, count=min(settings.train_examples, len(train)), seed=settings.seed
+        )
+    elif settings.train_fraction < 1:
+        train = training_subset(train, fraction=settings.train_fraction, seed=settings.seed)
+    validation = tokenized["validation"]
+    if settings.max_eval_examples is not None and len(validation) > settings.max_eval_examples:
+        validation = validation.select(range(settings.max_eval_examples))
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    return PreparedData(
+        train=train,
+        validation=validation,
+        test=tokenized["test"],
+        task=task,
+        collator=DataCollatorWithPadding(tokenizer, return_tensors="pt"),
+    )
+
+
+def configuration_from_trial(config: dict[str, Any]) -> Any:
+    """The PEFT configuration (or preset name) in a Ray Tune trial config."""
+    from autopeft_ray.space import PeftConfiguration
+
+    if PRESET_KEY in config:
+        return str(config[PRESET_KEY])
+    return PeftConfiguration.from_dict({k: v for k, v in config.items() if k != TRIAL_SETTINGS_KEY})
+
+
+@dataclass
+class TrainingRun:
+    """One configuration being trained: model, optimiser, data order and history."""
+
+    settings: TrainingSettings
+    configuration: Any
+    data: PreparedData
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def __post_init__(self) -> None:
+        from transformers import get_linear_schedule_with_warmup
+
+        from autopeft_ray.builder import build_peft_model
+        from autopeft_ray.presets import default_learning_rate
+
+        task = self.data.task
+        self.built = build_peft_model(
+            self.settings.model,
+            self.configuration,
+            num_labels=task.num_labels,
+            problem_type="regression" if task.is_regression else None,
+            seed=self.settings.seed,
+        )
+        self.model = self.built.model.to(self.device)
+        self.learning_rate = self.settings.learning_rate or default_learning_rate(
+            self.configuration
+        )
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=self.learning_rate, weight_decay=self.settings.weight_decay
+        )
+        self.total_steps = self.settings.total_steps(len(self.data.train))
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, round(self.settings.warmup_ratio * self.total_steps), self.total_steps
+        )
+        self.steps_per_epoch = max(1, math.ceil(len(self.data.train) / self.settings.batch_size))
+        self.step = 0
+        self.best_score = -math.inf
+        self.train_time = 0.0
+        self.train_samples = 0
+        self.loss_sum = 0.0
+        self.loss_count = 0
+        self._order: list[int] = []
+        self._order_epoch = -1
+        torch.manual_seed(self.settings.seed)
+
+    # -- data order: a function of (seed, epoch), so a resumed run sees the same batches
+    def _batch(self, step: int) -> dict[str, torch.Tensor]:
+        epoch, index = divmod(step, self.steps_per_epoch)
+        if self._order_epoch != epoch:
+            generator = torch.Generator().manual_seed(self.settings.seed * 100_003 + epoch)
+            self._order = torch.randperm(len(self.data.train), generator=generator).tolist()
+            self._order_epoch = epoch
+        size = self.settings.batch_size
+        rows = self._order[index * size : (index + 1) * size]
+        # dataset[rows] gives a dict of columns, which the padding collator takes as is.
+        batch = self.data.collator(self.data.train[rows])
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def train_until(self, target_step: int) -> None:
+        """Run optimiser steps until ``self.step == target_step``."""
+        self.model.train()
+        while self.step < target_step:
+            batch = self._batch(self.step)
+            start = time.perf_counter()
+            try:
+                loss = self.model(**batch).loss
+                if not torch.isfinite(loss):
+                    raise TrialFailedError(
+                        f"the training loss became {loss.item()} at step {self.step + 1} with "
+                        f"learning rate {self.learning_rate:g} for {self._describe()}. Lower "
+                        f"`learning_rate` or check the labels of task {self.settings.task!r}."
+                    )
+                loss.backward()
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            except torch.OutOfMemoryError as exc:
+                raise TrialFailedError(
+                    f"out of memory at step {self.step + 1} with batch size "
+                    f"{self.settings.batch_size} for {self._describe()}. Lower `batch_size` or "
+                    f"`max_length`, or grant the trial more GPU memory."
+                ) from exc
+            self.train_time += time.perf_counter() - start
+            self.train_samples += int(batch["input_ids"].shape[0])
+            self.loss_sum += float(loss.detach())
+            self.loss_count += 1
+            self.step += 1
+
+    @torch.inference_mode()
+    def evaluate(self, split: str = "validation") -> dict[str, float]:
+        """Task metrics on a split (``score`` is the task's main metric)."""
+        import numpy as np
+
+        from autopeft_ray.tasks import compute_metrics
+
+        dataset = getattr(self.data, split)
+        self.model.eval()
+        predictions, labels = [], []
+        size = self.settings.eval_batch_size
+        for start in range(0, len(dataset), size):
+            rows = dataset[start : start + size]
+            batch = {k: v.to(self.device) for k, v in self.data.collator(rows).items()}
+            logits = self.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            predictions.append(logits.float().cpu().numpy())
+            labels.append(batch["labels"].cpu().numpy())
+        logits_all = np.concatenate(predictions)
+        preds = logits_all[:, 0] if self.data.task.is_regression else logits_all.argmax(-1)
+        return compute_metrics(self.data.task, preds, np.concatenate(labels))
+
+    def result(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """The dict reported to Ray Tune after an evaluation."""
+        score = float(metrics["score"])
+        self.best_score = max(self.best_score, score)
+        out: dict[str, Any] = {
+            SCORE: score,
+            BEST_SCORE: self.best_score,
+            PARAM_FRACTION: self.built.param_fraction,
+            TRAINABLE_PARAMS: self.built.trainable_params,
+            FIDELITY: self.step,
+            TARGET_FIDELITY: self.total_steps,
+            "epoch": self.step / self.steps_per_epoch,
+            "train_loss": self.loss_sum / max(1, self.loss_count),
+            "train_samples_per_second": self.train_samples / max(self.train_time, 1e-9),
+            "learning_rate": self.learning_rate,
+        }
+        out.update({METRIC_PREFIX + k: float(v) for k, v in metrics.items() if k != "score"})
+        self.loss_sum, self.loss_count = 0.0, 0
+        return out
+
+    def _describe(self) -> str:
+        if isinstance(self.configuration, str):
+            return f"preset {self.configuration!r}"
+        return str(self.configuration.describe())
+
+    # -- checkpoints: trained parameters only (adapters + head), optimiser, scheduler, RNG
+    def save(self, folder: str | Path) -> None:
+        trained = {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
+        state = {
+            "params": trained,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "best_score": self.best_score,
+            "rng": torch.get_rng_state(),
+        }
+        torch.save(state, Path(folder) / STATE_FILE)
+
+    def load(self, folder: str | Path) -> None:
+        state = torch.load(Path(folder) / STATE_FILE, weights_only=False)
+        missing = self.model.load_state_dict(state["params"], strict=False)
+        if missing.unexpected_keys:
+            raise TrialFailedError(
+                f"checkpoint {folder} holds parameters this model lacks: "
+                f"{missing.unexpected_keys[:3]}. It was written for another configuration."
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.best_score = float(state["best_score"])
+        torch.set_rng_state(state["rng"])

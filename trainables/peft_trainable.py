@@ -1,0 +1,120 @@
+"""The Ray Tune trainable: train one PEFT configuration and report both objectives.
+
+Works with ``Tuner(peft_trainable, ...)`` and ``tune.run(peft_trainable, ...)``.
+The trial config holds the configuration (or a preset) and the fixed
+``TrainingSettings`` (see ``autopeft_ray.settings``). After each of the
+settings' ``num_evaluations`` dev evaluations the trial reports (score, best
+score, every task metric, parameter fraction, fidelity in optimiser steps,
+throughput) with a checkpoint, so a trial paused by a scheduler or retried
+after a failure resumes from its last report, not from zero.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autopeft_ray.exceptions import ConfigurationError
+from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings
+
+from .loop import TrainingRun, configuration_from_trial, prepare_data
+
+Report = Callable[[dict[str, Any], str], None]
+
+
+def granted_resources() -> tuple[torch.device, int]:
+    """The device and thread count matching what Ray granted this trial."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            granted = ray.get_runtime_context().get_assigned_resources()
+            cpus = max(1, int(granted.get("CPU", 1)))
+            gpu = granted.get("GPU", 0) > 0 and torch.cuda.is_available()
+            return torch.device("cuda" if gpu else "cpu"), cpus
+    except Exception:  # outside a Ray worker: fall back to this process's view
+        pass
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu"), torch.get_num_threads()
+
+
+def run_training(
+    config: dict[str, Any],
+    report: Report,
+    *,
+    restore_from: str | Path | None = None,
+    device: torch.device | None = None,
+) -> TrainingRun:
+    """Train the trial config's configuration, calling ``report(result, checkpoint_dir)``.
+
+    This is the trainable without Ray: ``report`` receives the result dict and a
+    folder holding a checkpoint that lives until ``report`` returns.
+    """
+    if TRIAL_SETTINGS_KEY not in config:
+        raise ConfigurationError(
+            f"The trial config has no {TRIAL_SETTINGS_KEY!r}: build it with "
+            f"autopeft_ray.settings.trial_config(configuration, TrainingSettings(...)), or pass "
+            f"fixed_config={{{TRIAL_SETTINGS_KEY!r}: settings.to_dict()}} to the searcher."
+        )
+    started = time.perf_counter()
+    settings = TrainingSettings.from_dict(config[TRIAL_SETTINGS_KEY])
+    configuration = configuration_from_trial(config)
+    granted_device, threads = granted_resources()
+    torch.set_num_threads(threads)
+    run = TrainingRun(settings, configuration, prepare_data(settings), device or granted_device)
+    if restore_from is not None:
+        run.load(restore_from)
+    ready = time.perf_counter() - started
+    steps = settings.evaluation_steps(run.total_steps)
+    for step in steps:
+        if step <= run.step:
+            continue
+        run.train_until(step)
+        result = run.result(run.evaluate("validation"))
+        if step == steps[-1] and settings.evaluate_test:
+            result.update({f"test_{k}": v for k, v in run.evaluate("test").items()})
+        result["seconds_to_first_step"] = ready
+        result["threads"] = threads
+        result["device"] = str(run.device)
+        with tempfile.TemporaryDirectory(prefix="autopeft_ckpt_") as folder:
+            run.save(folder)
+            report(result, folder)
+    return run
+
+
+def peft_trainable(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable (``Tuner(peft_trainable, ...)``, ``tune.run``)."""
+    from ray import tune
+
+    def report(result: dict[str, Any], folder: str) -> None:
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        run_training(config, report)
+        return
+    with checkpoint.as_directory() as folder:
+        run_training(config, report, restore_from=folder)
+
+
+def with_resources(cpus: float = 1, gpus: float = 0) -> Any:
+    """``peft_trainable`` asking Ray for ``cpus`` CPUs and ``gpus`` (possibly fractional) GPUs."""
+    from ray import tune
+
+    if not cpus > 0:
+        raise ConfigurationError(f"`cpus` per trial should be > 0, got {cpus!r}.")
+    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        raise ConfigurationError(
+            f"`gpus` per trial should be a fraction in [0, 1] or a whole number, got {gpus!r}."
+        )
+
+    # tune.with_resources sets an attribute on the function it is given: wrap a fresh one
+    # so that the module-level peft_trainable stays free of resource requests.
+    def peft_trainable_with_resources(config: dict[str, Any]) -> None:
+        peft_trainable(config)
+
+    return tune.with_resources(peft_trainable_with_resources, {"cpu": cpus, "gpu": gpus})
