@@ -15,7 +15,7 @@ from typing import Any
 
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
-from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings
+from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings, check_trial_resources
 from autopeft_ray.space import VARIANTS, PeftConfiguration, SearchSpace
 
 SEARCHERS = ("autopeft", "random")
@@ -77,16 +77,12 @@ class SearchOptions:
             )
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise invalid_value("concurrency", self.concurrency, expected="a positive integer")
-        if not self.cpus_per_trial > 0:
-            raise invalid_value("cpus_per_trial", self.cpus_per_trial, expected="a number > 0")
-        if self.gpus_per_trial < 0 or (
-            self.gpus_per_trial > 1 and self.gpus_per_trial != int(self.gpus_per_trial)
-        ):
-            raise invalid_value(
-                "gpus_per_trial",
-                self.gpus_per_trial,
-                expected="a fraction in [0, 1] or a whole number",
-            )
+        check_trial_resources(
+            self.cpus_per_trial,
+            self.gpus_per_trial,
+            cpus_field="cpus_per_trial",
+            gpus_field="gpus_per_trial",
+        )
         if self.scheduler != "fifo" and self.settings.num_evaluations < 2:
             raise ConfigurationError(
                 f"`scheduler` {self.scheduler!r} stops trials at intermediate evaluations, but "

@@ -140,6 +140,16 @@ class TrainingSettings:
         return sorted({max(1, round(total_steps * (i + 1) / n)) for i in range(n)})
 
 
+def check_trial_resources(
+    cpus: float, gpus: float, *, cpus_field: str = "cpus", gpus_field: str = "gpus"
+) -> None:
+    """Raise unless ``cpus > 0`` and ``gpus`` is a fraction in [0, 1] or a whole number."""
+    if not cpus > 0:
+        raise invalid_value(cpus_field, cpus, expected="a number > 0")
+    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
+        raise invalid_value(gpus_field, gpus, expected="a fraction in [0, 1] or a whole number")
+
+
 def trial_config(configuration: Any, settings: TrainingSettings) -> dict[str, Any]:
     """The Ray Tune trial config for a configuration (or preset name) and settings."""
     from autopeft_ray.space import PeftConfiguration

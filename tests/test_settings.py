@@ -55,3 +55,27 @@ def test_trial_config_for_configuration_and_preset():
     assert trial_config("lora", settings)[PRESET_KEY] == "lora"
     with pytest.raises(ConfigurationError, match="PeftConfiguration or a preset name"):
         trial_config(42, settings)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "gpus", "pattern"),
+    [
+        (0, 0, r"`cpus` should be a number > 0, got 0"),
+        (1, -0.5, r"`gpus` should be a fraction in \[0, 1\] or a whole number, got -0.5"),
+        (1, 1.5, r"`gpus` should be a fraction in \[0, 1\] or a whole number, got 1.5"),
+    ],
+)
+def test_trial_resources_are_checked_in_one_place(cpus, gpus, pattern):
+    from autopeft_ray.trainables import with_resources
+
+    from autopeft_ray.search import SearchOptions
+    from autopeft_ray.settings import check_trial_resources
+
+    with pytest.raises(ConfigurationError, match=pattern):
+        check_trial_resources(cpus, gpus)
+    with pytest.raises(ConfigurationError, match=pattern):
+        with_resources(cpus, gpus)
+    with pytest.raises(ConfigurationError, match=pattern.replace("pus`", "pus_per_trial`")):
+        SearchOptions(cpus_per_trial=cpus, gpus_per_trial=gpus)
+    check_trial_resources(2, 0.5)
+    check_trial_resources(1, 2)

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from autopeft_ray.exceptions import ConfigurationError
-from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings
+from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings, check_trial_resources
 
 from .loop import TrainingRun, configuration_from_trial, prepare_data
 
@@ -105,12 +105,7 @@ def with_resources(cpus: float = 1, gpus: float = 0) -> Any:
     """``peft_trainable`` asking Ray for ``cpus`` CPUs and ``gpus`` (possibly fractional) GPUs."""
     from ray import tune
 
-    if not cpus > 0:
-        raise ConfigurationError(f"`cpus` per trial should be > 0, got {cpus!r}.")
-    if gpus < 0 or (gpus > 1 and gpus != int(gpus)):
-        raise ConfigurationError(
-            f"`gpus` per trial should be a fraction in [0, 1] or a whole number, got {gpus!r}."
-        )
+    check_trial_resources(cpus, gpus)
 
     # tune.with_resources sets an attribute on the function it is given: wrap a fresh one
     # so that the module-level peft_trainable stays free of resource requests.
