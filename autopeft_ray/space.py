@@ -9,7 +9,9 @@ no PEFT module is inserted anywhere: only the task head trains. These
 configurations are valid (they are the cheapest point of every Pareto front)
 and all of them are the same model, so :meth:`PeftConfiguration.canonical`
 maps each of them to one representative (all sizes 0, every layer off), which
-searchers use to avoid evaluating the same model twice.
+searchers use to avoid evaluating the same model twice. That representative is
+an identity key: in a space that fixes the layers (``sa``, ``sa-pa``) it is not
+a member; :meth:`SearchSpace.canonical` gives the member of a given space.
 """
 
 from __future__ import annotations
@@ -297,6 +299,19 @@ class SearchSpace:
                     cls=SearchSpaceError,
                 )
         return config
+
+    def canonical(self, config: PeftConfiguration) -> PeftConfiguration:
+        """Like :meth:`PeftConfiguration.canonical`, but always a member of this space.
+
+        A degenerate configuration maps to all sizes 0 with the layer bits this
+        space fixes (every layer on when layers are not searched, else all off);
+        a live one must already be a member and is returned unchanged.
+        """
+        if not config.is_degenerate:
+            return self.validate(config)
+        return self.configuration(
+            layers=[not self.searches_layers] * self.num_layers,
+        )
 
     def configuration(self, **values: Any) -> PeftConfiguration:
         """Build and validate a configuration; unsearched fields take their fixed value.

@@ -7,8 +7,9 @@ configurations pending at a time, then all completed), and the final
 hypervolume (reference point: score 0, fraction of the largest configuration) is
 compared over ``--seeds`` seeds (the seed also draws the problem's noise):
 
-* AutoPEFT: ``--initial`` random configurations, then SAAS GP + qLogNEHVI
-  (paper NUTS settings);
+* AutoPEFT: ``--initial`` random configurations, then SAAS GP + qLogNEHVI,
+  once with the paper's fully Bayesian SAAS GP (NUTS 128/64/4) and once with
+  the cheap MAP SAAS GP (``surrogate="saas-map"``);
 * random search (ours, no repeats) with twice the budget, also read at 1x;
 * Ray Tune ``OptunaSearch`` multi-objective (metric ``["score",
   "param_fraction"]``, mode ``["max", "min"]``) with TPE and with NSGA-II
@@ -18,8 +19,8 @@ compared over ``--seeds`` seeds (the seed also draws the problem's noise):
 Searchers are driven through the Searcher API (``suggest`` /
 ``on_trial_complete``) without Ray actors.
 
-Part 2 (cost): seconds for one suggestion (NUTS fit + acquisition) against the
-number of observations, with the paper's NUTS settings and a cheaper one, and
+Part 2 (cost): seconds for one suggestion (fit + acquisition) against the
+number of observations, with the paper's NUTS settings, a cheaper NUTS and MAP SAAS, and
 for a batch of 4 (one fit, then 3 acquisitions with pending points). The first
 fit of a new padded size compiles NUTS unless JAX's cache already holds it;
 ``fit_warm_s`` is a second fit of the same size.
@@ -49,16 +50,16 @@ from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher  # noqa: E402
-
 from autopeft_ray.objectives import PARAM_FRACTION, SCORE  # noqa: E402
 from autopeft_ray.pareto import hypervolume, hypervolume_trace, reference_point_for  # noqa: E402
+from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher  # noqa: E402
 from autopeft_ray.space import SearchSpace  # noqa: E402
 from autopeft_ray.synthetic import SyntheticPeftProblem  # noqa: E402
 
 PAPER_NUTS = (128, 64, 4)
 CHEAP_NUTS = (32, 16, 2)
 TINY_NUTS = (8, 5, 1)
+METHODS = ("autopeft", "autopeft-map", "random", "tpe", "nsga2")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -73,19 +74,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--observations", default="20,50,100,200", help="part 2 sizes (default 20,50,100,200)"
     )
     parser.add_argument("--part", choices=["quality", "cost", "all"], default="all")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"part 1 methods (default {','.join(METHODS)})"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run of both parts")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.initial, args.observations = 1, 12, 6, "10,20"
     args.nuts = TINY_NUTS if args.quick else PAPER_NUTS
     args.cost_settings = (
-        [("tiny", TINY_NUTS)]
+        [("tiny NUTS", {"nuts": TINY_NUTS}), ("MAP", {"surrogate": "saas-map"})]
         if args.quick
         else [
-            ("paper", PAPER_NUTS),
-            ("cheap", CHEAP_NUTS),
+            ("paper NUTS", {"nuts": PAPER_NUTS}),
+            ("cheap NUTS", {"nuts": CHEAP_NUTS}),
+            ("MAP", {"surrogate": "saas-map"}),
         ]
     )
+    args.methods = args.methods.split(",")
+    unknown = set(args.methods) - set(METHODS)
+    if unknown:
+        parser.error(f"--methods: unknown {sorted(unknown)}; valid: {', '.join(METHODS)}")
     return args
 
 
@@ -96,6 +106,7 @@ def autopeft(
     seed: int,
     nuts: tuple[int, int, int] | None = None,
     num_initial: int | None = None,
+    surrogate: str = "saas-nuts",
 ) -> AutoPEFTSearcher:
     warmup, samples, thinning = nuts or args.nuts
     # Full runs use the searcher's defaults (the paper's 10 restarts).
@@ -107,6 +118,7 @@ def autopeft(
         nuts_warmup=warmup,
         nuts_samples=samples,
         nuts_thinning=thinning,
+        surrogate=surrogate,
         seed=seed,
         **settings,
     )
@@ -125,22 +137,39 @@ def optuna_searcher(space: SearchSpace, sampler: Any) -> Any:
 def methods(args: argparse.Namespace, space: SearchSpace, cost: Any, seed: int) -> dict[str, Any]:
     import optuna
 
-    return {
-        "AutoPEFT (SAAS + qLogNEHVI)": (lambda: autopeft(args, space, cost, seed), args.budget),
-        "random search, 2x budget": (
+    every = {
+        "autopeft": (
+            "AutoPEFT (SAAS-NUTS + qLogNEHVI)",
+            lambda: autopeft(args, space, cost, seed),
+            args.budget,
+        ),
+        "autopeft-map": (
+            "AutoPEFT (SAAS-MAP + qLogNEHVI)",
+            lambda: autopeft(args, space, cost, seed, surrogate="saas-map"),
+            args.budget,
+        ),
+        "random": (
+            "random search, 2x budget",
             lambda: RandomPEFTSearcher(space, cost_fn=cost, seed=seed),
             2 * args.budget,
         ),
-        "Optuna TPE (OptunaSearch)": (
+        "tpe": (
+            "Optuna TPE (OptunaSearch)",
             lambda: optuna_searcher(space, optuna.samplers.TPESampler(seed=seed)),
             args.budget,
         ),
-        "Optuna NSGA-II (OptunaSearch)": (
+        "nsga2": (
+            "Optuna NSGA-II (OptunaSearch)",
             lambda: optuna_searcher(
                 space, optuna.samplers.NSGAIISampler(seed=seed, population_size=args.initial)
             ),
             args.budget,
         ),
+    }
+    return {
+        name: (factory, budget)
+        for key, (name, factory, budget) in every.items()
+        if key in args.methods
     }
 
 
@@ -224,7 +253,7 @@ def quality(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]
 def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
     problem = SyntheticPeftProblem(space, seed=0)
     table = []
-    for label, nuts in args.cost_settings:
+    for label, setting in args.cost_settings:
         for n in (int(v) for v in args.observations.split(",")):
             rng = random.Random(n)
             configs: dict[Any, Any] = {}
@@ -234,7 +263,7 @@ def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
             steps = []
             for repeat in range(2):
                 searcher = autopeft(
-                    args, space, problem.cost, seed=repeat, nuts=nuts, num_initial=0
+                    args, space, problem.cost, seed=repeat, num_initial=0, **setting
                 )
                 for config in configs.values():
                     searcher.add_evaluated_point(config.to_dict(), problem.score(config))
@@ -243,7 +272,8 @@ def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
                 steps.append(searcher.timings)
             first, warm = steps
             row = {
-                "NUTS": f"{label} {nuts[0]}/{nuts[1]}/{nuts[2]}",
+                "surrogate": label
+                + (" {}/{}/{}".format(*setting["nuts"]) if "nuts" in setting else ""),
                 "observations": n,
                 "fit_first_s": first[0]["fit_s"],
                 "fit_warm_s": warm[0]["fit_s"],
@@ -268,6 +298,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     logging.getLogger("ray.tune.search.optuna").setLevel(logging.ERROR)
     import optuna
 

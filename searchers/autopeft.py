@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from botorch.models.model import Model
 
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.objectives import SCORE, to_maximization
@@ -49,11 +50,11 @@ from .surrogate import (
     DTYPE,
     KnownCost,
     NutsSettings,
-    PaddedSaasGP,
     build_acquisition,
     build_model,
     enable_compilation_cache,
     encode,
+    fit_map_score_model,
     fit_score_model,
     optimize_acquisition,
 )
@@ -65,6 +66,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_JAX_CACHE_DIR = os.path.join("~", ".cache", "autopeft_ray", "jax")
 #: The GP needs a few full-budget results before the first model-based step.
 MIN_OBSERVATIONS = 2
+#: Score models: the paper's fully Bayesian SAAS GP (NUTS), or its MAP fit (cheap).
+SURROGATES = ("saas-nuts", "saas-map")
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -87,6 +90,11 @@ class AutoPEFTSearcher(PeftSearcherBase):
         nuts_warmup: NUTS warmup steps (paper: 128).
         nuts_samples: NUTS samples (paper: 64).
         nuts_thinning: keep every ``nuts_thinning``-th sample (paper: 4).
+        surrogate: ``"saas-nuts"`` (default, the paper's fully Bayesian SAAS
+            GP) or ``"saas-map"`` (BoTorch's MAP SAAS GP: one model fitted by
+            L-BFGS; the NUTS settings are then unused). ``saas-map`` is what
+            keeps a suggestion cheap at hundreds of observations;
+            BENCHMARKS.md gives its time and its cost in search quality.
         num_restarts: local-search starts (paper: 10), taken from random
             neighbours of Pareto-set members and topped up from ``raw_samples``.
         raw_samples: random lattice points scored to top up the starts.
@@ -121,6 +129,7 @@ class AutoPEFTSearcher(PeftSearcherBase):
         nuts_warmup: int = 128,
         nuts_samples: int = 64,
         nuts_thinning: int = 4,
+        surrogate: str = "saas-nuts",
         num_restarts: int = 10,
         raw_samples: int = 512,
         mc_samples: int = 32,
@@ -153,6 +162,9 @@ class AutoPEFTSearcher(PeftSearcherBase):
         )
         self.num_initial = check_int("num_initial", num_initial, 0)
         self.nuts = NutsSettings(nuts_warmup, nuts_samples, nuts_thinning)
+        if surrogate not in SURROGATES:
+            raise invalid_value("surrogate", surrogate, valid=SURROGATES)
+        self.surrogate = surrogate
         self.num_restarts = check_int("num_restarts", num_restarts, 1)
         self.raw_samples = check_int("raw_samples", raw_samples, 1)
         self.mc_samples = check_int("mc_samples", mc_samples, 1)
@@ -167,7 +179,7 @@ class AutoPEFTSearcher(PeftSearcherBase):
             self.reference_point = self._check_reference(reference_point)
         self._default_fraction = default[1]
         self._check_mode_has_reference()
-        self._model_cache: tuple[int, PaddedSaasGP] | None = None
+        self._model_cache: tuple[int, Model] | None = None
         self._known_cost: KnownCost | None = None
 
     @staticmethod
@@ -252,19 +264,23 @@ class AutoPEFTSearcher(PeftSearcherBase):
         )
         return config
 
-    def _fitted_model(self, X: torch.Tensor, Y: torch.Tensor) -> PaddedSaasGP:
+    def _fitted_model(self, X: torch.Tensor, Y: torch.Tensor) -> Model:
         n = len(X)
         if self._model_cache is not None and self._model_cache[0] == n:
             return self._model_cache[1]
         seed = derive_seed(self.seed, "nuts", n)
-        enable_compilation_cache(self.jax_cache_dir)
-        model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
+        model: Model
+        if self.surrogate == "saas-map":
+            model = fit_map_score_model(X, Y, seed=seed)
+        else:
+            enable_compilation_cache(self.jax_cache_dir)
+            model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
         self._model_cache = (n, model)
         return model
 
     def _optimize(
         self,
-        score_model: PaddedSaasGP,
+        score_model: Model,
         X: torch.Tensor,
         data: list[tuple[PeftConfiguration, float]],
         seed: int,
@@ -322,6 +338,7 @@ class AutoPEFTSearcher(PeftSearcherBase):
             nuts_warmup=self.nuts.warmup_steps,
             nuts_samples=self.nuts.num_samples,
             nuts_thinning=self.nuts.thinning,
+            surrogate=self.surrogate,
             num_restarts=self.num_restarts,
             raw_samples=self.raw_samples,
             mc_samples=self.mc_samples,

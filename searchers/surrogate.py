@@ -35,7 +35,8 @@ from botorch.acquisition.multi_objective.logei import (
 )
 from botorch.models.deterministic import GenericDeterministicModel
 from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP, SaasPyroModel
-from botorch.models.model import ModelList
+from botorch.models.map_saas import get_map_saas_model
+from botorch.models.model import Model, ModelList
 from botorch.models.transforms.outcome import Standardize
 from botorch.optim.optimize import optimize_acqf_discrete_local_search
 from botorch.posteriors import Posterior
@@ -234,6 +235,30 @@ def fit_score_model(
     return model
 
 
+def fit_map_score_model(train_X: Tensor, train_Y: Tensor, seed: int) -> Model:
+    """Fit the score with BoTorch's MAP SAAS GP: one GP, hyperparameters at the posterior mode.
+
+    The cheap alternative to NUTS (``surrogate="saas-map"``): the same SAAS
+    prior (half-Cauchy global shrinkage on the inverse lengthscales), fitted by
+    L-BFGS on the marginal likelihood in well under a second at 200
+    observations; one model instead of ``num_samples // thinning`` makes the
+    acquisition about that many times cheaper. It loses the averaging over
+    hyperparameters that protects fully Bayesian SAAS against overconfident
+    lengthscales with few observations.
+    """
+    from botorch.fit import fit_gpytorch_mll
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = get_map_saas_model(
+            train_X.to(DTYPE), train_Y.to(DTYPE), outcome_transform=Standardize(m=1)
+        )
+        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    model.eval()
+    return model
+
+
 def enable_compilation_cache(path: str | None) -> None:
     """Point JAX's persistent compilation cache at ``path`` unless one is configured.
 
@@ -310,7 +335,7 @@ class CanonicalModelList(ModelList):
 
 
 def build_model(
-    space: SearchSpace, score_model: PaddedSaasGP, known_cost: KnownCost
+    space: SearchSpace, score_model: Model, known_cost: KnownCost
 ) -> CanonicalModelList:
     """Outputs ``(score, -param_fraction)``: the learned score and the known cost."""
     cost_model = GenericDeterministicModel(known_cost, num_outputs=1)

@@ -66,10 +66,9 @@ def test_trial_config_for_configuration_and_preset():
     ],
 )
 def test_trial_resources_are_checked_in_one_place(cpus, gpus, pattern):
-    from autopeft_ray.trainables import with_resources
-
     from autopeft_ray.search import SearchOptions
     from autopeft_ray.settings import check_trial_resources
+    from autopeft_ray.trainables import with_resources
 
     with pytest.raises(ConfigurationError, match=pattern):
         check_trial_resources(cpus, gpus)

@@ -154,3 +154,15 @@ def test_negative_and_bool_sizes_are_rejected():
         PeftConfiguration(-1, 0, 0, (True,))
     with pytest.raises(SearchSpaceError, match="`pt_length` should be an integer"):
         PeftConfiguration.from_dict({"sa_size": 0, "pa_size": 0, "pt_length": True, "layer_0": 1})
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_space_canonical_is_a_member_of_every_variant(variant):
+    space = SearchSpace(4, 64, variant)
+    degenerate = space.configuration()  # every size 0
+    member = space.canonical(degenerate)
+    assert space.validate(member) is member
+    assert member.is_degenerate and member.canonical() == degenerate.canonical()
+    assert space.decode(space.encode(member)).canonical() == member.canonical()
+    live = space.configuration(sa_size=8)
+    assert space.canonical(live) == live

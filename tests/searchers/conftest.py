@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from autopeft_ray.searchers import AutoPEFTSearcher, PeftSearcherBase, RandomPEFTSearcher
 
+from autopeft_ray.searchers import AutoPEFTSearcher, PeftSearcherBase, RandomPEFTSearcher
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.synthetic import SyntheticPeftProblem
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from autopeft_ray.searchers import AutoPEFTSearcher
-from autopeft_ray.searchers.surrogate import encode
 
 from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
 from autopeft_ray.pareto import largest_configuration
+from autopeft_ray.searchers import AutoPEFTSearcher
+from autopeft_ray.searchers.surrogate import encode
 
 
 def encodings(space, configs):
@@ -182,3 +182,23 @@ def test_results_report_fraction_from_cost_not_from_the_result(make_searcher, dr
     run.finish_oldest({SCORE: 0.7, PARAM_FRACTION: 99.0, FIDELITY: 5, TARGET_FIDELITY: 5})
     assert searcher.records[0].param_fraction == pytest.approx(problem.cost(config))
     assert searcher.records[0].score == 0.7
+
+
+def test_map_surrogate_fits_one_saas_gp_and_proposes_unseen_configurations(
+    make_searcher, driver, space
+):
+    searcher = make_searcher("autopeft", num_initial=6, surrogate="saas-map")
+    run = driver(searcher)
+    run.run(6, concurrency=1)
+    run.run(3, concurrency=2)
+    model = searcher._model_cache[1]
+    assert type(model).__name__ == "SingleTaskGP" and len(model.train_inputs[0]) >= 6
+    assert all(t["fallback"] is None for t in searcher.timings)
+    canon = [c.canonical() for c in run.suggested]
+    assert len(canon) == len(set(canon)) == 9
+    assert searcher.get_state()["settings"]["surrogate"] == "saas-map"
+
+
+def test_unknown_surrogate_is_rejected_with_the_valid_values(make_searcher):
+    with pytest.raises(ConfigurationError, match=r"surrogate.*saas-nuts.*saas-map.*saas-gp"):
+        make_searcher("autopeft", surrogate="saas-gp")

@@ -10,11 +10,11 @@ import json
 import pickle
 
 import pytest
-from autopeft_ray.searchers import COMPLETED, EARLY_STOPPED, FAILED
 from ray.tune.search import Searcher
 
 from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
+from autopeft_ray.searchers import COMPLETED, EARLY_STOPPED, FAILED
 from autopeft_ray.space import SearchSpace
 
 # Runs of 7 trials: 5 random + 2 model-based suggestions for the AutoPEFT searcher.

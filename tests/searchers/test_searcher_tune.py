@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from autopeft_ray.searchers import COMPLETED, AutoPEFTSearcher, RandomPEFTSearcher
 
 from autopeft_ray.objectives import PARAM_FRACTION, SCORE
+from autopeft_ray.searchers import COMPLETED, AutoPEFTSearcher, RandomPEFTSearcher
 
 pytestmark = pytest.mark.slow
 

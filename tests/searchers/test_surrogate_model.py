@@ -7,6 +7,8 @@ import random
 
 import pytest
 import torch
+
+from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.searchers.surrogate import (
     CanonicalModelList,
     KnownCost,
@@ -16,8 +18,6 @@ from autopeft_ray.searchers.surrogate import (
     encode,
     fit_score_model,
 )
-
-from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.space import SearchSpace
 
 TINY = NutsSettings(warmup_steps=8, num_samples=5, thinning=1)
@@ -45,9 +45,10 @@ def _compilation_cache(jax_cache):
 @pytest.mark.slow
 def test_padded_log_density_equals_botorch_up_to_a_constant():
     import jax.numpy as jnp
-    from autopeft_ray.searchers.surrogate import _DataAsArguments
     from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
     from numpyro.infer.util import log_density
+
+    from autopeft_ray.searchers.surrogate import _DataAsArguments
 
     torch.manual_seed(0)
     X = torch.rand(11, 5, dtype=torch.float64)

@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 import torch
-from autopeft_ray.trainables import TrainingRun, prepare_data, run_training
 
 from autopeft_ray.cost import ParamCost
 from autopeft_ray.exceptions import ConfigurationError, TrialFailedError
@@ -14,6 +13,7 @@ from autopeft_ray.models import DEFAULT_MODEL
 from autopeft_ray.objectives import BEST_SCORE, FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
 from autopeft_ray.settings import TrainingSettings, trial_config
 from autopeft_ray.space import SearchSpace
+from autopeft_ray.trainables import TrainingRun, prepare_data, run_training
 
 SPACE = SearchSpace(6, 384)
 CONFIG = SPACE.configuration(sa_size=8, pa_size=4, pt_length=2, active_layers=[3, 4, 5])
@@ -100,9 +100,10 @@ def test_missing_trial_settings_is_a_clear_error():
 
 @pytest.mark.slow
 def test_real_tuner_runs_two_trials(ray_session, settings, tmp_path):
+    from ray import tune
+
     from autopeft_ray.searchers.fixed import FixedConfigurations
     from autopeft_ray.trainables import with_resources
-    from ray import tune
 
     short = settings.replace(max_steps=3, num_evaluations=1)
     other = SPACE.configuration(sa_size=0, pa_size=16, pt_length=0, active_layers=[0, 5])
@@ -127,9 +128,10 @@ def test_real_tuner_runs_two_trials(ray_session, settings, tmp_path):
 
 @pytest.mark.slow
 def test_failing_trial_does_not_stop_tune_run(ray_session, settings, tmp_path):
+    from ray import tune
+
     from autopeft_ray.searchers.fixed import FixedConfigurations
     from autopeft_ray.trainables import peft_trainable
-    from ray import tune
 
     short = settings.replace(max_steps=2, num_evaluations=1)
     bad = trial_config("no-such-preset", short)
