@@ -38,6 +38,10 @@ class TrialFailedError(AutoPeftError, RuntimeError):
     """A trial failed for a reason worth reporting (NaN loss, out of memory)."""
 
 
+class SearchInterrupted(AutoPeftError):
+    """A search stopped before its budget (Ctrl-C); its run folder can be resumed."""
+
+
 def _show(values: Iterable[Any], limit: int = 20) -> str:
     values = list(values)
     shown = ", ".join(repr(v) for v in values[:limit])

@@ -56,6 +56,7 @@ def trial_record(
                 "train_samples_per_second",
                 "time_total_s",
                 "node_ip",
+                "node_id",
                 "training_iteration",
                 "seconds_to_first_step",
             )
@@ -92,6 +93,13 @@ def read_records(folder: str | Path) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
+def ended_status(result: dict[str, Any] | None) -> str:
+    """``completed`` if a trial reached its target fidelity, else ``stopped_early``."""
+    result = result or {}
+    done = result.get(FIDELITY, 0) >= result.get(TARGET_FIDELITY, 0)
+    return "completed" if done else "stopped_early"
+
+
 class TrialLog(Callback):
     """Ray Tune callback: append each ended trial to ``trials.jsonl`` and print a status line."""
 
@@ -108,9 +116,7 @@ class TrialLog(Callback):
         self._print_status()
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        result = trial.last_result or {}
-        done = result.get(FIDELITY, 0) >= result.get(TARGET_FIDELITY, 0)
-        self._log(trial, "completed" if done else "stopped_early")
+        self._log(trial, ended_status(trial.last_result))
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         error = getattr(trial, "error_file", None)

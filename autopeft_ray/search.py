@@ -13,13 +13,15 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from autopeft_ray.exceptions import ConfigurationError, invalid_value
+from autopeft_ray.exceptions import ConfigurationError, SearchInterrupted, invalid_value
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
 from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings, check_trial_resources
 from autopeft_ray.space import VARIANTS, PeftConfiguration, SearchSpace
 
 SEARCHERS = ("autopeft", "random")
 SCHEDULERS = ("fifo", "asha", "hyperband")
+#: Score models of the autopeft searcher (as ``AutoPEFTSearcher(surrogate=...)``).
+SURROGATES = ("saas-nuts", "saas-map")
 OPTIONS_FILE = "search.json"
 
 
@@ -39,6 +41,9 @@ class SearchOptions:
         cpus_per_trial, gpus_per_trial: Ray resources of each trial.
         address: Ray cluster address; ``None`` starts a local Ray.
         nuts: NUTS warmup steps, samples and thinning of the SAAS fit.
+        surrogate: ``saas-nuts`` (the paper's fully Bayesian SAAS GP) or
+            ``saas-map`` (one MAP-fitted SAAS GP: much cheaper suggestions at
+            hundreds of observations, see BENCHMARKS.md).
         reference_point: ``(score, param_fraction)`` for the hypervolume; ``None``:
             score 0 and the fraction of the space's largest configuration.
         max_failures: retries of a failed trial (node loss) before it is marked failed.
@@ -56,6 +61,7 @@ class SearchOptions:
     gpus_per_trial: float = 0
     address: str | None = None
     nuts: tuple[int, int, int] = (128, 64, 4)
+    surrogate: str = "saas-nuts"
     reference_point: tuple[float, float] | None = None
     max_failures: int = 1
     seed: int = 0
@@ -67,6 +73,8 @@ class SearchOptions:
             raise invalid_value("searcher", self.searcher, valid=SEARCHERS)
         if self.scheduler not in SCHEDULERS:
             raise invalid_value("scheduler", self.scheduler, valid=SCHEDULERS)
+        if self.surrogate not in SURROGATES:
+            raise invalid_value("surrogate", self.surrogate, valid=SURROGATES)
         for name in ("num_initial", "num_model_based", "max_failures"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -114,9 +122,13 @@ class SearchOptions:
 
 
 def check_gpus(gpus_per_trial: float, address: str | None) -> None:
-    """Fail early when GPUs are asked for on a local machine that has none."""
+    """Before Ray starts: fail early when GPUs are asked for on a local machine that has none.
+
+    With an ``address``, the cluster is checked once connected, by
+    :func:`check_cluster_resources`.
+    """
     if gpus_per_trial <= 0 or address is not None:
-        return  # a cluster may add GPU nodes through its autoscaler
+        return
     import torch
 
     if not torch.cuda.is_available():
@@ -125,6 +137,67 @@ def check_gpus(gpus_per_trial: float, address: str | None) -> None:
             f"cluster `address` was given, so the trials would wait forever. Use "
             f"gpus_per_trial=0, or pass the address of a Ray cluster with GPU nodes."
         )
+
+
+def check_cluster_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Once connected to Ray: fail early when no node can ever hold a trial.
+
+    A trial's CPUs and GPUs must fit on one node. When no alive node holds them,
+    an autoscaler may still add one (:func:`autopeft_ray.monitoring.find_autoscaler`
+    says how that is told): then the trials wait for it, with a warning. Without
+    one, or when none of its node types is big enough, this raises instead.
+    """
+    import logging
+
+    import ray
+
+    from autopeft_ray.monitoring import alive_node_resources, find_autoscaler, fits
+
+    request = {"CPU": float(cpus_per_trial), "GPU": float(gpus_per_trial)}
+    nodes = alive_node_resources()
+    if any(fits(node, request) for node in nodes):
+        return
+    address = ray.get_runtime_context().gcs_address
+    autoscaler = find_autoscaler()
+    if autoscaler is not None and (
+        autoscaler.node_shapes is None or any(fits(s, request) for s in autoscaler.node_shapes)
+    ):
+        logging.getLogger(__name__).warning(
+            "No node of the Ray cluster at %s has %g CPUs and %g GPUs for a trial yet: the "
+            "trials wait until the autoscaler (%s) adds one.",
+            address,
+            cpus_per_trial,
+            gpus_per_trial,
+            autoscaler.source,
+        )
+        return
+    most_gpus = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
+    if gpus_per_trial > most_gpus:
+        field, value, kind, most = "gpus_per_trial", gpus_per_trial, "GPUs", most_gpus
+        fix = (
+            f"Use gpus_per_trial <= {most_gpus:g} (0 trains on CPUs), or add nodes with GPUs "
+            f"(`ray start --address {address} --num-gpus N`, or a cluster/ config whose "
+            f"workers have GPUs)."
+        )
+    else:
+        most = max(
+            (n.get("CPU", 0.0) for n in nodes if n.get("GPU", 0.0) >= gpus_per_trial), default=0.0
+        )
+        field, value, kind = "cpus_per_trial", cpus_per_trial, "CPUs"
+        fix = (
+            f"Use cpus_per_trial <= {most:g}, or add bigger nodes "
+            f"(`ray start --address {address} --num-cpus N`)."
+        )
+    why = (
+        "no autoscaler was found that could add one"
+        if autoscaler is None
+        else f"no node type of the autoscaler ({autoscaler.source}) is that big"
+    )
+    raise ConfigurationError(
+        f"`{field}` is {value!r}, but no node of the Ray cluster at {address} has that many "
+        f"{kind} (at most {most:g} on one node) and {why}, so the trials would wait forever. "
+        f"{fix}"
+    )
 
 
 def prepare(options: SearchOptions) -> tuple[SearchSpace, Any]:
@@ -153,6 +226,7 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
         nuts_warmup=warmup,
         nuts_samples=samples,
         nuts_thinning=thinning,
+        surrogate=options.surrogate,
         reference_point=options.reference_point,
         seed=options.seed,
         fixed_config=fixed,
@@ -178,10 +252,16 @@ def make_scheduler(options: SearchOptions, target_steps: int) -> Any:
 
 
 def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
-    """Run (or resume) a search; return the run folder with its Pareto set and report."""
+    """Run (or resume) a search; return the run folder with its Pareto set and report.
+
+    Raises:
+        SearchInterrupted: after Ctrl-C, once what ended is written to the run
+            folder; ``resume=True`` continues the search.
+    """
     import ray
     from ray import tune
 
+    from autopeft_ray.monitoring import SearchMetrics
     from autopeft_ray.run_folder import TrialLog
     from autopeft_ray.trainables import prepare_data, with_resources
 
@@ -218,14 +298,16 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
 
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=None, log_to_driver=False)
+    check_cluster_resources(options.cpus_per_trial, options.gpus_per_trial)
     trainable = with_resources(options.cpus_per_trial, options.gpus_per_trial)
     if resume and tune.Tuner.can_restore(str(output / "tune")):
         tuner = tune.Tuner.restore(str(output / "tune"), trainable, resume_errored=True)
     else:
+        searcher = make_searcher(options, space, cost)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=make_searcher(options, space, cost),
+                search_alg=searcher,
                 scheduler=make_scheduler(options, target_steps),
                 metric=SCORE,
                 mode="max",
@@ -236,12 +318,36 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
                 name="tune",
                 storage_path=str(output),
                 failure_config=tune.FailureConfig(max_failures=options.max_failures),
-                callbacks=[TrialLog(output, reference)],
+                # num_to_keep makes Tune snapshot its experiment state (trials, searcher)
+                # after every trial checkpoint, i.e. every report, before the trial can end
+                # and reach trials.jsonl. With Tune's default (a snapshot at most every
+                # 10 s), a driver killed just after a trial ended resumed from a state
+                # without that trial's final checkpoint and trained it again.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[TrialLog(output, reference), SearchMetrics(output, reference, searcher)],
                 verbose=1,
             ),
         )
     tuner.fit()
     finalize(output, space, reference)
+    # On Ctrl-C Tune saves its state and returns as if the search were done (its
+    # in-memory trials all end up TERMINATED); the saved state still says which
+    # trials were pending or running. Say so, and let the CLI exit non-zero.
+    # A trial whose node was lost may also stay RUNNING in the saved state (Ray
+    # 2.60 marks it ERROR without saving); trials.jsonl knows that it ended.
+    from autopeft_ray.run_folder import read_records
+
+    records = read_records(output)
+    ended = {r["trial_id"] for r in records}
+    saved_trials = tune.ExperimentAnalysis(str(output / "tune")).trials
+    if any(
+        t.status not in ("TERMINATED", "ERROR") and t.trial_id not in ended for t in saved_trials
+    ):
+        raise SearchInterrupted(
+            f"The search was interrupted: {len(records)} of {options.num_trials} "
+            f"trials ended, and what they measured is in {output}. Continue it with "
+            f"`autopeft-ray search --output {output} --resume`."
+        )
     return output
 
 

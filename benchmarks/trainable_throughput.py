@@ -24,11 +24,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import torch  # noqa: E402
-from autopeft_ray.trainables import TrainingRun, prepare_data, run_training  # noqa: E402
 
 from autopeft_ray.builder import build_peft_model  # noqa: E402
 from autopeft_ray.settings import TrainingSettings, trial_config  # noqa: E402
 from autopeft_ray.space import SearchSpace  # noqa: E402
+from autopeft_ray.trainables import TrainingRun, prepare_data, run_training  # noqa: E402
 
 CONFIG = SearchSpace(6, 384).configuration(sa_size=64, pa_size=64, pt_length=16)
 
@@ -97,9 +97,10 @@ def hf_trainer(settings: TrainingSettings, data, steps: int) -> float:
 
 def time_to_first_step_in_ray(settings: TrainingSettings) -> float:
     import ray
+    from ray import tune
+
     from autopeft_ray.searchers.fixed import FixedConfigurations
     from autopeft_ray.trainables import with_resources
-    from ray import tune
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     start = time.time()

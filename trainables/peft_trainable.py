@@ -88,9 +88,12 @@ def run_training(
 
 def peft_trainable(config: dict[str, Any]) -> None:
     """Ray Tune function trainable (``Tuner(peft_trainable, ...)``, ``tune.run``)."""
+    import ray
     from ray import tune
 
     def report(result: dict[str, Any], folder: str) -> None:
+        # Tune adds node_ip, which all nodes of one host share: the node id tells them apart.
+        result["node_id"] = ray.get_runtime_context().get_node_id()
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
 
     checkpoint = tune.get_checkpoint()
