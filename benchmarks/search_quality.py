@@ -25,14 +25,14 @@ for a batch of 4 (one fit, then 3 acquisitions with pending points). The first
 fit of a new padded size compiles NUTS unless JAX's cache already holds it;
 ``fit_warm_s`` is a second fit of the same size.
 
-    python benchmarks/search_quality.py                   # full: about 2.5 h on 2 cores
-    python benchmarks/search_quality.py --part quality    # part 1 only: about 1.5 h
-    python benchmarks/search_quality.py --part cost       # part 2 only: about 1 h
+    python benchmarks/search_quality.py                   # full: about 2 h on 2 cores
+    python benchmarks/search_quality.py --part quality    # part 1 only: about 1.6 h
+    python benchmarks/search_quality.py --part cost       # part 2 only: about 20 min
     python benchmarks/search_quality.py --quick           # smoke run, about 1 minute
 
-Measured on 2 cores (12 layers x 768): a model-based suggestion takes about
-15 s at 20-40 observations, 35-70 s at 50 and about 3.5 min at 200 (paper
-NUTS settings; the acquisition, not the fit, dominates from 50 observations).
+Measured on a quiet 2-core machine (12 layers x 768; BENCHMARKS.md): one
+suggestion with the paper's NUTS takes about 30 s at 20-50 observations, 51 s
+at 100 and 101 s at 200; with ``surrogate="saas-map"`` 2-4 s throughout.
 """
 
 from __future__ import annotations
@@ -78,6 +78,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--methods", default=",".join(METHODS), help=f"part 1 methods (default {','.join(METHODS)})"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--cost-settings",
+        default="paper,cheap,map",
+        help="part 2 surrogates (default paper,cheap,map: paper NUTS, cheap NUTS, MAP SAAS)",
+    )
+    parser.add_argument(
+        "--cost-batch", type=int, default=4, help="part 2: suggestions in the first batch"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny smoke run of both parts")
     args = parser.parse_args(argv)
     if args.quick:
@@ -87,9 +95,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         [("tiny NUTS", {"nuts": TINY_NUTS}), ("MAP", {"surrogate": "saas-map"})]
         if args.quick
         else [
-            ("paper NUTS", {"nuts": PAPER_NUTS}),
-            ("cheap NUTS", {"nuts": CHEAP_NUTS}),
-            ("MAP", {"surrogate": "saas-map"}),
+            (label, setting)
+            for key, label, setting in (
+                ("paper", "paper NUTS", {"nuts": PAPER_NUTS}),
+                ("cheap", "cheap NUTS", {"nuts": CHEAP_NUTS}),
+                ("map", "MAP", {"surrogate": "saas-map"}),
+            )
+            if key in args.cost_settings.split(",")
         ]
     )
     args.methods = args.methods.split(",")
@@ -267,7 +279,7 @@ def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
                 )
                 for config in configs.values():
                     searcher.add_evaluated_point(config.to_dict(), problem.score(config))
-                for i in range(4 if repeat == 0 else 1):
+                for i in range(args.cost_batch if repeat == 0 else 1):
                     searcher.suggest(f"t{i}")
                 steps.append(searcher.timings)
             first, warm = steps
@@ -279,7 +291,7 @@ def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
                 "fit_warm_s": warm[0]["fit_s"],
                 "acquisition_s": first[0]["acquisition_s"],
                 "acq_pending_s": round(statistics.mean(t["acquisition_s"] for t in first[1:]), 2),
-                "batch_of_4_s": round(sum(t["total_s"] for t in first), 2),
+                f"batch_of_{args.cost_batch}_s": round(sum(t["total_s"] for t in first), 2),
             }
             print(row, flush=True)
             table.append(row)
