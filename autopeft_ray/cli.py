@@ -199,9 +199,10 @@ def _search_options(args: argparse.Namespace) -> Any:
 def demo_options(output: str | None, searcher: str = "autopeft") -> Any:
     """The README's main job: Rotten Tomatoes, MiniLM-L6, 4 random + 4 model-based configurations.
 
-    Low fidelity that still separates configurations on 2 cores: 1,024
-    training examples in 64 steps of 16 at learning rate 2e-3 (at 1e-4, or with
-    20 steps, every configuration stays at the majority class), 320 dev examples.
+    Low fidelity, about 6 minutes on 2 cores: 1,024 training examples in 64
+    steps of 16 at learning rate 2e-3, 320 dev examples. Most configurations
+    still stay at the majority class at this fidelity (BENCHMARKS.md): the demo
+    checks the machinery end to end; it is not a search result.
     """
     from autopeft_ray.search import SearchOptions
 
