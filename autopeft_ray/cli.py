@@ -12,6 +12,7 @@ from typing import Any
 
 from autopeft_ray.exceptions import AutoPeftError
 from autopeft_ray.models import DEFAULT_MODEL
+from autopeft_ray.search import SCHEDULERS, SEARCHERS, SURROGATES
 from autopeft_ray.settings import DEFAULT_TASK, TrainingSettings
 from autopeft_ray.space import VARIANTS
 
@@ -108,16 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--space", choices=sorted(VARIANTS), default="full", help="full or an ablated space"
     )
-    g.add_argument("--searcher", choices=["autopeft", "random"], default="autopeft")
+    g.add_argument("--searcher", choices=SEARCHERS, default="autopeft")
     g.add_argument("--initial", type=int, default=100, help="random initial configurations")
     g.add_argument("--model-based", type=int, default=100, help="model-based (BO) configurations")
-    g.add_argument("--scheduler", choices=["fifo", "asha", "hyperband"], default="fifo")
+    g.add_argument("--scheduler", choices=SCHEDULERS, default="fifo")
     g.add_argument(
         "--nuts", type=int, nargs=3, metavar=("WARMUP", "SAMPLES", "THINNING"), default=[128, 64, 4]
     )
     g.add_argument(
         "--surrogate",
-        choices=["saas-nuts", "saas-map"],
+        choices=SURROGATES,
         default="saas-nuts",
         help="score model: fully Bayesian SAAS (paper) or MAP SAAS (cheap at many observations)",
     )
@@ -132,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="a small real search on the offline default (minutes on 2 cores)"
     )
     d.add_argument("--output", default=None, help="run folder (default: autopeft_runs/demo-<time>)")
-    d.add_argument("--searcher", choices=["autopeft", "random"], default="autopeft")
+    d.add_argument("--searcher", choices=SEARCHERS, default="autopeft")
 
     for name, help_text in (
         ("evaluate", "re-train chosen configurations at full fidelity"),

@@ -20,7 +20,9 @@ from autopeft_ray.space import VARIANTS, PeftConfiguration, SearchSpace
 
 SEARCHERS = ("autopeft", "random")
 SCHEDULERS = ("fifo", "asha", "hyperband")
-#: Score models of the autopeft searcher (as ``AutoPEFTSearcher(surrogate=...)``).
+#: Score models of the autopeft searcher: ``AutoPEFTSearcher``'s own ``SURROGATES``,
+#: repeated here so that options are checked without importing torch and BoTorch
+#: (a test keeps the two equal).
 SURROGATES = ("saas-nuts", "saas-map")
 OPTIONS_FILE = "search.json"
 

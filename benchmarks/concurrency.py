@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -37,6 +36,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_name, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from offline_search import suggestion_seconds  # noqa: E402  (a script in this folder)
 
 from autopeft_ray.cli import demo_options  # noqa: E402
 from autopeft_ray.run_folder import read_records  # noqa: E402
@@ -59,15 +60,12 @@ def search(name: str, args: argparse.Namespace, root: Path, **changes: Any) -> d
     start = time.perf_counter()
     output = run_search(options)
     wall = time.perf_counter() - start
-    suggestion_s = 0.0
-    for state in (output / "tune").glob("searcher-state-*"):
-        suggestion_s = sum(t.get("total_s", 0.0) for t in json.loads(state.read_text())["timings"])
     ended = len(read_records(output))
     return {
         "wall_s": wall,
         "trials": ended,
         "per_hour": 3600 * ended / wall,
-        "sugg_s": suggestion_s,
+        "sugg_s": suggestion_seconds(output),
     }
 
 

@@ -72,17 +72,22 @@ def search(method: str, seed: int, args: argparse.Namespace, folder: Path) -> di
     reference = tuple(json.loads((output / OPTIONS_FILE).read_text())["reference_point"])
     done = completed_points(read_records(output))
     points = [(r["metrics"][SCORE], r["metrics"][PARAM_FRACTION]) for r in done]
-    suggestion_s = 0.0
-    for state in (output / "tune").glob("searcher-state-*"):
-        timings = json.loads(state.read_text()).get("timings", [])
-        suggestion_s = sum(t.get("total_s", 0.0) for t in timings)
     return {
         "trace": hypervolume_trace(points, reference),
         "wall_s": wall,
-        "suggestion_s": suggestion_s,
+        "suggestion_s": suggestion_seconds(output),
         "scores": sorted(round(s, 3) for s, _ in points),
         "trials": len(points),
     }
+
+
+def suggestion_seconds(output: Path) -> float:
+    """Seconds the run's searcher spent on model-based suggestions (its saved timings)."""
+    seconds = 0.0
+    for state in (output / "tune").glob("searcher-state-*"):
+        timings = json.loads(state.read_text()).get("timings", [])
+        seconds = sum(t.get("total_s", 0.0) for t in timings)
+    return seconds
 
 
 def full_fine_tuning_seconds(steps: int) -> tuple[float, int]:

@@ -202,3 +202,10 @@ def test_map_surrogate_fits_one_saas_gp_and_proposes_unseen_configurations(
 def test_unknown_surrogate_is_rejected_with_the_valid_values(make_searcher):
     with pytest.raises(ConfigurationError, match=r"surrogate.*saas-nuts.*saas-map.*saas-gp"):
         make_searcher("autopeft", surrogate="saas-gp")
+
+
+def test_search_options_offer_exactly_the_searchers_surrogates():
+    from autopeft_ray.search import SURROGATES as OFFERED
+    from autopeft_ray.searchers.autopeft import SURROGATES
+
+    assert OFFERED == SURROGATES
