@@ -16,19 +16,36 @@ from autopeft_ray.search import SCHEDULERS, SEARCHERS, SURROGATES
 from autopeft_ray.settings import DEFAULT_TASK, TrainingSettings
 from autopeft_ray.space import VARIANTS
 
+# What evaluate and transfer take from the search's saved settings when not given
+# (transfer trains on other tasks: not the search's data files).
+INHERITED = {
+    "evaluate": ("model", "task", "data_files", "max_length"),
+    "transfer": ("model", "task", "max_length"),
+}
 
-def _training_arguments(p: argparse.ArgumentParser) -> None:
+
+def _training_arguments(p: argparse.ArgumentParser, inherit: Sequence[str] = ()) -> None:
     g = p.add_argument_group("training (per trial)")
-    g.add_argument("--task", default=DEFAULT_TASK, help=f"task name (default {DEFAULT_TASK})")
+    of_search = " (default: the search's)" if inherit else ""
     g.add_argument(
-        "--model", default=DEFAULT_MODEL, help="hub name, local checkpoint or the offline default"
+        "--task",
+        default=None if inherit else DEFAULT_TASK,
+        help=f"task name{of_search or f' (default {DEFAULT_TASK})'}",
+    )
+    g.add_argument(
+        "--model",
+        default=None if inherit else DEFAULT_MODEL,
+        help=f"hub name, local checkpoint or the offline default{of_search}",
     )
     g.add_argument(
         "--data-files",
         default=None,
-        help="folder or JSON {split: path} of local files in the task's schema",
+        help="folder or JSON {split: path} of local files in the task's schema"
+        + (of_search if "data_files" in inherit else ""),
     )
-    g.add_argument("--max-length", type=int, default=128)
+    g.add_argument(
+        "--max-length", type=int, default=None if inherit else 128, help=of_search or None
+    )
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument(
         "--learning-rate",
@@ -78,11 +95,17 @@ def _settings(args: argparse.Namespace) -> TrainingSettings:
     data_files: Any = args.data_files
     if data_files and data_files.lstrip().startswith("{"):
         data_files = json.loads(data_files)
+    given = dict(
+        model=args.model, task=args.task, data_files=data_files, max_length=args.max_length
+    )
+    if args.command in INHERITED:  # the search's settings where not given
+        searched = _searched_settings(args.run)
+        given.update({k: searched[k] for k in INHERITED[args.command] if given[k] is None})
     return TrainingSettings(
-        model=args.model,
-        task=args.task,
-        data_files=data_files,
-        max_length=args.max_length,
+        model=given["model"],
+        task=given["task"],
+        data_files=given["data_files"],
+        max_length=given["max_length"],
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         epochs=args.epochs,
@@ -93,6 +116,16 @@ def _settings(args: argparse.Namespace) -> TrainingSettings:
         max_eval_examples=args.max_eval_examples,
         seed=args.seed,
     )
+
+
+def _searched_settings(run: str) -> dict[str, Any]:
+    """Model, task, data files and sequence length of the search in ``run``, else defaults."""
+    from autopeft_ray.search import OPTIONS_FILE
+
+    saved = Path(run) / OPTIONS_FILE
+    searched = json.loads(saved.read_text())["settings"] if saved.exists() else {}
+    defaults = TrainingSettings()
+    return {k: searched.get(k, getattr(defaults, k)) for k in INHERITED["evaluate"]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="score model: fully Bayesian SAAS (paper) or MAP SAAS (cheap at many observations)",
     )
     g.add_argument(
-        "--reference-point", type=float, nargs=2, metavar=("SCORE", "FRACTION"), default=[0.0, 1.0]
+        "--reference-point",
+        type=float,
+        nargs=2,
+        metavar=("SCORE", "FRACTION"),
+        default=None,
+        help="hypervolume reference (default: score 0 and the largest configuration's fraction)",
     )
     g.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial")
     g.add_argument("--output", default="autopeft_runs/search", help="run folder")
@@ -157,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument("--output", default=None, help="default: <run>/<command>")
         if name == "transfer":
             e.add_argument("--to", nargs="+", required=True, metavar="TASK", help="target tasks")
-        _training_arguments(e)
+        _training_arguments(e, inherit=INHERITED[name])
         _resource_arguments(e)
 
     r = sub.add_parser("report", help="Pareto plot, hypervolume trace and table of a run")
@@ -191,7 +229,7 @@ def _search_options(args: argparse.Namespace) -> Any:
         address=args.address,
         nuts=tuple(args.nuts),
         surrogate=args.surrogate,
-        reference_point=tuple(args.reference_point),
+        reference_point=None if args.reference_point is None else tuple(args.reference_point),
         max_failures=args.max_failures,
         seed=args.seed,
     )
@@ -200,10 +238,10 @@ def _search_options(args: argparse.Namespace) -> Any:
 def demo_options(output: str | None, searcher: str = "autopeft") -> Any:
     """The README's main job: Rotten Tomatoes, MiniLM-L6, 4 random + 4 model-based configurations.
 
-    Low fidelity, about 6 minutes on 2 cores: 1,024 training examples in 64
-    steps of 16 at learning rate 2e-3, 320 dev examples. Most configurations
-    still stay at the majority class at this fidelity (BENCHMARKS.md): the demo
-    checks the machinery end to end; it is not a search result.
+    Low fidelity, about 8 minutes on 2 cores: 1,024 training examples in 64
+    steps of 16 at learning rate 1e-2 (high, to learn something in 64 steps),
+    320 dev examples. At this fidelity most configurations stay at the majority
+    class and some small ones leave it (BENCHMARKS.md).
     """
     from autopeft_ray.search import SearchOptions
 
@@ -211,7 +249,7 @@ def demo_options(output: str | None, searcher: str = "autopeft") -> Any:
         task=DEFAULT_TASK,
         max_length=64,
         batch_size=16,
-        learning_rate=2e-3,
+        learning_rate=1e-2,
         epochs=1.0,
         train_examples=1024,
         max_eval_examples=320,

@@ -64,16 +64,16 @@ def write_report(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from autopeft_ray.pareto import hypervolume_trace, pareto_mask
-    from autopeft_ray.run_folder import completed_points, read_records
+    from autopeft_ray.pareto import hypervolume_trace
+    from autopeft_ray.run_folder import completed_points, pareto_records, read_records
 
     folder = Path(folder)
     out = folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     done = sorted(completed_points(read_records(folder)), key=lambda r: r["finished_at"])
     points = _points(done)
-    mask: Any = pareto_mask(points) if points else []
-    front = sorted((p for p, keep in zip(points, mask, strict=True) if keep), key=lambda p: p[1])
+    on_front = pareto_records(done)
+    front = _points(on_front)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     if points:
@@ -111,16 +111,14 @@ def write_report(
     fig.savefig(out / "hypervolume.png", dpi=120)
     plt.close(fig)
 
-    pareto_records = [r for r, keep in zip(done, mask, strict=True) if keep]
-    pareto_records.sort(key=lambda r: r["metrics"][PARAM_FRACTION])
     text = [
         f"# AutoPEFT report: {folder.name}",
         "",
-        f"{len(done)} completed evaluations; {len(pareto_records)} on the Pareto front.",
+        f"{len(done)} completed evaluations; {len(on_front)} on the Pareto front.",
         "",
         "## Pareto front",
         "",
-        markdown_table(pareto_records),
+        markdown_table(on_front),
         "",
         "![Pareto front](pareto_front.png)",
         "![Hypervolume](hypervolume.png)",

@@ -149,6 +149,17 @@ def completed_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def pareto_records(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The completed records on the Pareto front, by increasing parameter fraction."""
+    from autopeft_ray.pareto import pareto_mask
+
+    if not done:
+        return []
+    mask = pareto_mask([(r["metrics"][SCORE], r["metrics"][PARAM_FRACTION]) for r in done])
+    front = [r for r, keep in zip(done, mask, strict=True) if keep]
+    return sorted(front, key=lambda r: r["metrics"][PARAM_FRACTION])
+
+
 def write_tables(
     folder: str | Path, records: list[dict[str, Any]], pareto: list[dict[str, Any]]
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from autopeft_ray.exceptions import ConfigurationError, SearchInterrupted, invalid_value
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
-from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings, check_trial_resources
+from autopeft_ray.settings import TrainingSettings, check_trial_resources
 from autopeft_ray.space import VARIANTS, PeftConfiguration, SearchSpace
 
 SEARCHERS = ("autopeft", "random")
@@ -99,6 +99,13 @@ class SearchOptions:
                 f"`num_evaluations` is {self.settings.num_evaluations}. Set num_evaluations >= 2 "
                 f"(e.g. 3), or use scheduler='fifo'."
             )
+        if self.reference_point is not None and not _valid_reference(self.reference_point):
+            raise invalid_value(
+                "reference_point",
+                self.reference_point,
+                expected="(score, param_fraction) with a parameter fraction in (0, 1]",
+                fix="Leave it unset for score 0 and the largest configuration's fraction.",
+            )
         if len(self.nuts) != 3 or any(int(n) < 1 for n in self.nuts):
             raise invalid_value(
                 "nuts", self.nuts, expected="(warmup, samples, thinning), each >= 1"
@@ -121,6 +128,15 @@ class SearchOptions:
         if data.get("reference_point") is not None:
             data["reference_point"] = tuple(data["reference_point"])
         return cls(**data)
+
+
+def _valid_reference(point: Any) -> bool:
+    """A finite ``(score, param_fraction)`` pair with the fraction in (0, 1]."""
+    try:
+        score, fraction = (float(v) for v in point)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(score) and 0 < fraction <= 1
 
 
 def check_gpus(gpus_per_trial: float, address: str | None) -> None:
@@ -217,9 +233,8 @@ def prepare(options: SearchOptions) -> tuple[SearchSpace, Any]:
 def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
     from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher
 
-    fixed = {TRIAL_SETTINGS_KEY: options.settings.to_dict()}
     if options.searcher == "random":
-        return RandomPEFTSearcher(space, cost_fn=cost, seed=options.seed, fixed_config=fixed)
+        return RandomPEFTSearcher(space, cost_fn=cost, seed=options.seed)
     warmup, samples, thinning = options.nuts
     return AutoPEFTSearcher(
         space,
@@ -231,7 +246,6 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
         surrogate=options.surrogate,
         reference_point=options.reference_point,
         seed=options.seed,
-        fixed_config=fixed,
     )
 
 
@@ -301,7 +315,11 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
     if not ray.is_initialized():
         ray.init(address=options.address, include_dashboard=None, log_to_driver=False)
     check_cluster_resources(options.cpus_per_trial, options.gpus_per_trial)
-    trainable = with_resources(options.cpus_per_trial, options.gpus_per_trial)
+    # Settings bound to the trainable, not in each trial config: Ray's progress
+    # output then shows the configuration only.
+    trainable = with_resources(
+        options.cpus_per_trial, options.gpus_per_trial, settings=options.settings
+    )
     if resume and tune.Tuner.can_restore(str(output / "tune")):
         tuner = tune.Tuner.restore(str(output / "tune"), trainable, resume_errored=True)
     else:
@@ -358,21 +376,11 @@ def finalize(
 ) -> list[dict[str, Any]]:
     """Write trials/Pareto tables, adapters configurations and the report."""
     from autopeft_ray.builder import adapter_setup_dict
-    from autopeft_ray.pareto import pareto_mask
     from autopeft_ray.report import write_report
-    from autopeft_ray.run_folder import completed_points, read_records, write_tables
+    from autopeft_ray.run_folder import completed_points, pareto_records, read_records, write_tables
 
     records = read_records(output)
-    done = completed_points(records)
-    mask: Any = (
-        pareto_mask([(r["metrics"][SCORE], r["metrics"][PARAM_FRACTION]) for r in done])
-        if done
-        else []
-    )
-    pareto = sorted(
-        (r for r, keep in zip(done, mask, strict=True) if keep),
-        key=lambda r: r["metrics"][PARAM_FRACTION],
-    )
+    pareto = pareto_records(completed_points(records))
     write_tables(output, records, pareto)
     for rank, record in enumerate(pareto):
         configuration = space.from_trial_config(record["configuration"])

@@ -2,10 +2,16 @@
 
 A Ray Tune trial config is the flat configuration dict of the search space
 (``sa_size``, ``pa_size``, ``pt_length``, ``layer_0`` ...) or ``{"preset":
-name}``, plus one key, ``TRIAL_SETTINGS_KEY``, holding
-``TrainingSettings.to_dict()``. Searchers put it in every suggestion through
-their ``fixed_config``; trainables read it back with
-:meth:`TrainingSettings.from_dict`.
+name}``. The trainable gets its ``TrainingSettings`` in one of two ways:
+
+- bound once for all trials, ``tune.with_parameters(peft_trainable,
+  settings=settings)`` (what ``with_resources(..., settings=settings)`` and
+  ``autopeft-ray search`` do): Ray's progress output then shows only the
+  configuration;
+- per trial, under the config key ``TRIAL_SETTINGS_KEY`` holding
+  ``TrainingSettings.to_dict()`` (:func:`trial_config`, or a searcher's
+  ``fixed_config``), which wins over bound settings (``evaluate`` uses it
+  for one seed per trial).
 """
 
 from __future__ import annotations

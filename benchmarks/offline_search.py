@@ -2,7 +2,7 @@
 
 Each search is a real ``run_search`` (Ray Tune, real training) on Rotten
 Tomatoes with MiniLM-L6 at the demo's low fidelity (``autopeft-ray demo``'s
-settings: 1,024 training examples, batch 16, learning rate 2e-3, sequence 64,
+settings: 1,024 training examples, batch 16, learning rate 1e-2, sequence 64,
 320 dev examples), ``--initial`` random + ``--model-based`` configurations;
 random search gets the same total. For each seed both searchers run one after
 the other, so machine noise hits both alike.

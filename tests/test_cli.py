@@ -174,6 +174,10 @@ def test_evaluate_and_transfer_and_report(fifo_run, capsys):
         (["search", "--batch-size", "0"], r"`batch_size` should be a positive integer, got 0"),
         (["search", "--model", "/no/such/model"], r"`model` '/no/such/model' is not a folder"),
         (["evaluate", "/no/such/run"], r"`run folder` should be a finished search"),
+        (
+            ["search", "--reference-point", "0", "1.5"],
+            r"`reference_point` should be .*fraction in \(0, 1\], got \(0.0, 1.5\)",
+        ),
     ],
 )
 def test_bad_input_fails_before_ray_with_a_clear_message(argv, pattern, capsys, tmp_path):
@@ -194,3 +198,32 @@ def test_argparse_rejects_unknown_space_naming_the_choices(capsys):
         main(["search", "--space", "sa-pt"])
     assert exc.value.code == 2
     assert "invalid choice: 'sa-pt'" in capsys.readouterr().err
+
+
+def test_evaluate_and_transfer_default_to_the_searched_model_and_task(tmp_path):
+    from autopeft_ray.cli import _settings, build_parser
+    from autopeft_ray.search import OPTIONS_FILE, SearchOptions
+    from autopeft_ray.settings import TrainingSettings
+
+    searched = TrainingSettings(
+        task="pang_lee_polarity", max_length=48, data_files=str(tmp_path), train_examples=64
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / OPTIONS_FILE).write_text(json.dumps(SearchOptions(settings=searched).to_dict()))
+    parser = build_parser()
+
+    evaluate = _settings(parser.parse_args(["evaluate", str(run)]))
+    assert (evaluate.task, evaluate.max_length, evaluate.data_files) == (
+        "pang_lee_polarity",
+        48,
+        str(tmp_path),
+    )
+    assert evaluate.model == searched.model
+    assert evaluate.train_examples is None, "the search's low fidelity is not inherited"
+    given = _settings(parser.parse_args(["evaluate", str(run), "--task", "rte"]))
+    assert given.task == "rte" and given.max_length == 48
+    transfer = _settings(parser.parse_args(["transfer", str(run), "--to", "rte"]))
+    assert transfer.max_length == 48 and transfer.data_files is None
+    no_search = _settings(parser.parse_args(["evaluate", str(tmp_path / "other")]))
+    assert (no_search.task, no_search.max_length) == (TrainingSettings().task, 128)

@@ -78,3 +78,12 @@ def test_trial_resources_are_checked_in_one_place(cpus, gpus, pattern):
         SearchOptions(cpus_per_trial=cpus, gpus_per_trial=gpus)
     check_trial_resources(2, 0.5)
     check_trial_resources(1, 2)
+
+
+@pytest.mark.parametrize("point", [(0.5,), (0.0, 0.0), (0.0, 1.5), (float("nan"), 0.1), "ab", 3])
+def test_bad_reference_point_names_the_field(point):
+    from autopeft_ray.search import SearchOptions
+
+    with pytest.raises(ConfigurationError, match=r"`reference_point` should be .*fraction in"):
+        SearchOptions(reference_point=point)  # type: ignore[arg-type]
+    assert SearchOptions(reference_point=(0.5, 0.02)).reference_point == (0.5, 0.02)

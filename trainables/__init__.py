@@ -1,7 +1,13 @@
 """Ray Tune trainables for AutoPEFT (installed as ``autopeft_ray.trainables``)."""
 
 from .loop import TrainingRun, configuration_from_trial, prepare_data
-from .peft_trainable import granted_resources, peft_trainable, run_training, with_resources
+from .peft_trainable import (
+    granted_resources,
+    peft_trainable,
+    run_training,
+    trial_settings,
+    with_resources,
+)
 
 __all__ = [
     "TrainingRun",
@@ -10,5 +16,6 @@ __all__ = [
     "peft_trainable",
     "prepare_data",
     "run_training",
+    "trial_settings",
     "with_resources",
 ]

@@ -1,8 +1,9 @@
 """The Ray Tune trainable: train one PEFT configuration and report both objectives.
 
 Works with ``Tuner(peft_trainable, ...)`` and ``tune.run(peft_trainable, ...)``.
-The trial config holds the configuration (or a preset) and the fixed
-``TrainingSettings`` (see ``autopeft_ray.settings``). After each of the
+The trial config holds the configuration (or a preset); the fixed
+``TrainingSettings`` are bound with ``tune.with_parameters`` or sit in the
+config (see ``autopeft_ray.settings``). After each of the
 settings' ``num_evaluations`` dev evaluations the trial reports (score, best
 score, every task metric, parameter fraction, fidelity in optimiser steps,
 throughput) with a checkpoint, so a trial paused by a scheduler or retried
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,26 +43,41 @@ def granted_resources() -> tuple[torch.device, int]:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu"), torch.get_num_threads()
 
 
+def trial_settings(
+    config: dict[str, Any], settings: TrainingSettings | Mapping[str, Any] | None = None
+) -> TrainingSettings:
+    """The settings of a trial: ``config[TRIAL_SETTINGS_KEY]`` if present, else ``settings``."""
+    if TRIAL_SETTINGS_KEY in config:
+        return TrainingSettings.from_dict(config[TRIAL_SETTINGS_KEY])
+    if isinstance(settings, TrainingSettings):
+        return settings
+    if isinstance(settings, Mapping):
+        return TrainingSettings.from_dict(settings)
+    raise ConfigurationError(
+        f"The trial has no TrainingSettings: bind them with "
+        f"tune.with_parameters(peft_trainable, settings=TrainingSettings(...)) or "
+        f"with_resources(cpus, gpus, settings=...), or put them in the trial config with "
+        f"autopeft_ray.settings.trial_config(configuration, settings) or the searcher's "
+        f"fixed_config={{{TRIAL_SETTINGS_KEY!r}: settings.to_dict()}}. Got settings={settings!r}."
+    )
+
+
 def run_training(
     config: dict[str, Any],
     report: Report,
     *,
+    settings: TrainingSettings | Mapping[str, Any] | None = None,
     restore_from: str | Path | None = None,
     device: torch.device | None = None,
 ) -> TrainingRun:
     """Train the trial config's configuration, calling ``report(result, checkpoint_dir)``.
 
     This is the trainable without Ray: ``report`` receives the result dict and a
-    folder holding a checkpoint that lives until ``report`` returns.
+    folder holding a checkpoint that lives until ``report`` returns. ``settings``
+    applies when the config holds none (see :func:`trial_settings`).
     """
-    if TRIAL_SETTINGS_KEY not in config:
-        raise ConfigurationError(
-            f"The trial config has no {TRIAL_SETTINGS_KEY!r}: build it with "
-            f"autopeft_ray.settings.trial_config(configuration, TrainingSettings(...)), or pass "
-            f"fixed_config={{{TRIAL_SETTINGS_KEY!r}: settings.to_dict()}} to the searcher."
-        )
     started = time.perf_counter()
-    settings = TrainingSettings.from_dict(config[TRIAL_SETTINGS_KEY])
+    settings = trial_settings(config, settings)
     configuration = configuration_from_trial(config)
     granted_device, threads = granted_resources()
     torch.set_num_threads(threads)
@@ -86,8 +102,14 @@ def run_training(
     return run
 
 
-def peft_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable (``Tuner(peft_trainable, ...)``, ``tune.run``)."""
+def peft_trainable(
+    config: dict[str, Any], settings: TrainingSettings | Mapping[str, Any] | None = None
+) -> None:
+    """Ray Tune function trainable (``Tuner(peft_trainable, ...)``, ``tune.run``).
+
+    Bind the settings with ``tune.with_parameters(peft_trainable, settings=...)``,
+    or put them in each trial config (see :func:`trial_settings`).
+    """
     import ray
     from ray import tune
 
@@ -98,21 +120,36 @@ def peft_trainable(config: dict[str, Any]) -> None:
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        run_training(config, report)
+        run_training(config, report, settings=settings)
         return
     with checkpoint.as_directory() as folder:
-        run_training(config, report, restore_from=folder)
+        run_training(config, report, settings=settings, restore_from=folder)
 
 
-def with_resources(cpus: float = 1, gpus: float = 0) -> Any:
-    """``peft_trainable`` asking Ray for ``cpus`` CPUs and ``gpus`` (possibly fractional) GPUs."""
+def with_resources(
+    cpus: float = 1, gpus: float = 0, settings: TrainingSettings | None = None
+) -> Any:
+    """``peft_trainable`` asking Ray for ``cpus`` CPUs and ``gpus`` (possibly fractional) GPUs.
+
+    With ``settings``, they are bound to every trial (``tune.with_parameters``),
+    so trial configs hold only the configuration.
+    """
     from ray import tune
 
     check_trial_resources(cpus, gpus)
+    if settings is not None and not isinstance(settings, TrainingSettings):
+        raise ConfigurationError(
+            f"`settings` should be a TrainingSettings, got {type(settings).__name__}."
+        )
 
     # tune.with_resources sets an attribute on the function it is given: wrap a fresh one
     # so that the module-level peft_trainable stays free of resource requests.
-    def peft_trainable_with_resources(config: dict[str, Any]) -> None:
-        peft_trainable(config)
+    def peft_trainable_with_resources(
+        config: dict[str, Any], settings: TrainingSettings | None = None
+    ) -> None:
+        peft_trainable(config, settings)
 
-    return tune.with_resources(peft_trainable_with_resources, {"cpu": cpus, "gpu": gpus})
+    trainable: Any = peft_trainable_with_resources
+    if settings is not None:
+        trainable = tune.with_parameters(trainable, settings=settings)
+    return tune.with_resources(trainable, {"cpu": cpus, "gpu": gpus})

@@ -13,7 +13,13 @@ from autopeft_ray.models import DEFAULT_MODEL
 from autopeft_ray.objectives import BEST_SCORE, FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
 from autopeft_ray.settings import TrainingSettings, trial_config
 from autopeft_ray.space import SearchSpace
-from autopeft_ray.trainables import TrainingRun, prepare_data, run_training
+from autopeft_ray.trainables import (
+    TrainingRun,
+    prepare_data,
+    run_training,
+    trial_settings,
+    with_resources,
+)
 
 SPACE = SearchSpace(6, 384)
 CONFIG = SPACE.configuration(sa_size=8, pa_size=4, pt_length=2, active_layers=[3, 4, 5])
@@ -94,8 +100,20 @@ def test_nan_loss_ends_the_trial_with_a_clear_error(settings):
 
 
 def test_missing_trial_settings_is_a_clear_error():
-    with pytest.raises(ConfigurationError, match="trial_settings"):
+    with pytest.raises(ConfigurationError, match=r"no TrainingSettings: bind them with"):
         run_training(CONFIG.to_dict(), lambda r, f: None)
+    with pytest.raises(ConfigurationError, match=r"Got settings=42"):
+        trial_settings(CONFIG.to_dict(), 42)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"`settings` should be a TrainingSettings"):
+        with_resources(cpus=1, settings={"task": "rte"})  # type: ignore[arg-type]
+
+
+def test_settings_in_the_config_win_over_bound_settings(settings):
+    bound = settings.replace(seed=1)
+    assert trial_settings(CONFIG.to_dict(), bound) is bound
+    assert trial_settings(CONFIG.to_dict(), bound.to_dict()) == bound
+    per_trial = settings.replace(seed=2)
+    assert trial_settings(trial_config(CONFIG, per_trial), bound) == per_trial
 
 
 @pytest.mark.slow
@@ -103,13 +121,13 @@ def test_real_tuner_runs_two_trials(ray_session, settings, tmp_path):
     from ray import tune
 
     from autopeft_ray.searchers.fixed import FixedConfigurations
-    from autopeft_ray.trainables import with_resources
 
     short = settings.replace(max_steps=3, num_evaluations=1)
     other = SPACE.configuration(sa_size=0, pa_size=16, pt_length=0, active_layers=[0, 5])
-    points = [trial_config(CONFIG, short), trial_config(other, short)]
+    # CONFIG trains with the bound settings; other with its own, in its config.
+    points = [CONFIG.to_dict(), trial_config(other, short.replace(max_steps=2))]
     results = tune.Tuner(
-        with_resources(cpus=1),
+        with_resources(cpus=1, settings=short),
         tune_config=tune.TuneConfig(
             search_alg=FixedConfigurations(points),
             num_samples=2,
@@ -118,9 +136,12 @@ def test_real_tuner_runs_two_trials(ray_session, settings, tmp_path):
         run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0),
     ).fit()
     assert results.num_errors == 0 and len(results) == 2
+    by_steps = {}
     for result in results:
-        assert result.metrics[FIDELITY] == 3 and result.metrics["threads"] == 1
-        assert result.checkpoint is not None
+        assert result.metrics["threads"] == 1 and result.checkpoint is not None
+        by_steps[result.metrics[FIDELITY]] = result.config
+    assert by_steps[3] == CONFIG.to_dict(), "bound settings stay out of the trial config"
+    assert SPACE.from_trial_config(by_steps[2]) == other
     fractions = sorted(r.metrics[PARAM_FRACTION] for r in results)
     cost = ParamCost.from_model(DEFAULT_MODEL)
     assert fractions == pytest.approx(sorted([cost(CONFIG), cost(other)]))
