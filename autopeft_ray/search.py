@@ -292,7 +292,9 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
                 fix="Pass the folder of the search to resume as --output.",
             )
         options = replace(
-            SearchOptions.from_dict(json.loads(saved.read_text())), address=options.address
+            SearchOptions.from_dict(json.loads(saved.read_text())),
+            address=options.address,
+            output=str(output),  # the folder may have moved since
         )
     elif (output / "tune").exists():
         raise invalid_value(
@@ -322,6 +324,7 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
     )
     if resume and tune.Tuner.can_restore(str(output / "tune")):
         tuner = tune.Tuner.restore(str(output / "tune"), trainable, resume_errored=True)
+        _point_callbacks_at(tuner, output)
     else:
         searcher = make_searcher(options, space, cost)
         tuner = tune.Tuner(
@@ -369,6 +372,26 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
             f"`autopeft-ray search --output {output} --resume`."
         )
     return output
+
+
+def _point_callbacks_at(tuner: Any, output: Path) -> None:
+    """Point the restored run-folder callbacks at ``output``.
+
+    Tune restores the callbacks pickled in ``tuner.pkl`` with the folder they
+    were made for, so a run folder moved (or copied to another machine) before
+    ``--resume`` would be logged to at its old place. Ray 2.60 has no public
+    access to a restored run config (ray-project/ray#41364); ``_local_tuner`` is
+    the workaround given there. Where it is missing (Ray Client) nothing changes.
+    """
+    from autopeft_ray.monitoring import SearchMetrics
+    from autopeft_ray.run_folder import TrialLog
+
+    local = getattr(tuner, "_local_tuner", None)
+    for callback in (local.get_run_config().callbacks or []) if local is not None else []:
+        if isinstance(callback, TrialLog):
+            callback.folder = output
+        elif isinstance(callback, SearchMetrics):
+            callback.run_folder = output
 
 
 def finalize(

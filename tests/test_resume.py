@@ -195,10 +195,17 @@ def test_resume_after_interruption_loses_nothing_and_repeats_nothing(
     assert before, "the trial that ended before the interruption is on disk"
     assert len({r["trial_id"] for r in before}) < BUDGET, runs.log("first")
 
+    if how == "sigint":  # also: the run folder moved before the resume
+        moved = tmp_path / "moved"
+        shutil.move(output, moved)
+        old, output = output, moved
     resumed = runs.start(["search", "--output", str(output), "--resume"], "resumed")
     assert resumed.wait(timeout=600) == 0, runs.log("resumed")
     assert not _wait_gone(runs), "Ray processes outlived the resumed search"
 
+    if how == "sigint":
+        assert not old.exists(), "the resumed search wrote to the folder's old place"
+        assert json.loads((output / "search.json").read_text())["output"] == str(output)
     lines = _records(output)
     assert lines[: len(before)] == before, "trials.jsonl is only appended to"
     latest = {r["trial_id"]: r for r in lines}
