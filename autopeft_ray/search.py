@@ -292,10 +292,9 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
                 fix="Pass the folder of the search to resume as --output.",
             )
         options = replace(
-            SearchOptions.from_dict(json.loads(saved.read_text())),
-            address=options.address,
-            output=str(output),  # the folder may have moved since
+            SearchOptions.from_dict(json.loads(saved.read_text())), address=options.address
         )
+        check_not_moved(Path(options.output), output)
     elif (output / "tune").exists():
         raise invalid_value(
             "output",
@@ -303,6 +302,7 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
             expected="a new folder",
             fix="It holds a search already: pass --resume to continue it, or another --output.",
         )
+    options = replace(options, output=str(output))  # absolute: check_not_moved reads it
     space, cost = prepare(options)
     if options.reference_point is None:
         from autopeft_ray.pareto import reference_point_for
@@ -324,7 +324,6 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
     )
     if resume and tune.Tuner.can_restore(str(output / "tune")):
         tuner = tune.Tuner.restore(str(output / "tune"), trainable, resume_errored=True)
-        _point_callbacks_at(tuner, output)
     else:
         searcher = make_searcher(options, space, cost)
         tuner = tune.Tuner(
@@ -374,24 +373,23 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
     return output
 
 
-def _point_callbacks_at(tuner: Any, output: Path) -> None:
-    """Point the restored run-folder callbacks at ``output``.
+def check_not_moved(saved: Path, output: Path) -> None:
+    """Refuse to resume a run folder that was moved since the search started.
 
-    Tune restores the callbacks pickled in ``tuner.pkl`` with the folder they
-    were made for, so a run folder moved (or copied to another machine) before
-    ``--resume`` would be logged to at its old place. Ray 2.60 has no public
-    access to a restored run config (ray-project/ray#41364); ``_local_tuner`` is
-    the workaround given there. Where it is missing (Ray Client) nothing changes.
+    Ray Tune 2.60 keeps each trial's absolute folder in its saved state: after a
+    move, a trial that was running at the interruption fails on resume (tried:
+    it errored twice, looking for its checkpoint at the old place). ``saved`` is
+    the folder recorded in ``search.json`` (relative in folders of older
+    versions, which are not checked).
     """
-    from autopeft_ray.monitoring import SearchMetrics
-    from autopeft_ray.run_folder import TrialLog
-
-    local = getattr(tuner, "_local_tuner", None)
-    for callback in (local.get_run_config().callbacks or []) if local is not None else []:
-        if isinstance(callback, TrialLog):
-            callback.folder = output
-        elif isinstance(callback, SearchMetrics):
-            callback.run_folder = output
+    if saved.is_absolute() and saved.resolve() != output:
+        raise invalid_value(
+            "output",
+            str(output),
+            expected=f"the folder the search was started in, {saved}",
+            fix=f"Ray Tune keeps absolute trial paths in its state, so a moved run folder "
+            f"cannot be resumed: move it back to {saved} and resume it there.",
+        )
 
 
 def finalize(

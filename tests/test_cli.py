@@ -227,3 +227,20 @@ def test_evaluate_and_transfer_default_to_the_searched_model_and_task(tmp_path):
     assert transfer.max_length == 48 and transfer.data_files is None
     no_search = _settings(parser.parse_args(["evaluate", str(tmp_path / "other")]))
     assert (no_search.task, no_search.max_length) == (TrainingSettings().task, 128)
+
+
+def test_resume_refuses_a_moved_run_folder_before_ray(tmp_path, capsys):
+    import ray
+
+    from autopeft_ray.search import OPTIONS_FILE, SearchOptions
+
+    started_in = tmp_path / "was-here"
+    run = tmp_path / "now-here"
+    (run / "tune").mkdir(parents=True)
+    (run / OPTIONS_FILE).write_text(json.dumps(SearchOptions(output=str(started_in)).to_dict()))
+    was_running = ray.is_initialized()
+    assert main(["search", "--output", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"`output` should be the folder the search was started in, {started_in}" in err
+    assert f"move it back to {started_in}" in err and "Traceback" not in err
+    assert ray.is_initialized() == was_running
