@@ -32,16 +32,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(_name, "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A script in this folder; importing it first also sets the offline environment
+# (hub offline, no usage stats) before autopeft_ray and its libraries are imported.
+from offline_search import suggestion_seconds
 
-from offline_search import suggestion_seconds  # noqa: E402  (a script in this folder)
-
-from autopeft_ray.cli import demo_options  # noqa: E402
-from autopeft_ray.run_folder import read_records  # noqa: E402
-from autopeft_ray.search import run_search  # noqa: E402
+from autopeft_ray.cli import demo_options
+from autopeft_ray.run_folder import read_records
+from autopeft_ray.search import run_search
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -31,3 +31,21 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_search_args() -> list[str]:
+    """CLI flags of the smallest real search: the 200-sentence task, short sequences,
+    16 dev examples, one CPU per trial. Tests add the budget and the searcher."""
+    return [
+        "--task",
+        "pang_lee_polarity",
+        "--max-length",
+        "32",
+        "--batch-size",
+        "8",
+        "--max-eval-examples",
+        "16",
+        "--cpus-per-trial",
+        "1",
+    ]

@@ -9,19 +9,6 @@ import pytest
 
 from autopeft_ray.cli import main
 
-TINY = [
-    "--task",
-    "pang_lee_polarity",
-    "--max-length",
-    "32",
-    "--batch-size",
-    "8",
-    "--max-eval-examples",
-    "16",
-    "--cpus-per-trial",
-    "1",
-]
-
 
 def _has_cuda() -> bool:
     import torch
@@ -34,12 +21,12 @@ def _lines(folder: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def fifo_run(ray_session, tmp_path_factory) -> Path:
+def fifo_run(ray_session, tmp_path_factory, tiny_search_args) -> Path:
     out = tmp_path_factory.mktemp("cli") / "fifo"
     code = main(
         [
             "search",
-            *TINY,
+            *tiny_search_args,
             "--max-steps",
             "2",
             "--initial",
@@ -83,12 +70,12 @@ def test_search_fifo_writes_the_run_folder(fifo_run, capsys):
 
 
 @pytest.mark.slow
-def test_search_with_asha_stops_by_pareto_rungs(ray_session, tmp_path):
+def test_search_with_asha_stops_by_pareto_rungs(ray_session, tmp_path, tiny_search_args):
     out = tmp_path / "asha"
     code = main(
         [
             "search",
-            *TINY,
+            *tiny_search_args,
             "--max-steps",
             "4",
             "--num-evaluations",
@@ -113,12 +100,12 @@ def test_search_with_asha_stops_by_pareto_rungs(ray_session, tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_and_transfer_and_report(fifo_run, capsys):
+def test_evaluate_and_transfer_and_report(fifo_run, capsys, tiny_search_args):
     code = main(
         [
             "evaluate",
             str(fifo_run),
-            *TINY,
+            *tiny_search_args,
             "--max-steps",
             "2",
             "--seeds",
@@ -143,7 +130,7 @@ def test_evaluate_and_transfer_and_report(fifo_run, capsys):
             str(fifo_run),
             "--to",
             "rotten_tomatoes",
-            *TINY[2:],
+            *tiny_search_args[2:],
             "--max-steps",
             "2",
             "--seeds",

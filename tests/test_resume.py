@@ -37,22 +37,6 @@ from autopeft_ray.space import PeftConfiguration
 
 CLI = str(Path(sys.executable).with_name("autopeft-ray"))
 BUDGET = 3
-TINY = [
-    "--task",
-    "pang_lee_polarity",
-    "--max-length",
-    "32",
-    "--batch-size",
-    "8",
-    "--max-eval-examples",
-    "16",
-    "--max-steps",
-    "2",
-    "--cpus-per-trial",
-    "1",
-    "--concurrency",
-    "1",
-]
 SEARCHERS = {
     "random": ["--searcher", "random", "--initial", str(BUDGET), "--model-based", "0"],
     "autopeft": [
@@ -174,10 +158,11 @@ def _wait_gone(runs: Runs, timeout: float = 30) -> list[int]:
 # The other two pairs passed too when the test was written (9.6 min for all four).
 @pytest.mark.parametrize(("searcher", "how"), [("random", "sigint"), ("autopeft", "sigkill")])
 def test_resume_after_interruption_loses_nothing_and_repeats_nothing(
-    runs: Runs, tmp_path: Path, how: str, searcher: str
+    runs: Runs, tmp_path: Path, how: str, searcher: str, tiny_search_args: list[str]
 ) -> None:
     output = tmp_path / "run"
-    argv = ["search", *TINY, *SEARCHERS[searcher], "--output", str(output)]
+    budget = ["--max-steps", "2", "--concurrency", "1", *SEARCHERS[searcher]]
+    argv = ["search", *tiny_search_args, *budget, "--output", str(output)]
     first = runs.start(argv, "first")
     _wait_for_records(output, first, 1)
     assert runs.leaked(), "the leak check sees this run's Ray processes"

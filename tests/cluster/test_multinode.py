@@ -32,20 +32,6 @@ BIN = Path(sys.executable).parent
 # `ray start --head` turns on token authentication by default in Ray 2.60 (token in
 # ~/.ray/auth_token); the nodes and drivers that join must ask for it too.
 RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
-TINY = [
-    "--task",
-    "pang_lee_polarity",
-    "--max-length",
-    "32",
-    "--batch-size",
-    "8",
-    "--max-eval-examples",
-    "16",
-    "--cpus-per-trial",
-    "1",
-    "--searcher",
-    "random",
-]
 
 
 def _free_port() -> int:
@@ -185,11 +171,13 @@ def cluster(tmp_path_factory):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def _search(cluster: LoopbackCluster, output: Path, *args: str) -> subprocess.Popen:
+def _search(
+    cluster: LoopbackCluster, output: Path, tiny: list[str], *args: str
+) -> subprocess.Popen:
     log = output.parent / f"{output.name}.log"
     return subprocess.Popen(
-        [str(BIN / "autopeft-ray"), "search", "--address", cluster.address, *TINY, *args]
-        + ["--output", str(output)],
+        [str(BIN / "autopeft-ray"), "search", "--address", cluster.address, *tiny]
+        + ["--searcher", "random", *args, "--output", str(output)],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         env={**os.environ, **RAY_ENV},
@@ -224,13 +212,14 @@ def _records(output: Path) -> list[dict]:
     return read_records(output)
 
 
-def test_trials_run_on_the_worker_nodes(cluster, tmp_path):
+def test_trials_run_on_the_worker_nodes(cluster, tmp_path, tiny_search_args):
     output = tmp_path / "run"
     started = time.monotonic()
     code, log = _finish(
         _search(
             cluster,
             output,
+            tiny_search_args,
             *("--max-steps", "2", "--initial", "2", "--model-based", "0", "--concurrency", "2"),
         )
     )
@@ -252,11 +241,13 @@ def test_trials_run_on_the_worker_nodes(cluster, tmp_path):
         (["--cpus-per-trial", "2"], "`cpus_per_trial` is 2.0, but no node of the Ray cluster"),
     ],
 )
-def test_requests_no_node_can_hold_fail_fast(cluster, tmp_path, args, pattern):
+def test_requests_no_node_can_hold_fail_fast(cluster, tmp_path, args, pattern, tiny_search_args):
     """No GPU anywhere and no autoscaler (Ray's read-only monitor): a clear error, no wait."""
     output = tmp_path / "run"
     started = time.monotonic()
-    code, log = _finish(_search(cluster, output, "--max-steps", "2", *args), timeout=180)
+    code, log = _finish(
+        _search(cluster, output, tiny_search_args, "--max-steps", "2", *args), timeout=180
+    )
     elapsed = time.monotonic() - started
     assert code == 2, log[-3000:]
     assert pattern in log and "no autoscaler was found" in log, log[-3000:]
@@ -284,7 +275,7 @@ def _kill_first_reporting_worker(cluster: LoopbackCluster, output: Path) -> tupl
 
 
 @pytest.mark.parametrize("max_failures", [1, 0])
-def test_losing_a_worker_node_mid_trial(cluster, tmp_path, max_failures):
+def test_losing_a_worker_node_mid_trial(cluster, tmp_path, max_failures, tiny_search_args):
     """Kill the node of a running trial after its first report (a checkpoint exists).
 
     With retries the trial resumes on the other worker from that checkpoint; without,
@@ -296,6 +287,7 @@ def test_losing_a_worker_node_mid_trial(cluster, tmp_path, max_failures):
     driver = _search(
         cluster,
         output,
+        tiny_search_args,
         *("--max-steps", "40", "--num-evaluations", "2", "--initial", "2", "--model-based", "0"),
         *("--concurrency", "2", "--max-failures", str(max_failures)),
     )
