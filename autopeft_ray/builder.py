@@ -18,11 +18,21 @@ the stock ``Stack`` computes the wrong function, so the builder installs
 :mod:`autopeft_ray.composition` (its docstring gives the exact math). Named
 presets (:mod:`autopeft_ray.presets`) are built the same way.
 
+Every configuration and preset trains the same full task head
+(:func:`task_head_parameters`): what the classifier adds on top of the base
+model (BERT's output layer; RoBERTa's dense + output layers) and the base
+model's pooler where it has one (BERT's dense + tanh over [CLS]), as the
+``adapters`` library's own classification heads train a dense and an output
+layer. With the pretrained pooler frozen, a linear layer over it learned
+nothing in a short run (FACTS.md, "frozen pooler").
+
 Parameter counts are taken from the built model: ``trainable_params`` are the
 parameters trained and kept for deployment (the prefix reparametrisation MLP
-replaced by the flat prefix it produces, the head excluded), ``base_params``
-the base model without its head, and ``trained_params`` what the optimiser
-updates (reparametrisation and head included).
+replaced by the flat prefix it produces, the task head excluded: every method
+has it), ``base_params`` the base model (pooler included) without the
+classifier, and ``trained_params`` what the optimiser updates
+(reparametrisation and head included). Full fine-tuning keeps every base
+weight: its ``trainable_params`` is ``base_params``.
 """
 
 from __future__ import annotations
@@ -53,8 +63,9 @@ SA, PA, PT = "sa", "pa", "pt"
 STACK_ORDER = (PA, SA, PT)
 #: ``composition`` values of :func:`adapter_setup_dict`.
 STACK, PARALLEL_THEN_SERIAL, HEAD_ONLY, FULL = "stack", "parallel_then_serial", "head_only", "full"
-#: File written by :func:`save_adapters` next to the adapter folders.
+#: Files written by :func:`save_adapters` next to the adapter folders.
 SETUP_FILE = "autopeft_setup.json"
+HEAD_FILE = "task_head.safetensors"
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
@@ -66,7 +77,8 @@ class BuiltModel:
         model: the transformers model, prepared with ``adapters.init``.
         configuration: the ``PeftConfiguration`` or preset name it was built from.
         trainable_params: deployable PEFT parameters (head excluded, flat prefix).
-        head_params: parameters of the task head (trains in every configuration).
+        head_params: parameters of the task head (pooler and classifier; trains in
+            every configuration, not counted in the cost).
         base_params: parameters of the base model without its head.
         trained_params: parameters the optimiser updates (reparametrisation and head included).
         setup: :func:`adapter_setup_dict` of the configuration.
@@ -165,7 +177,7 @@ def build_peft_model(
     """Build a sequence classifier with the PEFT modules of ``configuration``, ready to train.
 
     Base weights are frozen (except for the ``"full"`` preset); the modules and
-    the transformers classification head train.
+    the task head (:func:`task_head_parameters`) train.
 
     Args:
         model: a hub name, a local checkpoint folder, or ``DEFAULT_MODEL``.
@@ -199,23 +211,44 @@ def build_peft_model(
     with _seeded(seed):
         net = _load_classifier(model, num_labels, problem_type)
         base_params = _numel(net.base_model.parameters())
-        base_ids = {id(p) for p in net.base_model.parameters()}
-        head = [p for p in net.parameters() if id(p) not in base_ids]
+        head = task_head_parameters(net)
         with _quiet_activation_warning():
             _attach(net, setup, model)
     for p in head:
         p.requires_grad = True
     if isinstance(configuration, PeftConfiguration):
         _check_bottleneck_sizes(net, configuration)
+    full = setup["composition"] == FULL
     return BuiltModel(
         model=net,
         configuration=configuration,
-        trainable_params=deployable_params(net, exclude=head),
+        trainable_params=base_params if full else deployable_params(net, exclude=head),
         head_params=_numel(head),
         base_params=base_params,
         trained_params=_numel(p for p in net.parameters() if p.requires_grad),
         setup=setup,
     )
+
+
+def task_head_parameters(model: Any) -> list[Any]:
+    """The task head of a transformers sequence classifier, which trains in every configuration.
+
+    Everything the classifier adds on top of its base model (BERT: the output
+    layer; RoBERTa, ELECTRA: dense + output layer), plus the base model's
+    pooler when it has one (BERT: dense + tanh over [CLS]).
+    """
+    base = model.base_model
+    base_ids = {id(p) for p in base.parameters()}
+    head = [p for p in model.parameters() if id(p) not in base_ids]
+    pooler = getattr(base, "pooler", None)
+    if pooler is not None:
+        head += list(pooler.parameters())
+    return head
+
+
+def _task_head_state(model: Any) -> dict[str, Any]:
+    head = {id(p) for p in task_head_parameters(model)}
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if id(p) in head}
 
 
 def deployable_params(model: Any, *, exclude: Any = ()) -> int:
@@ -243,21 +276,23 @@ def deployable_params(model: Any, *, exclude: Any = ()) -> int:
 def save_adapters(built: BuiltModel, directory: str | os.PathLike[str]) -> Path:
     """Save what was trained so that plain ``adapters`` can load it (see :func:`load_adapters`).
 
-    Writes one folder per adapter (``model.save_all_adapters``, head included),
-    or ``head/`` for a head-only model, or ``model/`` (``save_pretrained``) for
-    full fine-tuning, and ``autopeft_setup.json`` (:func:`adapter_setup_dict`).
+    Writes one folder per adapter (``model.save_all_adapters``), or
+    ``model/`` (``save_pretrained``) for full fine-tuning, plus
+    ``task_head.safetensors`` (the trained task head, pooler included, which
+    ``adapters``' own head saving leaves out because the pooler sits in the
+    base model) and ``autopeft_setup.json`` (:func:`adapter_setup_dict`).
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     net, composition = built.model, built.setup["composition"]
     if composition == FULL:
         net.save_pretrained(str(out / "model"))
-    elif composition == HEAD_ONLY:
-        from adapters.loading import PredictionHeadLoader
-
-        PredictionHeadLoader(net, error_on_missing=True).save(str(out / "head"))
     else:
-        net.save_all_adapters(str(out), with_head=True)
+        from safetensors.torch import save_file
+
+        if composition != HEAD_ONLY:
+            net.save_all_adapters(str(out))
+        save_file(_task_head_state(net), str(out / HEAD_FILE))
     (out / SETUP_FILE).write_text(json.dumps(built.setup, indent=2) + "\n")
     return out
 
@@ -267,10 +302,12 @@ def load_adapters(model: Any, directory: str | os.PathLike[str]) -> Any:
 
     Uses plain ``adapters`` calls (``load_adapter``, ``set_active_adapters``)
     plus :func:`~autopeft_ray.composition.enable_parallel_then_serial` when the
-    setup holds both bottlenecks. Returns the active composition block.
+    setup holds both bottlenecks, and loads the task head with
+    ``model.load_state_dict(safetensors.torch.load_file(HEAD_FILE), strict=False)``.
+    Returns the active composition block.
     """
     import adapters
-    from adapters.loading import PredictionHeadLoader
+    from safetensors.torch import load_file
 
     folder = Path(directory)
     if not (folder / SETUP_FILE).is_file():
@@ -286,8 +323,14 @@ def load_adapters(model: Any, directory: str | os.PathLike[str]) -> Any:
             fix=f"Full fine-tuning saved a whole model: from_pretrained('{folder / 'model'}').",
         )
     adapters.init(model)
-    if setup["composition"] == HEAD_ONLY:
-        PredictionHeadLoader(model, error_on_missing=True).load(str(folder / "head"))
+    loaded = model.load_state_dict(load_file(str(folder / HEAD_FILE)), strict=False)
+    if loaded.unexpected_keys:
+        raise invalid_value(
+            "directory",
+            str(folder),
+            expected="a task head of this model's architecture",
+            fix=f"Load it into the base model it was trained on (unexpected: {loaded.unexpected_keys[:3]}).",
+        )
     for name in setup["active"]:
         model.load_adapter(str(folder / name), load_as=name)
     if setup["composition"] == PARALLEL_THEN_SERIAL:

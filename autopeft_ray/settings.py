@@ -70,7 +70,8 @@ class TrainingSettings:
     num_evaluations: int = 1
     max_eval_examples: int | None = None
     evaluate_test: bool = False
-    warmup_ratio: float = 0.0
+    warmup_ratio: float = 0.06
+    max_grad_norm: float | None = 1.0
     weight_decay: float = 0.0
     seed: int = 0
     cache_dir: str | None = None
@@ -104,6 +105,12 @@ class TrainingSettings:
             )
         if not 0 <= self.warmup_ratio < 1:
             raise invalid_value("warmup_ratio", self.warmup_ratio, expected="a number in [0, 1)")
+        if self.max_grad_norm is not None and not (
+            isinstance(self.max_grad_norm, (int, float)) and 0 < self.max_grad_norm < math.inf
+        ):
+            raise invalid_value(
+                "max_grad_norm", self.max_grad_norm, expected="a positive number, or None"
+            )
         if self.weight_decay < 0:
             raise invalid_value("weight_decay", self.weight_decay, expected="a number >= 0")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):

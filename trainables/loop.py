@@ -114,6 +114,7 @@ class TrainingRun:
             self.configuration
         )
         params = [p for p in self.model.parameters() if p.requires_grad]
+        self._trained = params
         self.optimizer = torch.optim.AdamW(
             params, lr=self.learning_rate, weight_decay=self.settings.weight_decay
         )
@@ -160,6 +161,8 @@ class TrainingRun:
                         f"`learning_rate` or check the labels of task {self.settings.task!r}."
                     )
                 loss.backward()
+                if self.settings.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(self._trained, self.settings.max_grad_norm)
                 self.optimizer.step()
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)

@@ -18,6 +18,8 @@ HIDDEN, NUM_LAYERS = 384, 6
 SOME = (True, False, True, False, False, True)
 ALL = (True,) * NUM_LAYERS
 NONE = (False,) * NUM_LAYERS
+#: The task head that trains in every configuration: BERT's pooler and classifier.
+HEAD_PREFIXES = ("classifier.", "bert.pooler.")
 
 COMBINATIONS = {
     "sa": PeftConfiguration(8, 0, 0, SOME),
@@ -56,14 +58,14 @@ def test_every_combination_trains_only_its_modules(batch: dict[str, Any], name: 
     for marker, present in _module_markers(config).items():
         assert any(marker in n for n in names) == present, marker
     for param_name, param in model.named_parameters():
-        trains = param_name.startswith("classifier.") or any(
+        trains = param_name.startswith(HEAD_PREFIXES) or any(
             marker in param_name for marker in _module_markers(config)
         )
         assert param.requires_grad == trains, param_name
         assert (param.grad is not None) == trains, param_name
 
     assert built.trainable_params == analytic_param_count(config, HIDDEN)
-    assert built.head_params == HIDDEN * 2 + 2
+    assert built.head_params == HIDDEN * HIDDEN + HIDDEN + HIDDEN * 2 + 2  # pooler + classifier
     assert built.trained_params >= built.trainable_params + built.head_params
     assert built.param_fraction == built.trainable_params / built.base_params
     assert built.learning_rate == 1e-4
@@ -127,7 +129,7 @@ def test_regression_head(batch: dict[str, Any]) -> None:
     )
     out = built.model(**{**batch, "labels": torch.tensor([0.3, 0.9])})
     assert out.logits.shape == (2, 1) and out.loss.ndim == 0
-    assert built.head_params == HIDDEN + 1
+    assert built.head_params == HIDDEN * HIDDEN + HIDDEN + HIDDEN + 1  # pooler + output layer
 
 
 def test_setup_dict_holds_exact_sizes() -> None:
@@ -245,6 +247,16 @@ def test_local_checkpoint_path_of_another_architecture(tiny_roberta: str) -> Non
     out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=torch.tensor([0, 2]))
     out.loss.backward()
     assert all((p.grad is not None) == p.requires_grad for p in model.base_model.parameters())
+    # RoBERTa's classifier has no pooler: its dense and output layers are the task head.
+    head = {n: p for n, p in model.named_parameters() if n.startswith("classifier.")}
+    assert sorted(head) == [
+        "classifier.dense.bias",
+        "classifier.dense.weight",
+        "classifier.out_proj.bias",
+        "classifier.out_proj.weight",
+    ]
+    assert all(p.requires_grad and p.grad is not None for p in head.values())
+    assert built.head_params == 64 * 64 + 64 + 64 * 3 + 3
     with pytest.raises(SearchSpaceError, match="`sa_size`"):
         build_peft_model(tiny_roberta, PeftConfiguration(128, 0, 0, (True, True)), num_labels=2)
 

@@ -175,10 +175,12 @@ def test_gradients_reach_every_module_and_no_base_weight(batch: dict[str, Any]) 
     model(**batch).loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
     assert all(g is not None for g in grads.values())
-    for marker in (f".adapters.{SA}.", f".adapters.{PA}.", f"prefix_tunings.{PT}.", "classifier."):
+    markers = (f".adapters.{SA}.", f".adapters.{PA}.", f"prefix_tunings.{PT}.", "classifier.")
+    for marker in (*markers, "pooler."):
         assert any(marker in n and g.abs().sum() > 0 for n, g in grads.items()), marker
     for name, param in model.base_model.named_parameters():
-        is_module = ".adapters." in name or "prefix_tunings." in name
+        # The pooler belongs to the task head, which trains in every configuration.
+        is_module = ".adapters." in name or "prefix_tunings." in name or name.startswith("pooler.")
         assert param.requires_grad == is_module, name
         assert (param.grad is None) != is_module, name
 

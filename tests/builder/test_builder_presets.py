@@ -49,22 +49,26 @@ def test_preset_builds_trains_and_counts(batch: dict[str, Any], name: str) -> No
     model = built.model
     model.train()
     model(**batch).loss.backward()
-    head = [p for n, p in model.named_parameters() if n.startswith("classifier.")]
-    assert head and all(p.requires_grad and p.grad is not None for p in head)
+    head = [p for n, p in model.named_parameters() if n.startswith(("classifier.", "bert.pooler."))]
+    assert len(head) == 4 and all(p.requires_grad and p.grad is not None for p in head)
     base_trained = [p for p in model.base_model.parameters() if p.requires_grad]
     assert all(p.grad is not None for p in base_trained)
     assert built.base_params == BASE
     assert built.trainable_params == EXPECTED[name]
     if name == "full":
         assert built.param_fraction == 1.0
-        assert built.trained_params == BASE + built.head_params
+        assert built.trained_params == BASE + 2 * H + 2  # and the output layer (pooler in BASE)
         assert built.learning_rate == 2e-5
     else:
         assert built.setup["active"] == [name]
         assert 0 < built.param_fraction < 0.05
         assert built.learning_rate == 1e-4
         # Only the preset's modules train in the base model.
-        original = {n for n, _ in model.base_model.named_parameters() if f".{name}." not in n}
+        original = {
+            n
+            for n, _ in model.base_model.named_parameters()
+            if f".{name}." not in n and not n.startswith("pooler.")
+        }
         assert all(
             not p.requires_grad for n, p in model.base_model.named_parameters() if n in original
         )

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from autopeft_ray.builder import (
+    HEAD_FILE,
     SETUP_FILE,
     BuiltModel,
     build_peft_model,
@@ -67,9 +68,10 @@ def test_round_trip_gives_the_same_logits(
 
 
 def test_plain_adapters_reload_without_this_project(batch: dict[str, Any], tmp_path: Path) -> None:
-    """What a user does with plain adapters: load each folder, activate Stack(*active)."""
+    """What a user does with plain adapters: load each folder and the head, activate Stack(*active)."""
     import adapters
     from adapters.composition import Stack
+    from safetensors.torch import load_file
 
     built = _trained(PeftConfiguration(8, 0, 2, SOME))
     expected = _logits(built.model, batch)
@@ -82,12 +84,15 @@ def test_plain_adapters_reload_without_this_project(batch: dict[str, Any], tmp_p
     for name in setup["active"]:
         fresh.load_adapter(str(tmp_path / name))
     fresh.set_active_adapters(Stack(*setup["active"]))
+    assert not torch.allclose(_logits(fresh, batch), expected, atol=1e-3)  # trained head missing
+    fresh.load_state_dict(load_file(str(tmp_path / HEAD_FILE)), strict=False)
     assert torch.allclose(_logits(fresh, batch), expected, atol=1e-5)
 
 
 def test_both_bottlenecks_need_the_composition(batch: dict[str, Any], tmp_path: Path) -> None:
     import adapters
     from adapters.composition import Stack
+    from safetensors.torch import load_file
 
     from autopeft_ray.composition import enable_parallel_then_serial
 
@@ -98,6 +103,7 @@ def test_both_bottlenecks_need_the_composition(batch: dict[str, Any], tmp_path: 
     adapters.init(fresh)
     for name in built.setup["active"]:
         fresh.load_adapter(str(tmp_path / name))
+    fresh.load_state_dict(load_file(str(tmp_path / HEAD_FILE)), strict=False)
     fresh.set_active_adapters(Stack(*built.setup["active"]))
     assert not torch.allclose(_logits(fresh, batch), expected, atol=1e-3)  # stock Stack
     enable_parallel_then_serial(fresh)
