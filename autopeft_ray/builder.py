@@ -55,7 +55,7 @@ from autopeft_ray.exceptions import (
     invalid_value,
 )
 from autopeft_ray.models import DEFAULT_MODEL, load_config, resolve_model
-from autopeft_ray.presets import PRESET_NAMES, default_learning_rate, get_preset
+from autopeft_ray.presets import PRESET_NAMES, get_preset
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 
 #: Adapter names, in the order they are stacked (parallel branches first).
@@ -96,11 +96,6 @@ class BuiltModel:
     def param_fraction(self) -> float:
         """``trainable_params / base_params``, the cost objective."""
         return self.trainable_params / self.base_params
-
-    @property
-    def learning_rate(self) -> float:
-        """The paper's default learning rate for this configuration."""
-        return default_learning_rate(self.configuration)
 
     @property
     def active_setup(self) -> Any:

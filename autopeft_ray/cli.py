@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import AutoPeftError
+from autopeft_ray.learning_rates import GROUPS, POLICY_NAMES
 from autopeft_ray.models import DEFAULT_MODEL
+from autopeft_ray.presets import BASELINE_NAMES
 from autopeft_ray.search import SCHEDULERS, SEARCHERS, SURROGATES
 from autopeft_ray.settings import DEFAULT_TASK, TrainingSettings
 from autopeft_ray.space import VARIANTS
@@ -51,7 +53,21 @@ def _training_arguments(p: argparse.ArgumentParser, inherit: Sequence[str] = ())
         "--learning-rate",
         type=float,
         default=None,
-        help="default: 1e-4 PEFT, 2e-5 full fine-tuning",
+        help="one rate for every trained parameter (default: per group, from the policy)",
+    )
+    g.add_argument(
+        "--learning-rate-policy",
+        choices=POLICY_NAMES,
+        default="paper",
+        help="per-group rates: paper (1e-4; 2e-5 full fine-tuning) or short (calibrated "
+        "for a few hundred CPU steps)",
+    )
+    g.add_argument(
+        "--module-learning-rate",
+        action="append",
+        default=[],
+        metavar="GROUP=RATE",
+        help=f"override one group's rate ({', '.join(GROUPS)}); repeatable",
     )
     g.add_argument(
         "--epochs",
@@ -108,6 +124,8 @@ def _settings(args: argparse.Namespace) -> TrainingSettings:
         max_length=given["max_length"],
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        learning_rate_policy=args.learning_rate_policy,
+        module_learning_rates=_group_rates(args.module_learning_rate),
         epochs=args.epochs,
         max_steps=args.max_steps,
         train_fraction=args.train_fraction,
@@ -116,6 +134,21 @@ def _settings(args: argparse.Namespace) -> TrainingSettings:
         max_eval_examples=args.max_eval_examples,
         seed=args.seed,
     )
+
+
+def _group_rates(pairs: Sequence[str]) -> dict[str, float]:
+    from autopeft_ray.exceptions import invalid_value
+
+    rates: dict[str, float] = {}
+    for pair in pairs:
+        group, _, rate = pair.partition("=")
+        try:
+            rates[group.strip()] = float(rate)
+        except ValueError:
+            raise invalid_value(
+                "--module-learning-rate", pair, expected="GROUP=RATE, e.g. pa=3e-4"
+            ) from None
+    return rates
 
 
 def _searched_settings(run: str) -> dict[str, Any]:
@@ -164,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="hypervolume reference (default: score 0 and the largest configuration's fraction)",
     )
     g.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial")
+    g.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        choices=BASELINE_NAMES,
+        help="also train this baseline at the search fidelity, for the report (repeatable)",
+    )
     g.add_argument("--output", default="autopeft_runs/search", help="run folder")
     g.add_argument("--resume", action="store_true", help="continue the search in --output")
 
@@ -232,6 +272,7 @@ def _search_options(args: argparse.Namespace) -> Any:
         reference_point=None if args.reference_point is None else tuple(args.reference_point),
         max_failures=args.max_failures,
         seed=args.seed,
+        baselines=tuple(args.baseline),
     )
 
 
@@ -267,10 +308,13 @@ def demo_options(output: str | None, searcher: str = "autopeft") -> Any:
 
 
 def _print_front(folder: Path) -> None:
-    from autopeft_ray.report import markdown_table
+    from autopeft_ray.report import baselines_table, markdown_table, read_baselines
 
     pareto = json.loads((folder / "pareto.json").read_text())
     print(f"\nPareto front ({len(pareto)} configurations):\n{markdown_table(pareto)}")
+    baselines = read_baselines(folder)
+    if baselines:
+        print(f"\nBaselines at the same fidelity:\n{baselines_table(baselines)}")
     print(f"\nRun folder: {folder}\nReport:     {folder / 'report' / 'report.md'}")
 
 

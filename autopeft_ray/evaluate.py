@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import invalid_value
-from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings, trial_config
+from autopeft_ray.settings import (
+    TRIAL_SETTINGS_KEY,
+    TrainingSettings,
+    trial_config,
+    trial_config_dict,
+)
 from autopeft_ray.space import PeftConfiguration
 
 
@@ -34,8 +39,13 @@ def evaluate_configurations(
     gpus_per_trial: float = 0,
     address: str | None = None,
     name: str = "evaluation",
+    test: bool = True,
 ) -> list[dict[str, Any]]:
-    """Train each configuration (or preset) once per seed; return per-configuration summaries."""
+    """Train each configuration (or preset) once per seed; return per-configuration summaries.
+
+    Summaries follow the order of ``configurations``. With ``test``, the test
+    split is scored at the end of each training too (``test_*`` metrics).
+    """
     import ray
     from ray import tune
 
@@ -50,7 +60,7 @@ def evaluate_configurations(
     check_gpus(gpus_per_trial, address)
     prepare_data(settings)  # validate and tokenise once before Ray starts
     points = [
-        trial_config(c, settings.replace(seed=int(s), evaluate_test=True))
+        trial_config(c, settings.replace(seed=int(s), evaluate_test=test))
         for c in configurations
         for s in seeds
     ]
@@ -74,7 +84,8 @@ def evaluate_configurations(
         config = {k: v for k, v in result.config.items() if k != TRIAL_SETTINGS_KEY}
         key = json.dumps(config, sort_keys=True)
         runs.setdefault(key, []).append(result.metrics)
-    summary = [summarise(json.loads(k), v, settings.task) for k, v in runs.items()]
+    order = [json.dumps(trial_config_dict(c), sort_keys=True) for c in configurations]
+    summary = [summarise(json.loads(k), runs[k], settings.task) for k in order if k in runs]
     (output / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 

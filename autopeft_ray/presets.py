@@ -1,11 +1,11 @@
 """The paper's baselines as named presets (arXiv 2301.12132, Table 1).
 
 Each preset is one ``adapters`` configuration with that library's defaults
-(which follow the method's paper), applied to every layer, and the learning
-rate the AutoPEFT paper uses for it: 1e-4 for PEFT methods, 2e-5 for full
-fine-tuning. ``build_peft_model(model, "lora", ...)`` builds them the same way
-as searched configurations, so their parameter fractions are counted by the
-same rule.
+(which follow the method's paper), applied to every layer.
+``build_peft_model(model, "lora", ...)`` builds them the same way as searched
+configurations, so their parameter fractions are counted by the same rule, and
+they train with the same task head and learning-rate policy
+(:mod:`autopeft_ray.learning_rates`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from autopeft_ray.exceptions import ConfigurationError, invalid_value
+from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.space import PeftConfiguration
-
-#: Learning rate for PEFT modules (searched configurations and PEFT presets).
-PEFT_LEARNING_RATE = 1e-4
-#: Learning rate for full fine-tuning.
-FULL_LEARNING_RATE = 2e-5
 
 
 @dataclass(frozen=True)
@@ -30,14 +25,12 @@ class Preset:
     Attributes:
         name: the name users pass instead of a configuration.
         description: the method and its source.
-        learning_rate: the default learning rate.
         config_name: the ``adapters`` configuration class, or ``None`` for full
             fine-tuning (no module added; everything trains).
     """
 
     name: str
     description: str
-    learning_rate: float
     config_name: str | None
 
     def adapter_config(self) -> Any:
@@ -57,47 +50,55 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("full", "Full fine-tuning: every weight trains.", FULL_LEARNING_RATE, None),
+        Preset("full", "Full fine-tuning: every weight trains.", None),
         Preset(
             "serial",
             "Serial adapter after the FFN, Pfeiffer et al. 2020 (SeqBnConfig defaults).",
-            PEFT_LEARNING_RATE,
             "SeqBnConfig",
         ),
         Preset(
             "parallel",
             "Parallel adapter beside the FFN, He et al. 2022 (ParBnConfig defaults).",
-            PEFT_LEARNING_RATE,
             "ParBnConfig",
         ),
         Preset(
             "prefix",
             "Prefix tuning, Li & Liang 2021 (PrefixTuningConfig defaults).",
-            PEFT_LEARNING_RATE,
             "PrefixTuningConfig",
         ),
         Preset(
             "lora",
             "LoRA on attention query/value, Hu et al. 2022 (LoRAConfig defaults).",
-            PEFT_LEARNING_RATE,
             "LoRAConfig",
         ),
         Preset(
             "mam",
             "Mix-and-match adapter (prefix + parallel), He et al. 2022 (MAMConfig).",
-            PEFT_LEARNING_RATE,
             "MAMConfig",
         ),
         Preset(
             "unipelt",
             "Gated prefix + serial adapter + LoRA, Mao et al. 2022 (UniPELTConfig).",
-            PEFT_LEARNING_RATE,
             "UniPELTConfig",
         ),
     )
 }
 
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+
+#: The baseline in which no PEFT module is added and only the task head trains.
+HEAD_ONLY = "head-only"
+#: What a search can train beside its Pareto front, at its own fidelity (``--baseline``).
+BASELINE_NAMES: tuple[str, ...] = (HEAD_ONLY, *PRESET_NAMES)
+
+
+def baseline(name: str, num_layers: int) -> PeftConfiguration | str:
+    """The configuration (head-only) or preset name of a baseline in ``BASELINE_NAMES``."""
+    if name == HEAD_ONLY:
+        return PeftConfiguration(0, 0, 0, (False,) * num_layers)
+    if name not in PRESETS:
+        raise invalid_value("baseline", name, valid=BASELINE_NAMES)
+    return name
 
 
 def get_preset(name: str) -> Preset:
@@ -110,17 +111,3 @@ def get_preset(name: str) -> Preset:
             fix="Pass a preset name or a PeftConfiguration.",
         )
     return PRESETS[name]
-
-
-def default_learning_rate(configuration_or_preset: PeftConfiguration | str) -> float:
-    """The paper's learning rate: 1e-4 for PEFT (searched or preset), 2e-5 for full fine-tuning."""
-    if isinstance(configuration_or_preset, PeftConfiguration):
-        return PEFT_LEARNING_RATE
-    if isinstance(configuration_or_preset, str):
-        return get_preset(configuration_or_preset).learning_rate
-    raise invalid_value(
-        "configuration",
-        configuration_or_preset,
-        expected=f"a PeftConfiguration or a preset name ({', '.join(PRESET_NAMES)})",
-        cls=ConfigurationError,
-    )

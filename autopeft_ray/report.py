@@ -33,6 +33,27 @@ def best_under(folder: str | Path, max_fraction: float) -> dict[str, Any]:
     return max(done, key=lambda r: r["metrics"][SCORE])
 
 
+def read_baselines(folder: str | Path) -> list[dict[str, Any]]:
+    """The baselines trained at the search fidelity (``baselines.json``), if any."""
+    import json
+
+    from autopeft_ray.search import BASELINES_FILE
+
+    path = Path(folder) / BASELINES_FILE
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def baselines_table(baselines: list[dict[str, Any]]) -> str:
+    lines = ["| baseline | param fraction (%) | score |", "|---|---|---|"]
+    for b in baselines:
+        metrics = b["metrics"]
+        lines.append(
+            f"| {b['name']} | {100 * metrics[PARAM_FRACTION]['mean']:.4f} | "
+            f"{metrics[SCORE]['mean']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
 def markdown_table(records: list[dict[str, Any]]) -> str:
     lines = [
         "| # | D_SA | D_PA | L_PT | layers | param fraction (%) | score | status |",
@@ -57,7 +78,8 @@ def write_report(
     """Write ``report/`` in a run folder: ``pareto_front.png``, ``hypervolume.png``, ``report.md``.
 
     ``compare`` adds the hypervolume traces of other run folders (e.g. a random
-    search) to ``hypervolume.png``.
+    search) to ``hypervolume.png``. Baselines trained at the search fidelity
+    (``baselines.json``) are drawn and tabled beside the front.
     """
     import matplotlib
 
@@ -88,6 +110,11 @@ def write_report(
             label="Pareto front",
         )
         ax.set_xscale("symlog", linthresh=1e-3)
+    baselines = read_baselines(folder)
+    for b in baselines:
+        x, y = 100 * b["metrics"][PARAM_FRACTION]["mean"], b["metrics"][SCORE]["mean"]
+        ax.scatter([x], [y], marker="s", s=30, color="k")
+        ax.annotate(b["name"], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
     ax.set_xlabel("trainable parameters (% of base model)")
     ax.set_ylabel("dev score")
     ax.set_title(f"Pareto front: {folder.name}")
@@ -120,6 +147,18 @@ def write_report(
         "",
         markdown_table(on_front),
         "",
+        *(
+            [
+                "## Baselines at the same fidelity",
+                "",
+                "Trained with the same settings and seed as every searched configuration.",
+                "",
+                baselines_table(baselines),
+                "",
+            ]
+            if baselines
+            else []
+        ),
         "![Pareto front](pareto_front.png)",
         "![Hypervolume](hypervolume.png)",
         "",

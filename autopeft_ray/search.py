@@ -15,7 +15,8 @@ from typing import Any
 
 from autopeft_ray.exceptions import ConfigurationError, SearchInterrupted, invalid_value
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
-from autopeft_ray.settings import TrainingSettings, check_trial_resources
+from autopeft_ray.presets import BASELINE_NAMES
+from autopeft_ray.settings import TrainingSettings, check_trial_resources, trial_config_dict
 from autopeft_ray.space import VARIANTS, PeftConfiguration, SearchSpace
 
 SEARCHERS = ("autopeft", "random")
@@ -25,6 +26,9 @@ SCHEDULERS = ("fifo", "asha", "hyperband")
 #: (a test keeps the two equal).
 SURROGATES = ("saas-nuts", "saas-map")
 OPTIONS_FILE = "search.json"
+#: Scores of ``SearchOptions.baselines`` at the search fidelity, and Tune's folder for them.
+BASELINES_FILE = "baselines.json"
+BASELINES_DIR = "baselines"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,10 @@ class SearchOptions:
         reference_point: ``(score, param_fraction)`` for the hypervolume; ``None``:
             score 0 and the fraction of the space's largest configuration.
         max_failures: retries of a failed trial (node loss) before it is marked failed.
+        baselines: names from ``BASELINE_NAMES`` (``head-only`` and the presets)
+            trained once after the search, with the same settings and seed as
+            every searched configuration, and shown beside the Pareto front in
+            the report: what the search's configurations must beat.
     """
 
     settings: TrainingSettings = field(default_factory=TrainingSettings)
@@ -67,6 +75,7 @@ class SearchOptions:
     reference_point: tuple[float, float] | None = None
     max_failures: int = 1
     seed: int = 0
+    baselines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
@@ -106,6 +115,9 @@ class SearchOptions:
                 expected="(score, param_fraction) with a parameter fraction in (0, 1]",
                 fix="Leave it unset for score 0 and the largest configuration's fraction.",
             )
+        for name in self.baselines:
+            if name not in BASELINE_NAMES:
+                raise invalid_value("baselines", name, valid=BASELINE_NAMES)
         if len(self.nuts) != 3 or any(int(n) < 1 for n in self.nuts):
             raise invalid_value(
                 "nuts", self.nuts, expected="(warmup, samples, thinning), each >= 1"
@@ -125,6 +137,7 @@ class SearchOptions:
         data = dict(data)
         data["settings"] = TrainingSettings.from_dict(data["settings"])
         data["nuts"] = tuple(data["nuts"])
+        data["baselines"] = tuple(data.get("baselines", ()))
         if data.get("reference_point") is not None:
             data["reference_point"] = tuple(data["reference_point"])
         return cls(**data)
@@ -370,7 +383,39 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
             f"trials ended, and what they measured is in {output}. Continue it with "
             f"`autopeft-ray search --output {output} --resume`."
         )
+    if options.baselines and not (output / BASELINES_FILE).exists():
+        from autopeft_ray.report import write_report
+
+        run_baselines(options, space, output)
+        write_report(output, reference_point=reference)
     return output
+
+
+def run_baselines(options: SearchOptions, space: SearchSpace, output: Path) -> list[dict[str, Any]]:
+    """Train ``options.baselines`` at the search fidelity; write and return ``baselines.json``."""
+    from autopeft_ray.evaluate import evaluate_configurations
+    from autopeft_ray.presets import baseline
+
+    chosen = {name: baseline(name, space.num_layers) for name in options.baselines}
+    summary = evaluate_configurations(
+        list(chosen.values()),
+        options.settings,
+        output=output / BASELINES_DIR,
+        seeds=[options.settings.seed],
+        concurrency=options.concurrency,
+        cpus_per_trial=options.cpus_per_trial,
+        gpus_per_trial=options.gpus_per_trial,
+        address=options.address,
+        name=BASELINES_DIR,
+        test=False,
+    )
+    # A baseline whose training failed has no summary: match the others by configuration.
+    names = {json.dumps(trial_config_dict(c), sort_keys=True): n for n, c in chosen.items()}
+    rows = [
+        {"name": names[json.dumps(row["configuration"], sort_keys=True)], **row} for row in summary
+    ]
+    (output / BASELINES_FILE).write_text(json.dumps(rows, indent=2) + "\n")
+    return rows
 
 
 def check_not_moved(saved: Path, output: Path) -> None:

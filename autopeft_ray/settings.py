@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
+from autopeft_ray.learning_rates import check_rate, check_rates
 from autopeft_ray.models import DEFAULT_MODEL
 
 TRIAL_SETTINGS_KEY = "trial_settings"
@@ -44,8 +45,16 @@ class TrainingSettings:
         model: hub name, local checkpoint, or ``"offline:minilm-l6"`` (default).
         task: task name from the registry (``autopeft_ray.tasks``).
         data_files: local files in the task's schema (split -> path, or a folder).
-        learning_rate: ``None`` picks the paper's default: 1e-4 for PEFT modules,
-            2e-5 for full fine-tuning.
+        learning_rate: one rate for every trained parameter; ``None`` (default)
+            takes each group's rate from ``learning_rate_policy``.
+        learning_rate_policy: ``paper`` (1e-4 for modules and head, 2e-5 for
+            full fine-tuning: for epochs of training) or ``short`` (per-module
+            rates calibrated for a few hundred CPU steps); see
+            :mod:`autopeft_ray.learning_rates`.
+        module_learning_rates: group (``head``, ``sa``, ``pa``, ``pt``,
+            ``lora``, ``base``) -> rate, over the policy's.
+        warmup_ratio: share of the steps with a linear warm-up (then linear decay).
+        max_grad_norm: gradient-norm clipping (``None``: off), as HF ``Trainer``.
         batch_size, eval_batch_size, max_length: as usual; padding is dynamic.
         epochs, max_steps: the fidelity. ``max_steps`` wins when both are set.
         train_fraction, train_examples: train on a seeded subset (low fidelity).
@@ -60,6 +69,8 @@ class TrainingSettings:
     task: str = DEFAULT_TASK
     data_files: dict[str, str] | str | None = None
     learning_rate: float | None = None
+    learning_rate_policy: str = "paper"
+    module_learning_rates: dict[str, float] = field(default_factory=dict)
     batch_size: int = 32
     eval_batch_size: int = 64
     max_length: int = 128
@@ -82,10 +93,9 @@ class TrainingSettings:
             raise invalid_value("model", self.model, expected="a hub name or a local path")
         if not isinstance(self.task, str) or not self.task:
             raise invalid_value("task", self.task, expected="a task name")
-        if self.learning_rate is not None and not (
-            isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1
-        ):
-            raise invalid_value("learning_rate", self.learning_rate, expected="a number in (0, 1)")
+        if self.learning_rate is not None:
+            check_rate("learning_rate", self.learning_rate)
+        check_rates(self.learning_rate_policy, self.module_learning_rates)
         for name in ("batch_size", "eval_batch_size", "max_length", "num_evaluations"):
             _positive_int(name, getattr(self, name))
         _positive_int("max_steps", self.max_steps, allow_none=True)
@@ -165,6 +175,13 @@ def check_trial_resources(
 
 def trial_config(configuration: Any, settings: TrainingSettings) -> dict[str, Any]:
     """The Ray Tune trial config for a configuration (or preset name) and settings."""
+    config = trial_config_dict(configuration)
+    config[TRIAL_SETTINGS_KEY] = settings.to_dict()
+    return config
+
+
+def trial_config_dict(configuration: Any) -> dict[str, Any]:
+    """The configuration part of a trial config: the configuration's dict or ``{"preset": name}``."""
     from autopeft_ray.space import PeftConfiguration
 
     if isinstance(configuration, PeftConfiguration):
@@ -176,5 +193,4 @@ def trial_config(configuration: Any, settings: TrainingSettings) -> dict[str, An
             f"`configuration` should be a PeftConfiguration or a preset name, "
             f"got {type(configuration).__name__}."
         )
-    config[TRIAL_SETTINGS_KEY] = settings.to_dict()
     return config

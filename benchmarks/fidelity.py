@@ -6,10 +6,12 @@ trained with one seed at each fidelity with the recipe users get (the
 trainable's own ``TrainingRun``, no Ray): fidelity k is k x 1,024 Rotten
 Tomatoes training examples, one epoch of batch 16 (64 k optimiser steps),
 sequence 64, scored on the whole dev split (1,275 examples). ``--contestants
-calibration`` is the learning-rate calibration: 9 configurations chosen to
-cover each module alone and together, small and large (the ones that learned
-nothing or collapsed in the probes of FACTS.md), trained at each of
-``--learning-rates``.
+calibration`` is the learning-rate calibration: configurations chosen to cover
+each module alone and together, small and large (the ones that learned nothing
+or collapsed in the probes of FACTS.md), and presets, trained with each of
+``--recipes``. A recipe is one learning rate for every group (``3e-3``), or a
+policy of :mod:`autopeft_ray.learning_rates` with group overrides
+(``short``, ``short,pa=1e-4``); the default is the settings' default.
 
 Every finished training is appended to ``--results`` (JSON lines), and work
 already there is skipped, so the study runs in parts (``--part 1/4``) and
@@ -21,8 +23,10 @@ time taken.
 
     python benchmarks/fidelity.py --part 1/4            # then 2/4, 3/4, 4/4 (~25 min each)
     python benchmarks/fidelity.py --summary
-    python benchmarks/fidelity.py --contestants calibration --fidelities 1 4 \\
-        --learning-rates 1e-3 3e-3 1e-2 --results benchmarks/results/calibration.jsonl
+    python benchmarks/fidelity.py --contestants calibration --fidelities 1 \\
+        --recipes 1e-3 3e-3 1e-2 --results benchmarks/results/calibration.jsonl
+    python benchmarks/fidelity.py --contestants calibration --only "PA 64" "PA 256" \\
+        --recipes short,pa=1e-4 short --results benchmarks/results/calibration.jsonl
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ ALL, NONE = (True,) * 6, (False,) * 6
 CALIBRATION: dict[str, PeftConfiguration | str] = {
     "head-only": PeftConfiguration(0, 0, 0, NONE),
     "SA 64": PeftConfiguration(64, 0, 0, ALL),
+    "SA 256": PeftConfiguration(256, 0, 0, ALL),
+    "PA 8": PeftConfiguration(0, 8, 0, ALL),
     "PA 64": PeftConfiguration(0, 64, 0, ALL),
     "PT 16": PeftConfiguration(0, 0, 16, ALL),
     "SA 8 + PA 8": PeftConfiguration(8, 8, 0, ALL),
@@ -60,6 +66,7 @@ CALIBRATION: dict[str, PeftConfiguration | str] = {
     "PA 256": PeftConfiguration(0, 256, 0, ALL),
     "lora": "lora",
     "prefix": "prefix",
+    "full": "full",
 }
 
 
@@ -69,12 +76,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--random", type=int, default=12, help="random configurations (study)")
     parser.add_argument("--fidelities", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument(
-        "--learning-rates",
-        type=float,
+        "--recipes",
         nargs="+",
-        default=[None],
-        help="learning rates to try (default: the settings' policy)",
+        default=["default"],
+        help="learning-rate recipes: RATE, or POLICY[,GROUP=RATE...] (default: the settings')",
     )
+    parser.add_argument("--only", nargs="+", default=None, help="only these contestants")
     parser.add_argument("--part", default="1/1", help="K/N: run the K-th of N equal parts")
     parser.add_argument("--max-eval-examples", type=int, default=None, help="default: all dev")
     parser.add_argument("--seed", type=int, default=0, help="draws the random contestants")
@@ -85,7 +92,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def contestants(args: argparse.Namespace) -> dict[str, PeftConfiguration | str]:
     if args.contestants == "calibration":
-        return dict(CALIBRATION)
+        return {n: c for n, c in CALIBRATION.items() if args.only is None or n in args.only}
     space = SearchSpace(6, 384)
     rng = random.Random(args.seed)
     drawn: dict[str, PeftConfiguration | str] = {}
@@ -95,8 +102,20 @@ def contestants(args: argparse.Namespace) -> dict[str, PeftConfiguration | str]:
     return {**drawn, **{name: name for name in PRESET_NAMES}}
 
 
-def settings_for(fidelity: int, learning_rate: float | None, args: argparse.Namespace) -> Any:
-    """The demo's recipe at ``fidelity`` x its training budget."""
+def recipe_settings(recipe: str) -> dict[str, Any]:
+    """``TrainingSettings`` fields of a learning-rate recipe (see the module docstring)."""
+    if recipe == "default":
+        return {}
+    try:
+        return {"learning_rate": float(recipe)}
+    except ValueError:
+        policy, *pairs = recipe.split(",")
+        overrides = {g: float(r) for g, r in (p.split("=") for p in pairs)}
+        return {"learning_rate_policy": policy, "module_learning_rates": overrides}
+
+
+def settings_for(fidelity: int, recipe: str, args: argparse.Namespace) -> Any:
+    """The demo's settings at ``fidelity`` x its training budget, with a learning-rate recipe."""
     return TrainingSettings(
         task=DEFAULT_TASK,
         max_length=64,
@@ -104,12 +123,12 @@ def settings_for(fidelity: int, learning_rate: float | None, args: argparse.Name
         epochs=1.0,
         train_examples=UNIT_EXAMPLES * fidelity,
         max_eval_examples=args.max_eval_examples,
-        learning_rate=learning_rate,
+        **recipe_settings(recipe),
     )
 
 
-def key(name: str, fidelity: int, learning_rate: float | None) -> str:
-    return f"{name}|{fidelity}|{learning_rate}"
+def key(name: str, fidelity: int, recipe: str) -> str:
+    return f"{name}|{fidelity}|{recipe}"
 
 
 def train_one(configuration: Any, settings: Any, data: Any) -> dict[str, Any]:
@@ -124,7 +143,7 @@ def train_one(configuration: Any, settings: Any, data: Any) -> dict[str, Any]:
         "score": result["score"],
         "train_loss": result["train_loss"],
         "param_fraction": result["param_fraction"],
-        "learning_rate": result["learning_rate"],
+        "learning_rates": result["learning_rates"],
         "steps": run.total_steps,
         "seconds": time.perf_counter() - started,
     }
@@ -145,7 +164,7 @@ def run_part(args: argparse.Namespace) -> None:
     work = [
         (name, config, fidelity, lr)
         for fidelity in args.fidelities
-        for lr in args.learning_rates
+        for lr in args.recipes
         for name, config in contestants(args).items()
     ]
     index, parts = (int(x) for x in args.part.split("/"))
@@ -163,13 +182,14 @@ def run_part(args: argparse.Namespace) -> None:
             "name": name,
             "configuration": config if isinstance(config, str) else config.to_dict(),
             "fidelity": fidelity,
-            "requested_learning_rate": lr,
+            "recipe": lr,
             **out,
         }
         with path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+        rates = " ".join(f"{g} {r:.0e}" for g, r in out["learning_rates"].items())
         print(
-            f"{name:>28} x{fidelity} lr {out['learning_rate']:.0e}: score {out['score']:.4f} "
+            f"{name:>28} x{fidelity} {rates}: score {out['score']:.4f} "
             f"loss {out['train_loss']:.3f} ({out['seconds']:.0f} s)",
             flush=True,
         )
@@ -192,12 +212,12 @@ def summary(args: argparse.Namespace) -> None:
     base, n_dev = majority(args)
     se = math.sqrt(0.8 * 0.2 / n_dev)
     print(f"dev examples: {n_dev}; majority class {base:.4f}; s.e. of one score near 0.8: {se:.4f}")
-    for lr in sorted({r["requested_learning_rate"] for r in records}, key=lambda v: v or 0):
-        rows = [r for r in records if r["requested_learning_rate"] == lr]
+    for lr in dict.fromkeys(r["recipe"] for r in records):
+        rows = [r for r in records if r["recipe"] == lr]
         fids = sorted({r["fidelity"] for r in rows})
         names = list(dict.fromkeys(r["name"] for r in rows))
         score = {(r["name"], r["fidelity"]): r for r in rows}
-        print(f"\nlearning rate: {lr or 'policy default'}")
+        print(f"\nlearning-rate recipe: {lr}")
         print("| contestant | fraction % | " + " | ".join(f"x{f}" for f in fids) + " |")
         print("|---|---|" + "---|" * len(fids))
         for name in names:

@@ -39,6 +39,10 @@ def fifo_run(ray_session, tmp_path_factory, tiny_search_args) -> Path:
             "1",
             "--concurrency",
             "2",
+            "--baseline",
+            "head-only",
+            "--baseline",
+            "lora",
             "--output",
             str(out),
         ]
@@ -67,6 +71,19 @@ def test_search_fifo_writes_the_run_folder(fifo_run, capsys):
         assert (fifo_run / name).stat().st_size > 0, name
     setup = json.loads((fifo_run / "adapters" / "00" / "adapter_setup.json").read_text())
     assert isinstance(setup, dict) and setup
+
+
+@pytest.mark.slow
+def test_search_trains_baselines_at_its_fidelity(fifo_run):
+    baselines = json.loads((fifo_run / "baselines.json").read_text())
+    assert [b["name"] for b in baselines] == ["head-only", "lora"]
+    head, lora = (b["metrics"] for b in baselines)
+    assert head["param_fraction"]["mean"] == 0.0 and 0 < lora["param_fraction"]["mean"] < 0.01
+    assert all(0 <= b["metrics"]["score"]["mean"] <= 1 for b in baselines)
+    report = (fifo_run / "report" / "report.md").read_text()
+    assert "## Baselines at the same fidelity" in report and "| lora |" in report
+    # Trained as evaluations of the search's settings, not as searched trials.
+    assert len(_lines(fifo_run)) == 5
 
 
 @pytest.mark.slow

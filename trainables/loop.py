@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from autopeft_ray.exceptions import TrialFailedError
+from autopeft_ray.exceptions import TrialFailedError, UnsupportedError
 from autopeft_ray.objectives import (
     BEST_SCORE,
     FIDELITY,
@@ -98,8 +98,8 @@ class TrainingRun:
     def __post_init__(self) -> None:
         from transformers import get_linear_schedule_with_warmup
 
-        from autopeft_ray.builder import build_peft_model
-        from autopeft_ray.presets import default_learning_rate
+        from autopeft_ray.builder import FULL, build_peft_model, task_head_parameters
+        from autopeft_ray.learning_rates import group_rates, parameter_groups
 
         task = self.data.task
         self.built = build_peft_model(
@@ -110,13 +110,25 @@ class TrainingRun:
             seed=self.settings.seed,
         )
         self.model = self.built.model.to(self.device)
-        self.learning_rate = self.settings.learning_rate or default_learning_rate(
-            self.configuration
+        groups = parameter_groups(self.model, task_head_parameters(self.model))
+        rates = group_rates(
+            self.settings.learning_rate_policy,
+            full=self.built.setup["composition"] == FULL,
+            single=self.settings.learning_rate,
+            overrides=self.settings.module_learning_rates,
         )
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self._trained = params
+        unknown = set(groups) - set(rates)
+        if unknown:  # base weights training beside PEFT modules: a builder bug
+            raise UnsupportedError(
+                f"parameters of group(s) {sorted(unknown)} train in {self._describe()}, which "
+                f"the learning-rate policy does not expect. Report this."
+            )
+        #: The learning rate of each group that trains (``autopeft_ray.learning_rates``).
+        self.learning_rates = {group: rates[group] for group in groups}
+        self._trained = [p for params in groups.values() for p in params]
         self.optimizer = torch.optim.AdamW(
-            params, lr=self.learning_rate, weight_decay=self.settings.weight_decay
+            [{"params": params, "lr": rates[group]} for group, params in groups.items()],
+            weight_decay=self.settings.weight_decay,
         )
         self.total_steps = self.settings.total_steps(len(self.data.train))
         self.scheduler = get_linear_schedule_with_warmup(
@@ -157,8 +169,9 @@ class TrainingRun:
                 if not torch.isfinite(loss):
                     raise TrialFailedError(
                         f"the training loss became {loss.item()} at step {self.step + 1} with "
-                        f"learning rate {self.learning_rate:g} for {self._describe()}. Lower "
-                        f"`learning_rate` or check the labels of task {self.settings.task!r}."
+                        f"learning rates {self._rates()} for {self._describe()}. Lower "
+                        f"`learning_rate` (or `module_learning_rates`), or check the labels "
+                        f"of task {self.settings.task!r}."
                     )
                 loss.backward()
                 if self.settings.max_grad_norm is not None:
@@ -213,11 +226,14 @@ class TrainingRun:
             "epoch": self.step / self.steps_per_epoch,
             "train_loss": self.loss_sum / max(1, self.loss_count),
             "train_samples_per_second": self.train_samples / max(self.train_time, 1e-9),
-            "learning_rate": self.learning_rate,
+            "learning_rates": dict(self.learning_rates),
         }
         out.update({METRIC_PREFIX + k: float(v) for k, v in metrics.items() if k != "score"})
         self.loss_sum, self.loss_count = 0.0, 0
         return out
+
+    def _rates(self) -> str:
+        return ", ".join(f"{group} {rate:g}" for group, rate in self.learning_rates.items())
 
     def _describe(self) -> str:
         if isinstance(self.configuration, str):

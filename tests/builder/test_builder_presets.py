@@ -9,8 +9,7 @@ import pytest
 from autopeft_ray.builder import build_peft_model
 from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.models import DEFAULT_MODEL
-from autopeft_ray.presets import PRESET_NAMES, default_learning_rate, get_preset
-from autopeft_ray.space import PeftConfiguration
+from autopeft_ray.presets import PRESET_NAMES, get_preset
 
 H, L = 384, 6
 BASE = 22_713_216  # BertModel (pooler included) of all-MiniLM-L6-v2
@@ -58,11 +57,9 @@ def test_preset_builds_trains_and_counts(batch: dict[str, Any], name: str) -> No
     if name == "full":
         assert built.param_fraction == 1.0
         assert built.trained_params == BASE + 2 * H + 2  # and the output layer (pooler in BASE)
-        assert built.learning_rate == 2e-5
     else:
         assert built.setup["active"] == [name]
         assert 0 < built.param_fraction < 0.05
-        assert built.learning_rate == 1e-4
         # Only the preset's modules train in the base model.
         original = {
             n
@@ -80,13 +77,3 @@ def test_unknown_preset_names_the_valid_ones() -> None:
     message = str(caught.value)
     assert "`configuration`" in message and "'adapter'" in message
     assert all(repr(name) in message for name in PRESET_NAMES)
-
-
-def test_default_learning_rate() -> None:
-    assert default_learning_rate("full") == 2e-5
-    assert default_learning_rate("lora") == 1e-4
-    assert default_learning_rate(PeftConfiguration(8, 0, 0, (True,) * 6)) == 1e-4
-    with pytest.raises(ConfigurationError, match="`configuration`"):
-        default_learning_rate("nope")
-    with pytest.raises(ConfigurationError, match="`configuration`"):
-        default_learning_rate(3)  # type: ignore[arg-type]
