@@ -1,4 +1,17 @@
-"""autopeft-ray: Pareto-optimal PEFT configurations with Ray Tune (AutoPEFT)."""
+"""autopeft-ray: Pareto-optimal PEFT configurations with Ray Tune (AutoPEFT).
+
+Layers, lowest first (each imports only those below it; ``docs/architecture.md``):
+
+* ``exceptions``, ``validation``, ``models``: errors, value checks, where models come from;
+* ``space``: configurations and the search space;
+* ``objectives``: metric names, statuses, the parameter cost, Pareto fronts;
+* ``builder``, ``tasks``: configuration -> model; task data and metrics;
+* ``config``: trial settings and search options;
+* ``searchers``, ``trainables``: the Ray Tune plug-ins;
+* ``run``: the run folder, its Tune callback, the report;
+* ``experiment``: running searches and evaluations on Ray;
+* ``cli``.
+"""
 
 from autopeft_ray.exceptions import (
     AutoPeftError,

@@ -37,8 +37,8 @@ from typing import Any
 from offline_search import suggestion_seconds
 
 from autopeft_ray.cli import demo_options
-from autopeft_ray.run_folder import read_records
-from autopeft_ray.search import run_search
+from autopeft_ray.experiment.search import run_search
+from autopeft_ray.run import RunFolder
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -57,7 +57,7 @@ def search(name: str, args: argparse.Namespace, root: Path, **changes: Any) -> d
     start = time.perf_counter()
     output = run_search(options)
     wall = time.perf_counter() - start
-    ended = len(read_records(output))
+    ended = len(RunFolder(output).read_records())
     return {
         "wall_s": wall,
         "trials": ended,

@@ -10,7 +10,7 @@ calibration`` is the learning-rate calibration: configurations chosen to cover
 each module alone and together, small and large (the ones that learned nothing
 or collapsed in the probes of FACTS.md), and presets, trained with each of
 ``--recipes``. A recipe is one learning rate for every group (``3e-3``), or a
-policy of :mod:`autopeft_ray.learning_rates` with group overrides
+policy of :mod:`autopeft_ray.config.learning_rates` with group overrides
 (``short``, ``short,pa=1e-4``); the default is the settings' default.
 
 Every finished training is appended to ``--results`` (JSON lines), and work
@@ -47,10 +47,10 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_name, "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from autopeft_ray.builder.presets import PRESET_NAMES  # noqa: E402
 from autopeft_ray.cli import demo_options  # noqa: E402
-from autopeft_ray.presets import PRESET_NAMES  # noqa: E402
-from autopeft_ray.settings import DEFAULT_TASK  # noqa: E402
 from autopeft_ray.space import PeftConfiguration, SearchSpace  # noqa: E402
+from autopeft_ray.tasks import DEFAULT_TASK  # noqa: E402
 
 #: Examples per unit of fidelity: the demo trains on 1,024 examples, one epoch of batch 16.
 UNIT_EXAMPLES = 1024
@@ -155,7 +155,7 @@ def load_results(path: Path) -> list[dict[str, Any]]:
 
 
 def run_part(args: argparse.Namespace) -> None:
-    from autopeft_ray.trainables import prepare_data
+    from autopeft_ray.tasks import prepare_data
 
     path = Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)

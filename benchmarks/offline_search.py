@@ -41,10 +41,9 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from autopeft_ray.cli import demo_options  # noqa: E402
-from autopeft_ray.objectives import PARAM_FRACTION, SCORE  # noqa: E402
-from autopeft_ray.pareto import hypervolume_trace  # noqa: E402
-from autopeft_ray.run_folder import completed_points, read_records  # noqa: E402
-from autopeft_ray.search import OPTIONS_FILE, run_search  # noqa: E402
+from autopeft_ray.experiment import run_search  # noqa: E402
+from autopeft_ray.objectives.pareto import hypervolume_trace  # noqa: E402
+from autopeft_ray.run import RunFolder, objective_point, reference_point_of  # noqa: E402
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -69,9 +68,9 @@ def search(method: str, seed: int, args: argparse.Namespace, folder: Path) -> di
     start = time.perf_counter()
     output = run_search(options)
     wall = time.perf_counter() - start
-    reference = tuple(json.loads((output / OPTIONS_FILE).read_text())["reference_point"])
-    done = completed_points(read_records(output))
-    points = [(r["metrics"][SCORE], r["metrics"][PARAM_FRACTION]) for r in done]
+    run = RunFolder(output)
+    points = [objective_point(r) for r in run.completed()]
+    reference = reference_point_of(run)
     return {
         "trace": hypervolume_trace(points, reference),
         "wall_s": wall,
@@ -92,8 +91,8 @@ def suggestion_seconds(output: Path) -> float:
 
 def full_fine_tuning_seconds(steps: int) -> tuple[float, int]:
     """Seconds of one full fine-tuning run, extrapolated from ``steps`` timed steps."""
-    from autopeft_ray.settings import TrainingSettings, trial_config
-    from autopeft_ray.trainables import prepare_data
+    from autopeft_ray.config import TrainingSettings, trial_config
+    from autopeft_ray.tasks import prepare_data
     from autopeft_ray.trainables.peft_trainable import run_training
 
     full = TrainingSettings()  # evaluate's full-fidelity default

@@ -1,6 +1,6 @@
 """Search quality and suggestion cost of the AutoPEFT searcher on the synthetic problem.
 
-Part 1 (quality): on :class:`autopeft_ray.synthetic.SyntheticPeftProblem` over a
+Part 1 (quality): on :class:`autopeft_ray.testing.synthetic.SyntheticPeftProblem` over a
 BERT-base-shaped space (12 layers, width 768, as in the paper), each searcher
 gets the same evaluation budget, asked for in synchronous batches (``--batch``
 configurations pending at a time, then all completed), and the final
@@ -51,10 +51,10 @@ from typing import Any
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from autopeft_ray.objectives import PARAM_FRACTION, SCORE  # noqa: E402
-from autopeft_ray.pareto import hypervolume, hypervolume_trace, reference_point_for  # noqa: E402
+from autopeft_ray.objectives.pareto import hypervolume, hypervolume_trace, reference_point_for  # noqa: E402
 from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher  # noqa: E402
 from autopeft_ray.space import SearchSpace  # noqa: E402
-from autopeft_ray.synthetic import SyntheticPeftProblem  # noqa: E402
+from autopeft_ray.testing.synthetic import SyntheticPeftProblem  # noqa: E402
 
 PAPER_NUTS = (128, 64, 4)
 CHEAP_NUTS = (32, 16, 2)

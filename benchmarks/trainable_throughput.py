@@ -26,9 +26,10 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import torch  # noqa: E402
 
 from autopeft_ray.builder import build_peft_model  # noqa: E402
-from autopeft_ray.settings import TrainingSettings, trial_config  # noqa: E402
+from autopeft_ray.config import TrainingSettings, trial_config  # noqa: E402
 from autopeft_ray.space import SearchSpace  # noqa: E402
-from autopeft_ray.trainables import TrainingRun, prepare_data, run_training  # noqa: E402
+from autopeft_ray.tasks import prepare_data  # noqa: E402
+from autopeft_ray.trainables import TrainingRun, run_training  # noqa: E402
 
 CONFIG = SearchSpace(6, 384).configuration(sa_size=64, pa_size=64, pt_length=16)
 
@@ -99,7 +100,7 @@ def time_to_first_step_in_ray(settings: TrainingSettings) -> float:
     import ray
     from ray import tune
 
-    from autopeft_ray.searchers.fixed import FixedConfigurations
+    from autopeft_ray.searchers import FixedConfigurations
     from autopeft_ray.trainables import with_resources
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

@@ -4,21 +4,20 @@
 * :class:`RandomPEFTSearcher`: the paper's random-search baseline.
 * :class:`FixedConfigurations`: a given list of trial configs (evaluate, transfer).
 
-Both use only the core (``autopeft_ray.*``) and meet trainables through the
-flat trial config and the metric names in :mod:`autopeft_ray.objectives`.
+They import only the library layers of the core (``space``, ``objectives``,
+``builder``, ``tasks``, ``config``) and meet trainables through the flat trial
+config and the names in :mod:`autopeft_ray.objectives`; only
+``autopeft_ray.experiment`` imports them (a test checks the direction).
 """
 
 from .autopeft import AutoPEFTSearcher
 from .base import PeftSearcherBase
 from .fixed import FixedConfigurations
 from .random_search import RandomPEFTSearcher
-from .records import COMPLETED, EARLY_STOPPED, FAILED, TrialRecord
+from .records import TrialRecord
 from .surrogate import NutsSettings
 
 __all__ = [
-    "COMPLETED",
-    "EARLY_STOPPED",
-    "FAILED",
     "AutoPEFTSearcher",
     "FixedConfigurations",
     "NutsSettings",

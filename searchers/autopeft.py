@@ -40,10 +40,13 @@ import numpy as np
 import torch
 from botorch.models.model import Model
 
+from autopeft_ray.config import SURROGATES
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.objectives import SCORE, to_maximization
-from autopeft_ray.pareto import pareto_mask, reference_point_for
+from autopeft_ray.objectives.pareto import pareto_mask, reference_point_for
 from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.space.encoding import canonical_encoding as encode
+from autopeft_ray.validation import check_int, check_reference_point
 
 from .base import PeftSearcherBase
 from .surrogate import (
@@ -53,12 +56,10 @@ from .surrogate import (
     build_acquisition,
     build_model,
     enable_compilation_cache,
-    encode,
     fit_map_score_model,
     fit_score_model,
     optimize_acquisition,
 )
-from .validation import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_JAX_CACHE_DIR = os.path.join("~", ".cache", "autopeft_ray", "jax")
 #: The GP needs a few full-budget results before the first model-based step.
 MIN_OBSERVATIONS = 2
-#: Score models: the paper's fully Bayesian SAAS GP (NUTS), or its MAP fit (cheap).
-SURROGATES = ("saas-nuts", "saas-map")
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -81,7 +80,7 @@ class AutoPEFTSearcher(PeftSearcherBase):
     Args:
         space: the search space.
         cost_fn: ``configuration -> parameter fraction``, the known objective
-            (e.g. :class:`autopeft_ray.cost.ParamCost`).
+            (e.g. :class:`autopeft_ray.objectives.cost.ParamCost`).
         metric: result key of the score (Tune's ``TuneConfig`` may override it,
             also with ``["score", "param_fraction"]`` / ``["max", "min"]``).
         mode: ``"max"`` or ``"min"`` for ``metric``.
@@ -147,7 +146,7 @@ class AutoPEFTSearcher(PeftSearcherBase):
                 "cost_fn",
                 cost_fn,
                 expected="a callable configuration -> parameter fraction",
-                fix="Pass autopeft_ray.cost.ParamCost.from_model(model_name).",
+                fix="Pass autopeft_ray.objectives.ParamCost.from_model(model_name).",
             )
         super().__init__(
             space,
@@ -160,15 +159,15 @@ class AutoPEFTSearcher(PeftSearcherBase):
             points_to_evaluate=points_to_evaluate,
             min_fidelity=min_fidelity,
         )
-        self.num_initial = check_int("num_initial", num_initial, 0)
+        self.num_initial = check_int("num_initial", num_initial, minimum=0)
         self.nuts = NutsSettings(nuts_warmup, nuts_samples, nuts_thinning)
         if surrogate not in SURROGATES:
             raise invalid_value("surrogate", surrogate, valid=SURROGATES)
         self.surrogate = surrogate
-        self.num_restarts = check_int("num_restarts", num_restarts, 1)
-        self.raw_samples = check_int("raw_samples", raw_samples, 1)
-        self.mc_samples = check_int("mc_samples", mc_samples, 1)
-        self.pad_multiple = check_int("pad_multiple", pad_multiple, 1)
+        self.num_restarts = check_int("num_restarts", num_restarts)
+        self.raw_samples = check_int("raw_samples", raw_samples)
+        self.mc_samples = check_int("mc_samples", mc_samples)
+        self.pad_multiple = check_int("pad_multiple", pad_multiple)
         if jax_cache_dir is not None and not isinstance(jax_cache_dir, (str, os.PathLike)):
             raise invalid_value("jax_cache_dir", jax_cache_dir, expected="a folder path or None")
         self.jax_cache_dir = None if jax_cache_dir is None else os.path.expanduser(jax_cache_dir)
@@ -176,27 +175,11 @@ class AutoPEFTSearcher(PeftSearcherBase):
         default = reference_point_for(space, cost_fn)
         self.reference_point: tuple[float, float] | None = None
         if reference_point is not None:
-            self.reference_point = self._check_reference(reference_point)
+            self.reference_point = check_reference_point(reference_point)
         self._default_fraction = default[1]
         self._check_mode_has_reference()
         self._model_cache: tuple[int, Model] | None = None
         self._known_cost: KnownCost | None = None
-
-    @staticmethod
-    def _check_reference(point: Sequence[float]) -> tuple[float, float]:
-        try:
-            score, fraction = (float(v) for v in point)
-        except (TypeError, ValueError) as error:
-            raise invalid_value(
-                "reference_point", point, expected="a (score, param_fraction) pair"
-            ) from error
-        if not (np.isfinite(score) and np.isfinite(fraction) and fraction > 0):
-            raise invalid_value(
-                "reference_point",
-                point,
-                expected="finite (score, param_fraction) with param_fraction > 0",
-            )
-        return score, fraction
 
     def _check_mode_has_reference(self) -> None:
         if self._mode == "min" and self.reference_point is None:

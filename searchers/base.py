@@ -19,23 +19,22 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
-from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
-from autopeft_ray.pareto import ParetoFront
-from autopeft_ray.space import PeftConfiguration, SearchSpace
-
-from .properties import check_param_space, parse_metric
-from .records import (
+from autopeft_ray.objectives import (
     COMPLETED,
     EARLY_STOPPED,
     FAILED,
-    TrialRecord,
-    classify,
-    config_in_result,
-    finite_number,
-    keep_fields,
+    FIDELITY,
+    PARAM_FRACTION,
+    SCORE,
 )
+from autopeft_ray.objectives.pareto import ParetoFront
+from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.validation import check_int, finite_number
+
+from .properties import check_param_space, parse_metric
+from .records import TrialRecord, classify, config_in_result, keep_fields
 from .state import check_header, header, read_json, rng_from_json, rng_to_json, write_json
-from .validation import check_fixed_config, check_int, check_points
+from .validation import check_fixed_config, check_points
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class PeftSearcherBase(Searcher):
     Args:
         space: the search space.
         cost_fn: ``configuration -> parameter fraction`` (e.g.
-            :class:`autopeft_ray.cost.ParamCost`); the known second objective.
+            :class:`autopeft_ray.objectives.cost.ParamCost`); the known second objective.
         metric: the result key of the score. Tune's ``TuneConfig(metric=...)``
             overrides it, including a list such as ``["score", "param_fraction"]``.
         mode: ``"max"`` or ``"min"`` for ``metric``.
@@ -94,10 +93,10 @@ class PeftSearcherBase(Searcher):
         self._mode: str = metric_mode
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
-        self.seed = check_int("seed", seed, 0)
+        self.seed = check_int("seed", seed, minimum=0)
         self.fixed_config = check_fixed_config(fixed_config, self._peft_keys())
         self.max_concurrent = (
-            None if max_concurrent is None else check_int("max_concurrent", max_concurrent, 1)
+            None if max_concurrent is None else check_int("max_concurrent", max_concurrent)
         )
         if min_fidelity is not None and finite_number(min_fidelity) is None:
             raise invalid_value("min_fidelity", min_fidelity, expected="a finite number or None")
@@ -135,7 +134,7 @@ class PeftSearcherBase(Searcher):
         return True
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
-        self.max_concurrent = check_int("max_concurrent", max_concurrent, 1)
+        self.max_concurrent = check_int("max_concurrent", max_concurrent)
         return True
 
     # Ray annotates ``Optional[Dict]`` but documents ``Searcher.FINISHED`` (a str).
@@ -145,7 +144,7 @@ class PeftSearcherBase(Searcher):
             return self._trial_config(self._pending[trial_id])
         if self.max_concurrent is not None and len(self._pending) >= self.max_concurrent:
             return None
-        if len(self._seen) >= self.num_distinct_configurations():
+        if len(self._seen) >= self.space.num_distinct:
             return Searcher.FINISHED
         config = self._next_point_to_evaluate() or self._propose()
         if config is None:
@@ -286,13 +285,6 @@ class PeftSearcherBase(Searcher):
             if r.score is not None and r.param_fraction is not None
         )
         return front
-
-    def num_distinct_configurations(self) -> int:
-        """Distinct models in the space (all degenerate configurations are one)."""
-        sizes = len(self.space.sizes) ** len(self.space.modules)
-        if self.space.searches_layers:
-            return (sizes - 1) * (2**self.space.num_layers - 1) + 1
-        return sizes
 
     # -- proposals -----------------------------------------------------------
     def _propose(self) -> PeftConfiguration | None:

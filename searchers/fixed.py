@@ -29,7 +29,8 @@ class FixedConfigurations(Searcher):
         self._configs = [copy.deepcopy(c) for c in configs]
         self._next = 0
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+    # Ray annotates ``Optional[Dict]`` but documents ``Searcher.FINISHED`` (a str).
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         if self._next >= len(self._configs):
             return Searcher.FINISHED
         self._next += 1

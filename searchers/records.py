@@ -1,6 +1,7 @@
 """What a searcher remembers about a trial, and how it becomes JSON.
 
-Results from a trial are classified once, when the trial completes:
+Results from a trial are classified once, when the trial completes, into the
+statuses of :mod:`autopeft_ray.objectives` (one vocabulary with the run folder):
 
 * ``completed``: the trial reached its target fidelity (or reported none, or
   reached ``min_fidelity``); its score is fitted by model-based searchers.
@@ -14,18 +15,20 @@ Results from a trial are classified once, when the trial completes:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, TARGET_FIDELITY
+from autopeft_ray.objectives import (
+    COMPLETED,
+    EARLY_STOPPED,
+    FAILED,
+    FIDELITY,
+    PARAM_FRACTION,
+    TARGET_FIDELITY,
+)
 from autopeft_ray.space import PeftConfiguration
-
-COMPLETED = "completed"
-EARLY_STOPPED = "early_stopped"
-FAILED = "failed"
-STATUSES = (COMPLETED, EARLY_STOPPED, FAILED)
+from autopeft_ray.validation import finite_number
 
 
 @dataclass(frozen=True)
@@ -76,17 +79,6 @@ class TrialRecord:
             target_fidelity=data.get("target_fidelity"),
             reason=data.get("reason"),
         )
-
-
-def finite_number(value: Any) -> float | None:
-    """``value`` as a float if it is a finite real number, else ``None``."""
-    if isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def keep_fields(result: Mapping[str, Any], metric: str) -> dict[str, float | None]:

@@ -10,13 +10,6 @@ from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 
 
-def check_int(name: str, value: Any, minimum: int) -> int:
-    """Validate an integer argument (bools are not integers here)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise invalid_value(name, value, expected=f"an integer >= {minimum}")
-    return value
-
-
 def check_fixed_config(fixed: Mapping[str, Any] | None, peft_keys: Sequence[str]) -> dict[str, Any]:
     """``fixed_config`` as a dict: JSON-ready and free of the keys the searcher chooses."""
     if fixed is None:

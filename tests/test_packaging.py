@@ -37,6 +37,17 @@ def test_wheel_holds_one_top_level_package(tmp_path):
     assert "autopeft_ray/searchers/__init__.py" in names
     assert "autopeft_ray/trainables/__init__.py" in names
     assert "autopeft_ray/py.typed" in names
+    # Every source file ships (pyproject lists the packages by hand).
+    sources = {
+        f"autopeft_ray/{p.relative_to(ROOT / 'autopeft_ray').as_posix()}"
+        for p in (ROOT / "autopeft_ray").rglob("*.py")
+    }
+    for folder in ("searchers", "trainables"):
+        sources |= {
+            f"autopeft_ray/{folder}/{p.relative_to(ROOT / folder).as_posix()}"
+            for p in (ROOT / folder).rglob("*.py")
+        }
+    assert sources <= set(names), sorted(sources - set(names))
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert (
         "autopeft-ray = autopeft_ray.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

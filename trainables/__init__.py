@@ -1,6 +1,6 @@
 """Ray Tune trainables for AutoPEFT (installed as ``autopeft_ray.trainables``)."""
 
-from .loop import TrainingRun, configuration_from_trial, prepare_data
+from .loop import TrainingRun, configuration_from_trial
 from .peft_trainable import (
     granted_resources,
     peft_trainable,
@@ -14,7 +14,6 @@ __all__ = [
     "configuration_from_trial",
     "granted_resources",
     "peft_trainable",
-    "prepare_data",
     "run_training",
     "trial_settings",
     "with_resources",

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from autopeft_ray.config import PRESET_KEY, TRIAL_SETTINGS_KEY, TrainingSettings
 from autopeft_ray.exceptions import TrialFailedError, UnsupportedError
 from autopeft_ray.objectives import (
     BEST_SCORE,
@@ -26,55 +27,9 @@ from autopeft_ray.objectives import (
     TARGET_FIDELITY,
     TRAINABLE_PARAMS,
 )
-from autopeft_ray.settings import PRESET_KEY, TRIAL_SETTINGS_KEY, TrainingSettings
+from autopeft_ray.tasks import PreparedData
 
 STATE_FILE = "training_state.pt"
-
-
-@dataclass
-class PreparedData:
-    """Tokenised splits (memory-mapped Arrow) and what the loop needs to batch them."""
-
-    train: Any
-    validation: Any
-    test: Any
-    task: Any
-    collator: Any
-
-
-def prepare_data(settings: TrainingSettings) -> PreparedData:
-    """Load and tokenise the task once (cached as Arrow), then take the training subset."""
-    import datasets
-    from transformers import AutoTokenizer, DataCollatorWithPadding
-
-    from autopeft_ray.models import resolve_model
-    from autopeft_ray.tasks import get_task, load_task, tokenize_task, training_subset
-
-    datasets.disable_progress_bars()  # one bar per split per trial floods Ray's logs
-    task = get_task(settings.task)
-    model_path = resolve_model(settings.model)
-    raw = load_task(task, data_files=settings.data_files, seed=settings.seed)
-    tokenized = tokenize_task(
-        raw, task, model_path, settings.max_length, cache_dir=settings.cache_dir
-    )
-    train = tokenized["train"]
-    if settings.train_examples is not None:
-        train = training_subset(
-            train, count=min(settings.train_examples, len(train)), seed=settings.seed
-        )
-    elif settings.train_fraction < 1:
-        train = training_subset(train, fraction=settings.train_fraction, seed=settings.seed)
-    validation = tokenized["validation"]
-    if settings.max_eval_examples is not None and len(validation) > settings.max_eval_examples:
-        validation = validation.select(range(settings.max_eval_examples))
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    return PreparedData(
-        train=train,
-        validation=validation,
-        test=tokenized["test"],
-        task=task,
-        collator=DataCollatorWithPadding(tokenizer, return_tensors="pt"),
-    )
 
 
 def configuration_from_trial(config: dict[str, Any]) -> Any:
@@ -98,8 +53,13 @@ class TrainingRun:
     def __post_init__(self) -> None:
         from transformers import get_linear_schedule_with_warmup
 
-        from autopeft_ray.builder import FULL, build_peft_model, task_head_parameters
-        from autopeft_ray.learning_rates import group_rates, parameter_groups
+        from autopeft_ray.builder import (
+            FULL,
+            build_peft_model,
+            parameter_groups,
+            task_head_parameters,
+        )
+        from autopeft_ray.config.learning_rates import group_rates
 
         task = self.data.task
         self.built = build_peft_model(
@@ -123,7 +83,7 @@ class TrainingRun:
                 f"parameters of group(s) {sorted(unknown)} train in {self._describe()}, which "
                 f"the learning-rate policy does not expect. Report this."
             )
-        #: The learning rate of each group that trains (``autopeft_ray.learning_rates``).
+        #: The learning rate of each group that trains (``autopeft_ray.config.learning_rates``).
         self.learning_rates = {group: rates[group] for group in groups}
         self._trained = [p for params in groups.values() for p in params]
         self.optimizer = torch.optim.AdamW(

@@ -3,7 +3,7 @@
 Works with ``Tuner(peft_trainable, ...)`` and ``tune.run(peft_trainable, ...)``.
 The trial config holds the configuration (or a preset); the fixed
 ``TrainingSettings`` are bound with ``tune.with_parameters`` or sit in the
-config (see ``autopeft_ray.settings``). After each of the
+config (see ``autopeft_ray.config.settings``). After each of the
 settings' ``num_evaluations`` dev evaluations the trial reports (score, best
 score, every task metric, parameter fraction, fidelity in optimiser steps,
 throughput) with a checkpoint, so a trial paused by a scheduler or retried
@@ -20,10 +20,12 @@ from typing import Any
 
 import torch
 
+from autopeft_ray.config import TRIAL_SETTINGS_KEY, TrainingSettings
 from autopeft_ray.exceptions import ConfigurationError
-from autopeft_ray.settings import TRIAL_SETTINGS_KEY, TrainingSettings, check_trial_resources
+from autopeft_ray.tasks import prepare_data
+from autopeft_ray.validation import check_trial_resources
 
-from .loop import TrainingRun, configuration_from_trial, prepare_data
+from .loop import TrainingRun, configuration_from_trial
 
 Report = Callable[[dict[str, Any], str], None]
 
@@ -57,7 +59,7 @@ def trial_settings(
         f"The trial has no TrainingSettings: bind them with "
         f"tune.with_parameters(peft_trainable, settings=TrainingSettings(...)) or "
         f"with_resources(cpus, gpus, settings=...), or put them in the trial config with "
-        f"autopeft_ray.settings.trial_config(configuration, settings) or the searcher's "
+        f"autopeft_ray.config.trial_config(configuration, settings) or the searcher's "
         f"fixed_config={{{TRIAL_SETTINGS_KEY!r}: settings.to_dict()}}. Got settings={settings!r}."
     )
 

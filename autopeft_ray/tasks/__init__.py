@@ -1,4 +1,4 @@
-"""Tasks: the registry, data loading, metrics and the tokenisation cache.
+"""Tasks: the registry, data loading, metrics, the tokenisation cache, trial data.
 
 Importing this package is cheap: ``datasets`` and ``transformers`` are imported
 only by the functions that need them.
@@ -6,6 +6,7 @@ only by the functions that need them.
 
 from autopeft_ray.tasks.loading import load_task, resolve_data_files
 from autopeft_ray.tasks.metrics import compute_metrics
+from autopeft_ray.tasks.prepare import DataSettings, PreparedData, prepare_data
 from autopeft_ray.tasks.registry import (
     DEFAULT_TASK,
     FAST_TASK,
@@ -26,9 +27,11 @@ from autopeft_ray.tasks.tokenization import (
 
 __all__ = [
     "DEFAULT_TASK",
+    "DataSettings",
     "FAST_TASK",
     "GLUE_TASKS",
     "OFFLINE_TASKS",
+    "PreparedData",
     "SUPERGLUE_TASKS",
     "TASKS",
     "TaskSpec",
@@ -37,6 +40,7 @@ __all__ = [
     "get_task",
     "load_task",
     "load_tokenizer",
+    "prepare_data",
     "resolve_data_files",
     "tokenize_task",
     "tokenized_cache_path",

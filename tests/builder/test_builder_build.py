@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from autopeft_ray.builder import PA, PT, SA, BuiltModel, adapter_setup_dict, build_peft_model
-from autopeft_ray.cost import ParamCost, analytic_param_count
 from autopeft_ray.exceptions import ConfigurationError, ModelLoadError, SearchSpaceError
 from autopeft_ray.models import DEFAULT_MODEL
+from autopeft_ray.objectives.cost import ParamCost, analytic_param_count
 from autopeft_ray.space import PeftConfiguration
 
 HIDDEN, NUM_LAYERS = 384, 6

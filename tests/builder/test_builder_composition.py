@@ -1,4 +1,4 @@
-"""SA + PA at the same FFN site: numerical proof of the math in autopeft_ray.composition."""
+"""SA + PA at the same FFN site: numerical proof of the math in autopeft_ray.builder.composition."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from autopeft_ray.builder import PA, PT, SA, build_peft_model
-from autopeft_ray.composition import enable_parallel_then_serial, is_parallel_then_serial
+from autopeft_ray.builder.composition import enable_parallel_then_serial, is_parallel_then_serial
 from autopeft_ray.models import DEFAULT_MODEL
 from autopeft_ray.space import PeftConfiguration
 
@@ -137,7 +137,7 @@ def test_stock_stack_drops_the_serial_adapter(batch: dict[str, Any]) -> None:
     """Documents adapters 1.3.0: Stack("pa", "sa") drops F, Stack("sa", "pa") drops SA.
 
     If this starts failing, adapters changed its Stack semantics: revisit
-    autopeft_ray.composition.
+    autopeft_ray.builder.composition.
     """
     from adapters.composition import Stack
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from autopeft_ray.builder import build_peft_model
+from autopeft_ray.builder.presets import PRESET_NAMES, get_preset
 from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.models import DEFAULT_MODEL
-from autopeft_ray.presets import PRESET_NAMES, get_preset
 
 H, L = 384, 6
 BASE = 22_713_216  # BertModel (pooler included) of all-MiniLM-L6-v2

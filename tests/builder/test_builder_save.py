@@ -94,7 +94,7 @@ def test_both_bottlenecks_need_the_composition(batch: dict[str, Any], tmp_path: 
     from adapters.composition import Stack
     from safetensors.torch import load_file
 
-    from autopeft_ray.composition import enable_parallel_then_serial
+    from autopeft_ray.builder.composition import enable_parallel_then_serial
 
     built = _trained(PeftConfiguration(8, 4, 0, SOME))
     expected = _logits(built.model, batch)

@@ -9,7 +9,7 @@ import pytest
 
 from autopeft_ray.searchers import AutoPEFTSearcher, PeftSearcherBase, RandomPEFTSearcher
 from autopeft_ray.space import PeftConfiguration, SearchSpace
-from autopeft_ray.synthetic import SyntheticPeftProblem
+from autopeft_ray.testing.synthetic import SyntheticPeftProblem
 
 #: NUTS as small as BoTorch's own SAAS tests use.
 TINY_MODEL = {

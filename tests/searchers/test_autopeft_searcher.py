@@ -8,9 +8,9 @@ import pytest
 
 from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
-from autopeft_ray.pareto import largest_configuration
+from autopeft_ray.objectives.pareto import largest_configuration
 from autopeft_ray.searchers import AutoPEFTSearcher
-from autopeft_ray.searchers.surrogate import encode
+from autopeft_ray.space.encoding import canonical_encoding as encode
 
 
 def encodings(space, configs):
@@ -202,10 +202,3 @@ def test_map_surrogate_fits_one_saas_gp_and_proposes_unseen_configurations(
 def test_unknown_surrogate_is_rejected_with_the_valid_values(make_searcher):
     with pytest.raises(ConfigurationError, match=r"surrogate.*saas-nuts.*saas-map.*saas-gp"):
         make_searcher("autopeft", surrogate="saas-gp")
-
-
-def test_search_options_offer_exactly_the_searchers_surrogates():
-    from autopeft_ray.search import SURROGATES as OFFERED
-    from autopeft_ray.searchers.autopeft import SURROGATES
-
-    assert OFFERED == SURROGATES

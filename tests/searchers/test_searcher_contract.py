@@ -13,8 +13,15 @@ import pytest
 from ray.tune.search import Searcher
 
 from autopeft_ray.exceptions import ConfigurationError
-from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
-from autopeft_ray.searchers import COMPLETED, EARLY_STOPPED, FAILED
+from autopeft_ray.objectives import (
+    COMPLETED,
+    EARLY_STOPPED,
+    FAILED,
+    FIDELITY,
+    PARAM_FRACTION,
+    SCORE,
+    TARGET_FIDELITY,
+)
 from autopeft_ray.space import SearchSpace
 
 # Runs of 7 trials: 5 random + 2 model-based suggestions for the AutoPEFT searcher.
@@ -238,7 +245,7 @@ def test_space_exhaustion_reports_finished(driver, problem):
 
     tiny = SearchSpace(num_layers=2, hidden_size=1, variant="sa-layer")  # sizes 0, 1
     searcher = RandomPEFTSearcher(tiny, seed=0)
-    assert searcher.num_distinct_configurations() == 4  # 3 layer masks + head only
+    assert searcher.space.num_distinct == 4  # 3 layer masks + head only
     configs = []
     for i in range(4):
         config = searcher.suggest(f"t{i}")

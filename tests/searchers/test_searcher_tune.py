@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autopeft_ray.objectives import PARAM_FRACTION, SCORE
-from autopeft_ray.searchers import COMPLETED, AutoPEFTSearcher, RandomPEFTSearcher
+from autopeft_ray.objectives import COMPLETED, PARAM_FRACTION, SCORE
+from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +17,7 @@ def make_trainable(space_dict):
         from ray import tune
 
         from autopeft_ray.space import SearchSpace
-        from autopeft_ray.synthetic import SyntheticPeftProblem
+        from autopeft_ray.testing.synthetic import SyntheticPeftProblem
 
         problem = SyntheticPeftProblem(SearchSpace.from_dict(space_dict), seed=0)
         assert config["task"] == "synthetic"  # fixed_config reached the trial

@@ -1,4 +1,4 @@
-"""The BoTorch pieces: padded SAAS likelihood, NUTS fit, known cost, canonical inputs."""
+"""The BoTorch pieces: padded SAAS likelihood, NUTS fit, known cost, the model list."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from autopeft_ray.searchers.surrogate import (
     KnownCost,
     NutsSettings,
     PaddedSaasGP,
-    canonicalize,
-    encode,
     fit_score_model,
 )
-from autopeft_ray.space import SearchSpace
+from autopeft_ray.space.encoding import canonical_encoding as encode
+from autopeft_ray.space.encoding import canonicalize
 
 TINY = NutsSettings(warmup_steps=8, num_samples=5, thinning=1)
 
@@ -102,26 +101,6 @@ def test_fitted_score_model_ranks_held_out_configurations(problem):
         mean = model.posterior(X[40:]).mixture_mean.squeeze(-1)
     rho = spearmanr(mean.numpy(), Y[40:, 0].numpy()).statistic
     assert rho > 0.6, rho
-
-
-def test_canonicalize_maps_degenerate_encodings_to_zero():
-    space = SearchSpace(num_layers=3, hidden_size=8)
-    X = torch.tensor(
-        [
-            encode(space, space.configuration(sa_size=4, layers=[1, 0, 1])),
-            space.encode(space.configuration(sa_size=4, layers=[0, 0, 0])),  # no layer
-            space.encode(space.configuration(layers=[1, 1, 0])),  # no module
-        ],
-        dtype=torch.float64,
-    )
-    out = canonicalize(X, space)
-    assert torch.equal(out[0], X[0])
-    assert torch.equal(out[1:], torch.zeros(2, X.shape[1], dtype=torch.float64))
-    assert encode(space, space.configuration(pa_size=2, layers=[0, 0, 0])) == [0.0] * 6
-
-    fixed_layers = SearchSpace(num_layers=3, hidden_size=8, variant="sa")
-    Z = torch.tensor([[0.0], [0.5]], dtype=torch.float64)
-    assert torch.equal(canonicalize(Z, fixed_layers), Z)
 
 
 def test_known_cost_is_the_negated_cost_of_the_decoded_configuration(space, problem):

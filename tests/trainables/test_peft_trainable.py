@@ -7,15 +7,15 @@ import shutil
 import pytest
 import torch
 
-from autopeft_ray.cost import ParamCost
+from autopeft_ray.config import TrainingSettings, trial_config
 from autopeft_ray.exceptions import ConfigurationError, TrialFailedError
 from autopeft_ray.models import DEFAULT_MODEL
 from autopeft_ray.objectives import BEST_SCORE, FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
-from autopeft_ray.settings import TrainingSettings, trial_config
+from autopeft_ray.objectives.cost import ParamCost
 from autopeft_ray.space import SearchSpace
+from autopeft_ray.tasks import prepare_data
 from autopeft_ray.trainables import (
     TrainingRun,
-    prepare_data,
     run_training,
     trial_settings,
     with_resources,
@@ -120,7 +120,7 @@ def test_settings_in_the_config_win_over_bound_settings(settings):
 def test_real_tuner_runs_two_trials(ray_session, settings, tmp_path):
     from ray import tune
 
-    from autopeft_ray.searchers.fixed import FixedConfigurations
+    from autopeft_ray.searchers import FixedConfigurations
 
     short = settings.replace(max_steps=3, num_evaluations=1)
     other = SPACE.configuration(sa_size=0, pa_size=16, pt_length=0, active_layers=[0, 5])
@@ -151,7 +151,7 @@ def test_real_tuner_runs_two_trials(ray_session, settings, tmp_path):
 def test_failing_trial_does_not_stop_tune_run(ray_session, settings, tmp_path):
     from ray import tune
 
-    from autopeft_ray.searchers.fixed import FixedConfigurations
+    from autopeft_ray.searchers import FixedConfigurations
     from autopeft_ray.trainables import peft_trainable
 
     short = settings.replace(max_steps=2, num_evaluations=1)

@@ -1,0 +1,35 @@
+"""Settings of a trial and options of a search: defaults and help on the fields.
+
+* :mod:`.settings`: :class:`TrainingSettings` (how one configuration trains)
+  and the trial config that carries a configuration to a trainable;
+* :mod:`.options`: :class:`SearchOptions` (what a search takes) and the names
+  of searchers, schedulers and surrogates;
+* :mod:`.learning_rates`: learning-rate policies per parameter group;
+* :mod:`.fields`: how the CLI is built from the fields.
+"""
+
+from .learning_rates import POLICIES, POLICY_NAMES, group_rates
+from .options import RESOURCE_FIELDS, SCHEDULERS, SEARCHERS, SURROGATES, SearchOptions
+from .settings import (
+    PRESET_KEY,
+    TRIAL_SETTINGS_KEY,
+    TrainingSettings,
+    trial_config,
+    trial_config_dict,
+)
+
+__all__ = [
+    "POLICIES",
+    "POLICY_NAMES",
+    "PRESET_KEY",
+    "RESOURCE_FIELDS",
+    "SCHEDULERS",
+    "SEARCHERS",
+    "SURROGATES",
+    "TRIAL_SETTINGS_KEY",
+    "SearchOptions",
+    "TrainingSettings",
+    "group_rates",
+    "trial_config",
+    "trial_config_dict",
+]

@@ -1,0 +1,161 @@
+"""Everything a search takes (``autopeft-ray search``), validated before Ray starts.
+
+Each field's default and help live on the field; the CLI is built from them
+(:mod:`.fields`). The names of searchers, schedulers and surrogates are
+defined here once: the searchers and the CLI read them from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from autopeft_ray.builder.presets import BASELINE_NAMES
+from autopeft_ray.exceptions import ConfigurationError, invalid_value
+from autopeft_ray.space import VARIANTS
+from autopeft_ray.validation import check_int, check_reference_point, check_trial_resources
+
+from .fields import option
+from .settings import TrainingSettings
+
+SEARCHERS = ("autopeft", "random")
+SCHEDULERS = ("fifo", "asha", "hyperband")
+#: Score models of the autopeft searcher: the paper's fully Bayesian SAAS GP
+#: (NUTS), or its MAP fit (cheap at hundreds of observations).
+SURROGATES = ("saas-nuts", "saas-map")
+#: The fields that say where and how many trials run (search, evaluate, transfer).
+RESOURCE_FIELDS = ("concurrency", "cpus_per_trial", "gpus_per_trial", "address", "max_failures")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything ``autopeft-ray search`` takes.
+
+    ``settings`` says how each configuration is trained at the search
+    fidelity; every other field's help says what it does (``autopeft-ray
+    search --help`` shows the same text).
+    """
+
+    settings: TrainingSettings = option(
+        default_factory=TrainingSettings, help="how each configuration is trained", cli=False
+    )
+    output: str = option("autopeft_runs/search", help="run folder")
+    variant: str = option(
+        "full", help="full or an ablated space of the paper", flag="--space", choices=VARIANTS
+    )
+    searcher: str = option(
+        "autopeft",
+        help="autopeft (SAAS GP + qLogNEHVI) or random (the paper's baseline)",
+        choices=SEARCHERS,
+    )
+    num_initial: int = option(100, help="random initial configurations", flag="--initial")
+    num_model_based: int = option(100, help="model-based (BO) configurations", flag="--model-based")
+    concurrency: int = option(1, help="trials in flight")
+    scheduler: str = option(
+        "fifo",
+        help="fifo, or multi-objective early stopping (asha, hyperband)",
+        choices=SCHEDULERS,
+    )
+    cpus_per_trial: float = option(2.0, help="CPUs of each trial")
+    gpus_per_trial: float = option(0.0, help="GPUs of each trial; fractions allowed, e.g. 0.5")
+    address: str | None = option(None, help="Ray cluster address (default: start Ray locally)")
+    nuts: tuple[int, int, int] = option(
+        (128, 64, 4),
+        help="NUTS warmup steps, samples and thinning of the SAAS fit (paper: 128 64 4)",
+        metavar=("WARMUP", "SAMPLES", "THINNING"),
+    )
+    surrogate: str = option(
+        "saas-nuts",
+        help="score model: fully Bayesian SAAS (paper) or MAP SAAS (cheap at many observations)",
+        choices=SURROGATES,
+    )
+    reference_point: tuple[float, float] | None = option(
+        None,
+        help="hypervolume reference (score, fraction); unset: score 0 and the largest "
+        "configuration's fraction",
+        metavar=("SCORE", "FRACTION"),
+    )
+    max_failures: int = option(1, help="retries of a failed trial (node loss)")
+    seed: int = option(0, help="the searcher's seed (the CLI's --seed sets it)", cli=False)
+    baselines: tuple[str, ...] = option(
+        (),
+        help="also train this baseline at the search fidelity, shown beside the front "
+        "in the report (repeatable)",
+        flag="--baseline",
+        choices=BASELINE_NAMES,
+        append=True,
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.settings, TrainingSettings):
+            raise invalid_value(
+                "settings", type(self.settings).__name__, expected="a TrainingSettings"
+            )
+        for name, valid in (
+            ("variant", VARIANTS),
+            ("searcher", SEARCHERS),
+            ("scheduler", SCHEDULERS),
+            ("surrogate", SURROGATES),
+        ):
+            if getattr(self, name) not in valid:
+                raise invalid_value(name, getattr(self, name), valid=valid)
+        for name in ("num_initial", "num_model_based", "max_failures", "seed"):
+            check_int(name, getattr(self, name), minimum=0)
+        if self.num_initial + self.num_model_based < 1:
+            raise invalid_value(
+                "num_initial", self.num_initial, expected="> 0 when num_model_based is 0"
+            )
+        check_int("concurrency", self.concurrency)
+        check_trial_resources(
+            self.cpus_per_trial,
+            self.gpus_per_trial,
+            cpus_field="cpus_per_trial",
+            gpus_field="gpus_per_trial",
+        )
+        if self.scheduler != "fifo" and self.settings.num_evaluations < 2:
+            raise ConfigurationError(
+                f"`scheduler` {self.scheduler!r} stops trials at intermediate evaluations, but "
+                f"`num_evaluations` is {self.settings.num_evaluations}. Set num_evaluations >= 2 "
+                f"(e.g. 3), or use scheduler='fifo'."
+            )
+        if self.reference_point is not None:
+            check_reference_point(self.reference_point)
+        if not isinstance(self.nuts, (list, tuple)) or len(self.nuts) != 3:
+            raise invalid_value("nuts", self.nuts, expected="(warmup, samples, thinning)")
+        for value in self.nuts:
+            check_int("nuts", value)
+        for name in self.baselines:
+            if name not in BASELINE_NAMES:
+                raise invalid_value("baselines", name, valid=BASELINE_NAMES)
+
+    @property
+    def num_trials(self) -> int:
+        return self.num_initial + self.num_model_based
+
+    @property
+    def resources(self) -> dict[str, Any]:
+        """The fields of ``RESOURCE_FIELDS`` (what ``evaluate_configurations`` takes too)."""
+        return {name: getattr(self, name) for name in RESOURCE_FIELDS}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["settings"] = self.settings.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchOptions:
+        """Inverse of :meth:`to_dict` (``search.json``); unknown keys are refused."""
+        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise invalid_value(
+                "search option", unknown[0], valid=sorted(known), fix="Check the spelling."
+            )
+        if "settings" in data:
+            data["settings"] = TrainingSettings.from_dict(data["settings"])
+        for name in ("nuts", "reference_point", "baselines"):
+            if data.get(name) is not None:
+                data[name] = tuple(data[name])
+        return cls(**data)

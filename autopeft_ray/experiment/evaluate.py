@@ -1,0 +1,144 @@
+"""Re-train chosen configurations at full fidelity with several seeds, and transfer them.
+
+Both run as one Ray Tune experiment (``FixedConfigurations`` over the given
+trial configs), so they use the same trainable, resources, retries and
+checkpoints as the search. Results are summarised as mean and standard
+deviation per metric, as in the paper's tables.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from autopeft_ray.config import (
+    TRIAL_SETTINGS_KEY,
+    SearchOptions,
+    TrainingSettings,
+    trial_config,
+    trial_config_dict,
+)
+from autopeft_ray.exceptions import invalid_value
+from autopeft_ray.space import PeftConfiguration
+
+from .resources import check_gpus
+
+
+def _label(configuration: PeftConfiguration | str) -> str:
+    return configuration if isinstance(configuration, str) else configuration.describe()
+
+
+def evaluate_configurations(
+    configurations: Sequence[PeftConfiguration | str],
+    settings: TrainingSettings,
+    *,
+    output: str | Path,
+    seeds: Sequence[int] = (0, 1, 2),
+    concurrency: int = SearchOptions.concurrency,
+    cpus_per_trial: float = SearchOptions.cpus_per_trial,
+    gpus_per_trial: float = SearchOptions.gpus_per_trial,
+    address: str | None = SearchOptions.address,
+    max_failures: int = SearchOptions.max_failures,
+    name: str = "evaluation",
+    test: bool = True,
+) -> list[dict[str, Any]]:
+    """Train each configuration (or preset) once per seed; return per-configuration summaries.
+
+    Resources default to a search's (:class:`SearchOptions`). Summaries follow
+    the order of ``configurations``. With ``test``, the test split is scored at
+    the end of each training too (``test_*`` metrics).
+    """
+    import ray
+    from ray import tune
+
+    from autopeft_ray.searchers import FixedConfigurations
+    from autopeft_ray.tasks import prepare_data
+    from autopeft_ray.trainables import with_resources
+
+    if not configurations:
+        raise invalid_value("configurations", list(configurations), expected="at least one")
+    if not seeds:
+        raise invalid_value("seeds", list(seeds), expected="at least one seed")
+    check_gpus(gpus_per_trial, address)
+    prepare_data(settings)  # validate and tokenise once before Ray starts
+    points = [
+        trial_config(c, settings.replace(seed=int(s), evaluate_test=test))
+        for c in configurations
+        for s in seeds
+    ]
+    output = Path(output).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=None, log_to_driver=False)
+    results = tune.Tuner(
+        with_resources(cpus_per_trial, gpus_per_trial),
+        tune_config=tune.TuneConfig(
+            search_alg=FixedConfigurations(points),
+            num_samples=len(points),
+            max_concurrent_trials=concurrency,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(output),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            verbose=1,
+        ),
+    ).fit()
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for result in list(results):  # type: ignore[call-overload]
+        if result.error is not None or not result.metrics:
+            continue
+        config = {k: v for k, v in result.config.items() if k != TRIAL_SETTINGS_KEY}
+        key = json.dumps(config, sort_keys=True)
+        runs.setdefault(key, []).append(result.metrics)
+    order = [json.dumps(trial_config_dict(c), sort_keys=True) for c in configurations]
+    summary = [summarise(json.loads(k), runs[k], settings.task) for k in order if k in runs]
+    (output / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def summarise(
+    configuration: dict[str, Any], runs: list[dict[str, Any]], task: str
+) -> dict[str, Any]:
+    """Mean and standard deviation of every numeric task metric over seeds."""
+    keys = sorted(
+        k
+        for k in runs[0]
+        if k.startswith(("test_", "metric_")) or k in ("score", "best_score", "param_fraction")
+    )
+    stats: dict[str, dict[str, float]] = {}
+    for key in keys:
+        values = [float(r[key]) for r in runs if key in r]
+        stats[key] = {
+            "mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
+    return {"task": task, "configuration": configuration, "seeds": len(runs), "metrics": stats}
+
+
+def transfer_configurations(
+    configurations: Sequence[PeftConfiguration | str],
+    settings: TrainingSettings,
+    tasks: Sequence[str],
+    *,
+    output: str | Path,
+    **kwargs: Any,
+) -> dict[str, list[dict[str, Any]]]:
+    """Evaluate configurations found on one task on each of ``tasks`` (the paper's transfer)."""
+    from autopeft_ray.tasks import get_task
+
+    for task in tasks:
+        get_task(task)  # fail before any training on an unknown name
+    return {
+        task: evaluate_configurations(
+            configurations,
+            settings.replace(task=task),
+            output=output,
+            name=f"transfer_{task}",
+            **kwargs,
+        )
+        for task in tasks
+    }

@@ -1,0 +1,265 @@
+"""Run an AutoPEFT search with Ray Tune, and what it leaves in its run folder.
+
+``run_search`` is what ``autopeft-ray search`` calls; it is also the Python API.
+Everything a user can get wrong is checked in ``SearchOptions.__post_init__``
+and :func:`prepare` (task, model, data files, space, resources), before Ray starts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from autopeft_ray.config import SearchOptions, trial_config_dict
+from autopeft_ray.exceptions import SearchInterrupted, invalid_value
+from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
+from autopeft_ray.run import RunFolder, RunLog, pareto_records
+from autopeft_ray.space import PeftConfiguration, SearchSpace
+
+from .resources import check_cluster_resources, check_gpus
+
+
+def prepare(options: SearchOptions) -> tuple[SearchSpace, Any, int]:
+    """Validate task, model and data, tokenise once (shared by all trials), build the cost.
+
+    Returns the space, the cost and the number of training examples a trial sees.
+    """
+    from autopeft_ray.models import load_config
+    from autopeft_ray.objectives import ParamCost
+    from autopeft_ray.tasks import prepare_data
+
+    check_gpus(options.gpus_per_trial, options.address)
+    space = SearchSpace.from_model_config(load_config(options.settings.model), options.variant)
+    data = prepare_data(options.settings)  # raises on a bad task or data file; fills the cache
+    return space, ParamCost.from_model(options.settings.model), len(data.train)
+
+
+def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
+    from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher
+
+    if options.searcher == "random":
+        return RandomPEFTSearcher(space, cost_fn=cost, seed=options.seed)
+    warmup, samples, thinning = options.nuts
+    return AutoPEFTSearcher(
+        space,
+        cost_fn=cost,
+        num_initial=options.num_initial,
+        nuts_warmup=warmup,
+        nuts_samples=samples,
+        nuts_thinning=thinning,
+        surrogate=options.surrogate,
+        reference_point=options.reference_point,
+        seed=options.seed,
+    )
+
+
+def make_scheduler(options: SearchOptions, target_steps: int) -> Any:
+    from ray.tune.schedulers import FIFOScheduler
+
+    from .schedulers import MultiObjectiveASHA
+
+    if options.scheduler == "fifo":
+        return FIFOScheduler()
+    evaluations = options.settings.num_evaluations
+    grace = max(1, math.ceil(target_steps / evaluations))
+    return MultiObjectiveASHA(
+        time_attr=FIDELITY,
+        max_t=target_steps,
+        grace_period=grace,
+        reduction_factor=3,
+        brackets=1 if options.scheduler == "asha" else 3,
+    )
+
+
+def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
+    """Run (or resume) a search; return the run folder with its Pareto set and report.
+
+    Raises:
+        SearchInterrupted: after Ctrl-C, once what ended is written to the run
+            folder; ``resume=True`` continues the search.
+    """
+    import ray
+    from ray import tune
+
+    from autopeft_ray.trainables import with_resources
+
+    output = Path(options.output).resolve()
+    run = RunFolder(output)
+    if resume:
+        if not run.has_options():
+            raise invalid_value(
+                "output",
+                str(output),
+                expected=f"a run folder holding {RunFolder.OPTIONS}",
+                fix="Pass the folder of the search to resume as --output.",
+            )
+        options = replace(run.read_options(), address=options.address)
+        check_not_moved(Path(options.output), output)
+    elif run.tune_dir.exists():
+        raise invalid_value(
+            "output",
+            str(output),
+            expected="a new folder",
+            fix="It holds a search already: pass --resume to continue it, or another --output.",
+        )
+    options = replace(options, output=str(output))  # absolute: check_not_moved reads it
+    space, cost, train_size = prepare(options)
+    if options.reference_point is None:
+        from autopeft_ray.objectives.pareto import reference_point_for
+
+        options = replace(options, reference_point=reference_point_for(space, cost))
+    reference: tuple[float, float] = options.reference_point  # type: ignore[assignment]
+    run.write_options(options)
+    target_steps = options.settings.total_steps(train_size)
+
+    if not ray.is_initialized():
+        ray.init(address=options.address, include_dashboard=None, log_to_driver=False)
+    check_cluster_resources(options.cpus_per_trial, options.gpus_per_trial)
+    # Settings bound to the trainable, not in each trial config: Ray's progress
+    # output then shows the configuration only.
+    trainable = with_resources(
+        options.cpus_per_trial, options.gpus_per_trial, settings=options.settings
+    )
+    if resume and tune.Tuner.can_restore(str(run.tune_dir)):
+        tuner = tune.Tuner.restore(str(run.tune_dir), trainable, resume_errored=True)
+    else:
+        searcher = make_searcher(options, space, cost)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                scheduler=make_scheduler(options, target_steps),
+                metric=SCORE,
+                mode="max",
+                num_samples=options.num_trials,
+                max_concurrent_trials=options.concurrency,
+            ),
+            run_config=tune.RunConfig(
+                name=RunFolder.TUNE,
+                storage_path=str(output),
+                failure_config=tune.FailureConfig(max_failures=options.max_failures),
+                # num_to_keep makes Tune snapshot its experiment state (trials, searcher)
+                # after every trial checkpoint, i.e. every report, before the trial can end
+                # and reach trials.jsonl. With Tune's default (a snapshot at most every
+                # 10 s), a driver killed just after a trial ended resumed from a state
+                # without that trial's final checkpoint and trained it again.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[RunLog(run, reference, searcher)],
+                verbose=1,
+            ),
+        )
+    tuner.fit()
+    records = finalize(run, space, reference)
+    # On Ctrl-C Tune saves its state and returns as if the search were done (its
+    # in-memory trials all end up TERMINATED); the saved state still says which
+    # trials were pending or running. Say so, and let the CLI exit non-zero.
+    # A trial whose node was lost may also stay RUNNING in the saved state (Ray
+    # 2.60 marks it ERROR without saving); trials.jsonl knows that it ended.
+    ended = {r["trial_id"] for r in records}
+    saved_trials = tune.ExperimentAnalysis(str(run.tune_dir)).trials
+    if any(
+        t.status not in ("TERMINATED", "ERROR") and t.trial_id not in ended for t in saved_trials
+    ):
+        raise SearchInterrupted(
+            f"The search was interrupted: {len(records)} of {options.num_trials} "
+            f"trials ended, and what they measured is in {output}. Continue it with "
+            f"`autopeft-ray search --output {output} --resume`."
+        )
+    if options.baselines and not run.has_baselines():
+        from autopeft_ray.run import write_report
+
+        run_baselines(options, space, run)
+        write_report(run, reference_point=reference)
+    return output
+
+
+def run_baselines(
+    options: SearchOptions, space: SearchSpace, run: RunFolder
+) -> list[dict[str, Any]]:
+    """Train ``options.baselines`` at the search fidelity; write and return ``baselines.json``."""
+    from autopeft_ray.builder import baseline
+
+    from .evaluate import evaluate_configurations
+
+    chosen = {name: baseline(name, space.num_layers) for name in options.baselines}
+    summary = evaluate_configurations(
+        list(chosen.values()),
+        options.settings,
+        output=run.file(RunFolder.BASELINES_DIR),
+        seeds=[options.settings.seed],
+        name=RunFolder.BASELINES_DIR,
+        test=False,
+        **options.resources,
+    )
+    # A baseline whose training failed has no summary: match the others by configuration.
+    names = {json.dumps(trial_config_dict(c), sort_keys=True): n for n, c in chosen.items()}
+    rows = [
+        {"name": names[json.dumps(row["configuration"], sort_keys=True)], **row} for row in summary
+    ]
+    run.write_baselines(rows)
+    return rows
+
+
+def check_not_moved(saved: Path, output: Path) -> None:
+    """Refuse to resume a run folder that was moved since the search started.
+
+    Ray Tune 2.60 keeps each trial's absolute folder in its saved state: after a
+    move, a trial that was running at the interruption fails on resume (tried:
+    it errored twice, looking for its checkpoint at the old place). ``saved`` is
+    the folder recorded in ``search.json`` (relative in folders of older
+    versions, which are not checked).
+    """
+    if saved.is_absolute() and saved.resolve() != output:
+        raise invalid_value(
+            "output",
+            str(output),
+            expected=f"the folder the search was started in, {saved}",
+            fix=f"Ray Tune keeps absolute trial paths in its state, so a moved run folder "
+            f"cannot be resumed: move it back to {saved} and resume it there.",
+        )
+
+
+def finalize(
+    run: RunFolder, space: SearchSpace, reference_point: tuple[float, float]
+) -> list[dict[str, Any]]:
+    """Write trials/Pareto tables, adapters setups and the report; return the trial records."""
+    from autopeft_ray.builder import adapter_setup_dict
+    from autopeft_ray.run import completed_points, write_report
+
+    records = run.read_records()
+    pareto = pareto_records(completed_points(records))
+    run.write_tables(records, pareto)
+    for rank, record in enumerate(pareto):
+        configuration = space.from_trial_config(record["configuration"])
+        folder = run.adapter_folder(rank)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "adapter_setup.json").write_text(
+            json.dumps(adapter_setup_dict(configuration, hidden_size=space.hidden_size), indent=2)
+            + "\n"
+        )
+        configuration.to_json(folder / "configuration.json")
+    write_report(run, reference_point=reference_point)
+    return records
+
+
+def configurations_from_run(
+    folder: str | Path, *, max_fraction: float | None = None
+) -> list[PeftConfiguration]:
+    """The Pareto set of a finished run, optionally only those under a parameter budget."""
+    run = RunFolder(folder)
+    pareto = run.read_pareto()
+    chosen = [
+        PeftConfiguration.from_dict(r["configuration"])
+        for r in pareto
+        if max_fraction is None or r["metrics"][PARAM_FRACTION] <= max_fraction
+    ]
+    if not chosen:
+        raise invalid_value(
+            "max_fraction",
+            max_fraction,
+            expected=f"at least the smallest parameter fraction on the front in {run.path}",
+        )
+    return chosen

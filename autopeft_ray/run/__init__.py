@@ -1,0 +1,34 @@
+"""A search's run folder: what is written as trials end, and what is read back.
+
+* :mod:`.folder`: :class:`RunFolder`, which owns every path of a run folder
+  and every read and write, and the trial record;
+* :mod:`.callback`: :class:`RunLog`, the one Ray Tune callback of a search;
+* :mod:`.metrics`: the metrics it exports;
+* :mod:`.report`: the report (figures and tables).
+"""
+
+from .callback import RunLog
+from .folder import (
+    RunFolder,
+    completed_points,
+    ended_status,
+    objective_point,
+    pareto_records,
+    trial_record,
+)
+from .report import baselines_table, best_under, markdown_table, reference_point_of, write_report
+
+__all__ = [
+    "RunFolder",
+    "RunLog",
+    "baselines_table",
+    "best_under",
+    "completed_points",
+    "ended_status",
+    "markdown_table",
+    "objective_point",
+    "pareto_records",
+    "reference_point_of",
+    "trial_record",
+    "write_report",
+]

@@ -1,0 +1,151 @@
+"""``RunLog``: the one Ray Tune callback of a search.
+
+As each trial ends it appends the trial's record to the run folder
+(``trials.jsonl``, flushed: nothing measured is lost on a crash), updates the
+Pareto front, the best score and the hypervolume once, prints one status line,
+and exports the same figures as metrics (:mod:`.metrics`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from autopeft_ray.objectives import COMPLETED, FAILED, PARAM_FRACTION, SCORE
+from autopeft_ray.objectives.pareto import ParetoFront
+
+from .folder import RunFolder, ended_status, objective_point, trial_record
+from .metrics import BEST_SCORE, HYPERVOLUME, SUGGESTION_SECONDS, TRIALS_FINISHED, create_metrics
+
+
+class RunLog(Callback):
+    """Ray Tune callback: record each ended trial and export the search's progress.
+
+    Every metric carries the tag ``run`` (the run folder), so that searches
+    sharing a cluster stay apart. ``autopeft_trials_finished`` (tag ``status``,
+    one of ``autopeft_ray.objectives.STATUSES``) counts the trials that ended
+    since this driver started: a resumed search counts from 0 again, as any
+    Prometheus counter does after a restart. The front starts from the run
+    folder's records, so a resumed search keeps it.
+    ``autopeft_suggestion_seconds`` observes each entry of ``searcher.timings``
+    with a ``total_s`` (the AutoPEFT searcher times its model-based
+    suggestions; random ones cost nothing and are not timed).
+
+    Args:
+        run_folder: the search's run folder.
+        reference_point: ``(score, param_fraction)`` bounding the hypervolume.
+        searcher: the searcher whose ``timings`` to export, or ``None``.
+        verbose: print a status line as each trial ends.
+
+    Example:
+        >>> tune.RunConfig(callbacks=[RunLog(output, (0.0, 0.05), searcher)])
+    """
+
+    def __init__(
+        self,
+        run_folder: str | Path | RunFolder,
+        reference_point: tuple[float, float],
+        searcher: Any = None,
+        verbose: bool = True,
+    ) -> None:
+        self.run = run_folder if isinstance(run_folder, RunFolder) else RunFolder(run_folder)
+        self.reference_point = reference_point
+        self.searcher = searcher
+        self.verbose = verbose
+        self.front = ParetoFront(reference_point)
+        self.best_score: float | None = None
+        self.hypervolume = 0.0
+        self.ended = 0
+        self.finished: dict[str, int] = {}
+        self.suggestion_seconds: list[float] = []
+        self._timings_seen = 0
+        self._metrics: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into tuner.pkl; metric handles are rebuilt in setup().
+        state = self.__dict__.copy()
+        state["_metrics"] = None
+        return state
+
+    # -- Tune hooks -----------------------------------------------------------
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
+        self._metrics = create_metrics(str(self.run.path))
+        records = self.run.read_records()
+        self.front = ParetoFront(self.reference_point)
+        self.best_score, self.hypervolume, self.ended = None, 0.0, len(records)
+        for record in self.run.completed():
+            self._add_point(record["trial_id"], *objective_point(record))
+        # Tune restores the searcher before setup(): its old timings were exported
+        # by the driver that measured them.
+        self._timings_seen = len(self._timings())
+        self._publish()
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        status = ended_status(result)
+        if status == COMPLETED and SCORE in result and PARAM_FRACTION in result:
+            self._add_point(trial.trial_id, result[SCORE], result[PARAM_FRACTION])
+        self._ended(trial, status)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        error = getattr(trial, "error_file", None)
+        self._ended(trial, FAILED, str(error) if error else None)
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self._export_timings()
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self._export_timings()
+
+    # -- bookkeeping ------------------------------------------------------------
+    def _ended(self, trial: Any, status: str, error: str | None = None) -> None:
+        self.run.append_record(
+            trial_record(trial.trial_id, dict(trial.config), trial.last_result, status, error)
+        )
+        self.ended += 1
+        self.finished[status] = self.finished.get(status, 0) + 1
+        if self._metrics is not None:
+            self._metrics[TRIALS_FINISHED].inc(1, tags={"status": status})
+        self._export_timings()
+        self._publish()
+        if self.verbose:
+            best = float("nan") if self.best_score is None else self.best_score
+            print(
+                f"[autopeft-ray] trials ended: {self.ended} (completed {len(self.front)}), "
+                f"best score {best:.4f}, hypervolume {self.hypervolume:.4f}",
+                flush=True,
+            )
+
+    def _add_point(self, trial_id: str, score: float, fraction: float) -> None:
+        self.front.add(float(score), float(fraction), payload=trial_id)
+        self.best_score = max(float(score), self.best_score or float("-inf"))
+        self.hypervolume = self.front.hypervolume()
+
+    def _timings(self) -> list[dict[str, Any]]:
+        return list(getattr(self.searcher, "timings", None) or [])
+
+    def _export_timings(self) -> None:
+        timings = self._timings()
+        for timing in timings[self._timings_seen :]:
+            seconds = timing.get("total_s")
+            if seconds is None:  # a step that failed before timing (see AutoPEFTSearcher)
+                continue
+            self.suggestion_seconds.append(float(seconds))
+            if self._metrics is not None:
+                self._metrics[SUGGESTION_SECONDS].observe(float(seconds))
+        self._timings_seen = len(timings)
+
+    def _publish(self) -> None:
+        if self._metrics is None:
+            return
+        self._metrics[HYPERVOLUME].set(self.hypervolume)
+        if self.best_score is not None:
+            self._metrics[BEST_SCORE].set(self.best_score)

@@ -1,0 +1,50 @@
+"""The search's metrics, exported through ``ray.util.metrics`` from the driver.
+
+Trials ended (by status), the hypervolume of the current Pareto front, the
+best score and the searcher's suggestion times. Ray serves them on each
+node's metrics endpoint with a ``ray_`` prefix (``cluster/README.md`` lists
+the names as Prometheus shows them). :class:`autopeft_ray.run.RunLog` feeds
+them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TRIALS_FINISHED = "autopeft_trials_finished"
+HYPERVOLUME = "autopeft_hypervolume"
+BEST_SCORE = "autopeft_best_score"
+SUGGESTION_SECONDS = "autopeft_suggestion_seconds"
+#: Histogram buckets (seconds): a model-based suggestion takes from about a second
+#: (MAP fit, few observations) to many minutes (NUTS, hundreds of observations).
+SUGGESTION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+
+
+def create_metrics(run: str) -> dict[str, Any]:
+    """The search's metric handles, each tagged with the run folder ``run``."""
+    from ray.util.metrics import Counter, Gauge, Histogram
+
+    metrics: dict[str, Any] = {
+        TRIALS_FINISHED: Counter(
+            TRIALS_FINISHED,
+            description="AutoPEFT trials that ended (completed, stopped early or errored).",
+            tag_keys=("run", "status"),
+        ),
+        HYPERVOLUME: Gauge(
+            HYPERVOLUME,
+            description="Hypervolume of the current Pareto front (score vs parameter fraction).",
+            tag_keys=("run",),
+        ),
+        BEST_SCORE: Gauge(
+            BEST_SCORE, description="Best dev score of a completed trial.", tag_keys=("run",)
+        ),
+        SUGGESTION_SECONDS: Histogram(
+            SUGGESTION_SECONDS,
+            description="Seconds the searcher took to propose a model-based configuration.",
+            boundaries=list(SUGGESTION_BUCKETS),
+            tag_keys=("run",),
+        ),
+    }
+    for metric in metrics.values():
+        metric.set_default_tags({"run": run})
+    return metrics

@@ -1,0 +1,162 @@
+"""Reports of a run folder: Pareto front plot, hypervolume over evaluations, a table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from autopeft_ray.exceptions import invalid_value
+from autopeft_ray.objectives import PARAM_FRACTION, SCORE
+from autopeft_ray.space import PeftConfiguration
+
+from .folder import RunFolder, objective_point, pareto_records
+
+Folder = str | os.PathLike[str] | RunFolder
+
+
+def _run(folder: Folder) -> RunFolder:
+    return folder if isinstance(folder, RunFolder) else RunFolder(folder)
+
+
+def best_under(folder: Folder, max_fraction: float) -> dict[str, Any]:
+    """The highest-scoring completed configuration with at most ``max_fraction`` parameters."""
+    done = [r for r in _run(folder).completed() if r["metrics"][PARAM_FRACTION] <= max_fraction]
+    if not done:
+        raise invalid_value(
+            "max_fraction",
+            max_fraction,
+            expected=f"a budget that at least one completed trial in {folder} meets",
+        )
+    return max(done, key=lambda r: r["metrics"][SCORE])
+
+
+def baselines_table(baselines: list[dict[str, Any]]) -> str:
+    lines = ["| baseline | param fraction (%) | score |", "|---|---|---|"]
+    for b in baselines:
+        metrics = b["metrics"]
+        lines.append(
+            f"| {b['name']} | {100 * metrics[PARAM_FRACTION]['mean']:.4f} | "
+            f"{metrics[SCORE]['mean']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown_table(records: list[dict[str, Any]]) -> str:
+    lines = [
+        "| # | D_SA | D_PA | L_PT | layers | param fraction (%) | score | status |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(records):
+        config = PeftConfiguration.from_dict(r["configuration"])
+        layers = "".join("1" if b else "0" for b in config.layers)
+        lines.append(
+            f"| {i} | {config.sa_size} | {config.pa_size} | {config.pt_length} | {layers} | "
+            f"{100 * r['metrics'][PARAM_FRACTION]:.4f} | {r['metrics'][SCORE]:.4f} | {r['status']} |"
+        )
+    return "\n".join(lines)
+
+
+def reference_point_of(run: RunFolder) -> tuple[float, float]:
+    """The search's reference point (``search.json``), else the default one."""
+    from autopeft_ray.objectives.pareto import DEFAULT_REFERENCE_POINT
+
+    saved = run.read_options().reference_point if run.has_options() else None
+    return saved or DEFAULT_REFERENCE_POINT
+
+
+def write_report(
+    folder: Folder,
+    *,
+    reference_point: tuple[float, float] | None = None,
+    compare: Sequence[Folder] = (),
+) -> RunFolder:
+    """Write ``report/`` in a run folder: ``pareto_front.png``, ``hypervolume.png``, ``report.md``.
+
+    ``reference_point`` defaults to the search's. ``compare`` adds the
+    hypervolume traces of other run folders (e.g. a random search) to
+    ``hypervolume.png``. Baselines trained at the search fidelity
+    (``baselines.json``) are drawn and tabled beside the front.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from autopeft_ray.objectives.pareto import hypervolume_trace
+
+    run = _run(folder)
+    reference = reference_point or reference_point_of(run)
+    out = run.report_dir
+    out.mkdir(parents=True, exist_ok=True)
+    done = run.completed()
+    points = [objective_point(r) for r in done]
+    on_front = pareto_records(done)
+    front = [objective_point(r) for r in on_front]
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if points:
+        ax.scatter(
+            [100 * p[1] for p in points], [p[0] for p in points], s=18, alpha=0.6, label="evaluated"
+        )
+        ax.step(
+            [100 * p[1] for p in front],
+            [p[0] for p in front],
+            "r-o",
+            where="post",
+            label="Pareto front",
+        )
+        ax.set_xscale("symlog", linthresh=1e-3)
+    baselines = run.read_baselines()
+    for b in baselines:
+        x, y = 100 * b["metrics"][PARAM_FRACTION]["mean"], b["metrics"][SCORE]["mean"]
+        ax.scatter([x], [y], marker="s", s=30, color="k")
+        ax.annotate(b["name"], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    ax.set_xlabel("trainable parameters (% of base model)")
+    ax.set_ylabel("dev score")
+    ax.set_title(f"Pareto front: {run.path.name}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "pareto_front.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for other in [run, *map(_run, compare)]:
+        other_points = [objective_point(r) for r in other.completed()]
+        if other_points:
+            trace = hypervolume_trace(other_points, reference)
+            ax.plot(range(1, len(trace) + 1), trace, label=other.path.name)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("hypervolume")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "hypervolume.png", dpi=120)
+    plt.close(fig)
+
+    text = [
+        f"# AutoPEFT report: {run.path.name}",
+        "",
+        f"{len(done)} completed evaluations; {len(on_front)} on the Pareto front.",
+        "",
+        "## Pareto front",
+        "",
+        markdown_table(on_front),
+        "",
+        *(
+            [
+                "## Baselines at the same fidelity",
+                "",
+                "Trained with the same settings and seed as every searched configuration.",
+                "",
+                baselines_table(baselines),
+                "",
+            ]
+            if baselines
+            else []
+        ),
+        "![Pareto front](pareto_front.png)",
+        "![Hypervolume](hypervolume.png)",
+        "",
+    ]
+    (out / "report.md").write_text("\n".join(text))
+    return run

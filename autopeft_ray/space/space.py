@@ -1,0 +1,300 @@
+"""The AutoPEFT search space over a model: dimensions, validation, sampling, neighbours.
+
+Sizes are ``{0} U {2^k <= hidden size}`` on a binary-log scale; the paper's
+ablated spaces (Table 3) search fewer modules or fix every layer on.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autopeft_ray.exceptions import SearchSpaceError, invalid_value
+
+from . import encoding
+from .configuration import MODULES, SIZE_KEYS, PeftConfiguration, layer_key
+
+#: The paper's ablated spaces (Table 3): which modules are searched, and
+#: whether the layer bits are searched (otherwise every layer is on).
+VARIANTS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "sa": (("sa",), False),
+    "sa-layer": (("sa",), True),
+    "sa-pa-layer": (("sa", "pa"), True),
+    "full": (("sa", "pa", "pt"), True),
+}
+
+
+def size_choices(hidden_size: int) -> tuple[int, ...]:
+    """``(0, 1, 2, 4, ..., 2^k)`` with ``2^k <= hidden_size``."""
+    if hidden_size < 1:
+        raise invalid_value("hidden_size", hidden_size, expected="a positive integer")
+    return (0,) + tuple(2**k for k in range(int(math.log2(hidden_size)) + 1))
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched coordinate: its config key and its ordered choices."""
+
+    name: str
+    choices: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The AutoPEFT space for a model with ``num_layers`` layers of ``hidden_size``.
+
+    Args:
+        num_layers: transformer layers (one insertion bit each).
+        hidden_size: model width; sizes are ``{0} U {2^k <= hidden_size}``.
+        variant: ``"full"`` (SA-PA-PT-Layer) or an ablation from ``VARIANTS``.
+    """
+
+    num_layers: int
+    hidden_size: int
+    variant: str = "full"
+    sizes: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_layers, bool) or not isinstance(self.num_layers, int):
+            raise invalid_value("num_layers", self.num_layers, expected="a positive integer")
+        if self.num_layers < 1:
+            raise invalid_value("num_layers", self.num_layers, expected="a positive integer")
+        if self.variant not in VARIANTS:
+            raise invalid_value(
+                "variant",
+                self.variant,
+                valid=VARIANTS,
+                fix="Pick a search space by the names of the paper's ablations.",
+                cls=SearchSpaceError,
+            )
+        object.__setattr__(self, "sizes", size_choices(self.hidden_size))
+
+    # -- construction -----------------------------------------------------
+    @classmethod
+    def from_model_config(cls, config: Any, variant: str = "full") -> SearchSpace:
+        """Build the space from a ``transformers`` config, a config dict, or a checkpoint.
+
+        ``config`` may be a ``PretrainedConfig``, a dict as in ``config.json``,
+        or a hub name / local path (read with ``AutoConfig.from_pretrained``).
+        """
+        if isinstance(config, (str, Path)):
+            from autopeft_ray.models import load_config
+
+            config = load_config(str(config))
+        get = config.get if isinstance(config, Mapping) else lambda k: getattr(config, k, None)
+        num_layers = _first(get, ("num_hidden_layers", "n_layer", "num_layers"))
+        hidden_size = _first(get, ("hidden_size", "n_embd", "d_model", "dim"))
+        if num_layers is None or hidden_size is None:
+            raise invalid_value(
+                "model config",
+                type(config).__name__,
+                expected="a transformer config with num_hidden_layers and hidden_size",
+            )
+        return cls(int(num_layers), int(hidden_size), variant)
+
+    # -- structure --------------------------------------------------------
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return VARIANTS[self.variant][0]
+
+    @property
+    def searches_layers(self) -> bool:
+        return VARIANTS[self.variant][1]
+
+    @property
+    def dimensions(self) -> tuple[Dimension, ...]:
+        """The searched coordinates, in encoding order: sizes, then layer bits."""
+        dims = [Dimension(SIZE_KEYS[m], self.sizes) for m in self.modules]
+        if self.searches_layers:
+            dims += [Dimension(layer_key(i), (0, 1)) for i in range(self.num_layers)]
+        return tuple(dims)
+
+    @property
+    def cardinality(self) -> int:
+        """Points of the space (every degenerate configuration counted)."""
+        return math.prod(len(d.choices) for d in self.dimensions)
+
+    @property
+    def num_distinct(self) -> int:
+        """Distinct models in the space: every degenerate configuration is one model."""
+        sizes = len(self.sizes) ** len(self.modules)
+        if self.searches_layers:
+            return (sizes - 1) * (2**self.num_layers - 1) + 1
+        return sizes
+
+    def fixed(self) -> dict[str, int]:
+        """The keys this space does not search, with their fixed values."""
+        fixed = {SIZE_KEYS[m]: 0 for m in MODULES if m not in self.modules}
+        if not self.searches_layers:
+            fixed.update({layer_key(i): 1 for i in range(self.num_layers)})
+        return fixed
+
+    # -- validation -------------------------------------------------------
+    def validate(self, config: PeftConfiguration) -> PeftConfiguration:
+        """Return ``config`` if it lies in this space, else raise naming the field."""
+        if config.num_layers != self.num_layers:
+            raise invalid_value(
+                "layers",
+                config.num_layers,
+                expected=f"{self.num_layers} insertion bits (one per model layer)",
+                cls=SearchSpaceError,
+            )
+        flat = config.to_dict()
+        for key, value in self.fixed().items():
+            if flat[key] != value:
+                raise invalid_value(
+                    key,
+                    flat[key],
+                    valid=[value],
+                    fix=f"The '{self.variant}' search space fixes it; use variant='full'.",
+                    cls=SearchSpaceError,
+                )
+        for dim in self.dimensions:
+            if flat[dim.name] not in dim.choices:
+                raise invalid_value(
+                    dim.name,
+                    flat[dim.name],
+                    valid=dim.choices,
+                    fix=f"Sizes are 0 or powers of two up to the hidden size {self.hidden_size}.",
+                    cls=SearchSpaceError,
+                )
+        return config
+
+    def canonical(self, config: PeftConfiguration) -> PeftConfiguration:
+        """Like :meth:`PeftConfiguration.canonical`, but always a member of this space.
+
+        A degenerate configuration maps to all sizes 0 with the layer bits this
+        space fixes (every layer on when layers are not searched, else all off);
+        a live one must already be a member and is returned unchanged.
+        """
+        if not config.is_degenerate:
+            return self.validate(config)
+        return self.configuration(
+            layers=[not self.searches_layers] * self.num_layers,
+        )
+
+    def configuration(self, **values: Any) -> PeftConfiguration:
+        """Build and validate a configuration; unsearched fields take their fixed value.
+
+        ``layers`` may be a sequence of bits or of active layer indices via
+        ``active_layers=[...]``.
+        """
+        flat: dict[str, Any] = {k: 0 for k in SIZE_KEYS.values()}
+        flat.update({layer_key(i): 1 for i in range(self.num_layers)})
+        active = values.pop("active_layers", None)
+        layers = values.pop("layers", None)
+        unknown = set(values) - set(SIZE_KEYS.values())
+        if unknown:
+            raise invalid_value(
+                "configuration field",
+                sorted(unknown)[0],
+                valid=list(SIZE_KEYS.values()) + ["layers", "active_layers"],
+                cls=SearchSpaceError,
+            )
+        flat.update(values)
+        if active is not None:
+            for i in active:
+                if not isinstance(i, int) or not 0 <= i < self.num_layers:
+                    raise invalid_value(
+                        "active_layers",
+                        i,
+                        expected=f"a layer index in 0..{self.num_layers - 1}",
+                        cls=SearchSpaceError,
+                    )
+            layers = [i in set(active) for i in range(self.num_layers)]
+        if layers is not None:
+            if len(layers) != self.num_layers:
+                raise invalid_value(
+                    "layers",
+                    list(layers),
+                    expected=f"{self.num_layers} insertion bits (one per model layer)",
+                    cls=SearchSpaceError,
+                )
+            flat.update({layer_key(i): int(bool(b)) for i, b in enumerate(layers)})
+        return self.validate(PeftConfiguration.from_dict(flat))
+
+    def from_trial_config(self, config: Mapping[str, Any]) -> PeftConfiguration:
+        """Read a configuration out of a Ray Tune trial config (extra keys ignored)."""
+        flat = dict(self.fixed())
+        flat.update(
+            {k: v for k, v in config.items() if k in SIZE_KEYS.values() or k.startswith("layer_")}
+        )
+        return self.validate(PeftConfiguration.from_dict(flat))
+
+    # -- encodings --------------------------------------------------------
+    def to_param_space(self) -> dict[str, Any]:
+        """A Ray Tune ``param_space`` / ``config`` (``tune.choice`` per dimension)."""
+        from ray import tune
+
+        space: dict[str, Any] = dict(self.fixed())
+        space.update({d.name: tune.choice(list(d.choices)) for d in self.dimensions})
+        return space
+
+    def to_ax_parameters(self) -> list[Any]:
+        """Ax ``ChoiceParameterConfig`` list for ``Client.configure_experiment``."""
+        from ax.api.configs import ChoiceParameterConfig
+
+        return [
+            ChoiceParameterConfig(
+                name=d.name, values=list(d.choices), parameter_type="int", is_ordered=True
+            )
+            for d in self.dimensions
+        ]
+
+    def encode(self, config: PeftConfiguration) -> list[float]:
+        """Numeric vector in ``[0, 1]^d`` (see :func:`.encoding.encode`)."""
+        return encoding.encode(self, config)
+
+    def decode(self, vector: Sequence[float]) -> PeftConfiguration:
+        """Inverse of :meth:`encode` (see :func:`.encoding.decode`)."""
+        return encoding.decode(self, vector)
+
+    def encoded_choices(self) -> list[list[float]]:
+        """Per dimension, the encoded values allowed (BoTorch ``discrete_choices``)."""
+        return encoding.encoded_choices(self)
+
+    # -- exploration ------------------------------------------------------
+    def neighbours(self, config: PeftConfiguration) -> list[PeftConfiguration]:
+        """Configurations one change away: a size one step up or down, or one bit flipped."""
+        self.validate(config)
+        flat = config.to_dict()
+        out = []
+        for d in self.dimensions:
+            rank = d.choices.index(flat[d.name])
+            for step in (-1, 1):
+                if 0 <= rank + step < len(d.choices):
+                    moved = dict(flat)
+                    moved[d.name] = d.choices[rank + step]
+                    out.append(PeftConfiguration.from_dict(moved))
+        return out
+
+    def sample(self, rng: random.Random) -> PeftConfiguration:
+        """A configuration drawn uniformly from the space."""
+        flat: dict[str, Any] = dict(self.fixed())
+        flat.update({d.name: rng.choice(d.choices) for d in self.dimensions})
+        return PeftConfiguration.from_dict(flat)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "num_layers": self.num_layers,
+            "hidden_size": self.hidden_size,
+            "variant": self.variant,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
+        return cls(
+            int(data["num_layers"]), int(data["hidden_size"]), str(data.get("variant", "full"))
+        )
+
+
+def _first(get: Any, keys: Sequence[str]) -> Any:
+    for key in keys:
+        value = get(key)
+        if value is not None:
+            return value
+    return None

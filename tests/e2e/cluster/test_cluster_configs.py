@@ -1,0 +1,341 @@
+"""The cluster configurations: Ray's own validation, the project's pins, the documented commands.
+
+Nothing here contacts a cloud or a Kubernetes API. The cluster-launcher configs go through
+the offline half of what `ray up` does before it calls the provider (`prepare_config`, then
+`validate_config` against Ray's JSON schema). No KubeRay CRD schema ships in any installed
+package, so the RayJob is checked field by field against what KubeRay reads; its runtime
+environment goes through Ray's own `RuntimeEnv` validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import ray
+import yaml
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from ray.autoscaler._private.util import prepare_config, validate_config
+from ray.runtime_env import RuntimeEnv
+
+from autopeft_ray.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[3]
+CLUSTER = ROOT / "cluster"
+LAUNCHER_CONFIGS = ["aws.yaml", "gcp.yaml"]
+SHARED = "/mnt/shared"
+RAY_IMAGE = re.compile(r"rayproject/ray:(?P<version>\d+\.\d+\.\d+)-py(?P<py>\d)(?P<minor>\d+)")
+TORCH_INDEX = re.compile(r"https://download\.pytorch\.org/whl/(cpu|cu\d+)")
+# pip options whose next word is a value, not something to install.
+VALUE_OPTIONS = {"-i", "--index-url", "--extra-index-url", "-c", "--constraint", "-f"}
+VALUE_OPTIONS |= {"--find-links", "-r", "--requirement"}
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _pins() -> dict[str, Requirement]:
+    reqs = (Requirement(text) for text in _pyproject()["project"]["dependencies"])
+    return {req.name: req for req in reqs}
+
+
+def _pinned_version(name: str) -> str:
+    (spec,) = _pins()[name].specifier
+    assert spec.operator == "==", f"{name} should be pinned with ==, got {spec}"
+    return spec.version
+
+
+def _launcher(name: str) -> dict[str, Any]:
+    return yaml.safe_load((CLUSTER / name).read_text())
+
+
+def _kuberay_documents() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((CLUSTER / "kuberay.yaml").read_text()) if d]
+
+
+def _rayjob() -> dict[str, Any]:
+    (job,) = [d for d in _kuberay_documents() if d["kind"] == "RayJob"]
+    return job
+
+
+def _pip_installs(command: str) -> list[list[str]]:
+    """What each `pip install` in a shell command line installs, in order."""
+    installs = []
+    for part in re.split(r";|&&|\|\|", command):
+        words = shlex.split(part)
+        if words[:2] != ["pip", "install"]:
+            continue
+        targets, rest = [], iter(words[2:])
+        for word in rest:
+            if word in ("-e", "--editable"):
+                targets.append(next(rest))
+            elif word in VALUE_OPTIONS:
+                next(rest)
+            elif not word.startswith("-"):
+                targets.append(word)
+        installs.append(targets)
+    return installs
+
+
+def _local_target(target: str) -> tuple[str, set[str]] | None:
+    """(path, extras) for a local-folder install such as `/home/ray/repo[extra]`."""
+    if not target.startswith(("/", ".", "~")):
+        return None
+    path, _, extras = target.partition("[")
+    return path.rstrip("/"), {e.strip() for e in extras.rstrip("]").split(",") if e.strip()}
+
+
+def _search_commands(text: str) -> list[list[str]]:
+    """Arguments of every complete `autopeft-ray search ...` written in a file or a command."""
+    lines = [re.sub(r"^\s*#\s?", "", line) for line in text.splitlines()]
+    joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
+    commands = []
+    for match in re.finditer(r"autopeft-ray search([^'`\n;]*)", joined):
+        # A bare mention in prose, or an abbreviated one, is not a command to run.
+        if match.group(1).strip() and "..." not in match.group(1):
+            commands.append(shlex.split(match.group(1).replace('"$OUT"', f"{SHARED}/runs/rte")))
+    return commands
+
+
+def _parse_search(args: list[str]) -> Any:
+    try:
+        return build_parser().parse_args(["search", *args])
+    except SystemExit:
+        pytest.fail(f"autopeft-ray rejects the documented command: search {shlex.join(args)}")
+
+
+def _check_fits(args: Any, cpus: float, gpus: float, nodes: int, where: str) -> None:
+    """The documented command's trials fit on the worker nodes the config can start."""
+    assert args.gpus_per_trial > 0, f"{where}: the cluster has GPU workers; use them"
+    assert args.cpus_per_trial <= cpus and args.gpus_per_trial <= gpus, where
+    per_node = min(cpus // args.cpus_per_trial, gpus // args.gpus_per_trial)
+    assert per_node * nodes >= args.concurrency, (
+        f"{where}: {args.concurrency} trials of ({args.cpus_per_trial} CPU, "
+        f"{args.gpus_per_trial} GPU) need more than {nodes} nodes of ({cpus} CPU, {gpus} GPU)"
+    )
+
+
+def test_pyproject_pins_every_dependency():
+    """Installing the project installs the pins, which is how every config installs them."""
+    for name, req in _pins().items():
+        assert {s.operator for s in req.specifier} & {"==", "~="}, f"{name} is not pinned: {req}"
+    assert _pinned_version("ray") == ray.__version__
+
+
+# -- Ray cluster launcher (aws.yaml, gcp.yaml) ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_launcher_config_passes_rays_validation(name):
+    """The offline steps of `ray up`: merge with the provider's defaults, then the schema."""
+    prepared = prepare_config(copy.deepcopy(_launcher(name)))
+    validate_config(prepared)
+    common = prepared["setup_commands"]
+    assert prepared["head_setup_commands"][: len(common)] == common
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+@pytest.mark.parametrize(
+    ("breakage", "error"),
+    [
+        (lambda c: c["available_node_types"]["gpu_worker"].update(typo=1), "ValidationError"),
+        (lambda c: c["available_node_types"]["gpu_worker"]["resources"].update(GPU=0.5), "0.5"),
+        (lambda c: c.update(head_node_type="nowhere"), "head_node_type"),
+    ],
+    ids=["unknown-field", "fractional-resource", "missing-head-type"],
+)
+def test_rays_validation_rejects_a_broken_copy(name, breakage, error):
+    """The validation above is live: the same config with one mistake is refused."""
+    config = _launcher(name)
+    breakage(config)
+    with pytest.raises((jsonschema.ValidationError, ValueError)) as caught:
+        validate_config(prepare_config(config))
+    assert error in f"{type(caught.value).__name__} {caught.value}"
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_launcher_config_has_a_cpu_head_and_gpu_workers_from_zero(name):
+    config = _launcher(name)
+    types = config["available_node_types"]
+    head = types[config["head_node_type"]]
+    assert head["resources"].get("GPU", 0) == 0
+    workers = [t for key, t in types.items() if key != config["head_node_type"]]
+    gpu_workers = [t for t in workers if t["resources"].get("GPU", 0) >= 1]
+    assert gpu_workers, f"{name}: no GPU worker type"
+    for worker in gpu_workers:
+        assert worker["min_workers"] == 0
+        assert 1 <= worker["max_workers"] <= config["max_workers"]
+
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "ray start --head" in head_start
+    assert "--dashboard-host=127.0.0.1" in head_start
+    assert "--address=$RAY_HEAD_IP:6379" in " ".join(config["worker_start_ray_commands"])
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_launcher_config_installs_the_project_and_torch_at_the_pins_on_every_node(name):
+    config = _launcher(name)
+    # A node type's own worker_setup_commands replace the global setup_commands there.
+    assert not any("worker_setup_commands" in t for t in config["available_node_types"].values())
+    shipped = [remote for remote, local in config["file_mounts"].items() if local == "."]
+    assert shipped, f"{name}: the checkout (`.` from the repository root) is not shipped"
+    assert (ROOT / "pyproject.toml").exists()
+
+    installs = [t for command in config["setup_commands"] for t in _pip_installs(command)]
+    targets = [target for install in installs for target in install]
+    local = [_local_target(t) for t in targets]
+    project = [i for i, t in enumerate(local) if t and t[0] in shipped]
+    assert project, f"{name}: setup_commands never pip-install the shipped checkout"
+    assert "dashboard" in local[project[0]][1], "the dashboard extra brings ray[default]"
+
+    torch = [i for i, t in enumerate(targets) if not local[i] and Requirement(t).name == "torch"]
+    assert torch and torch[0] < project[0], f"{name}: install pinned torch before the project"
+    assert Requirement(targets[torch[0]]).specifier == SpecifierSet(f"=={_pinned_version('torch')}")
+    indexes = {m.group(1) for c in config["setup_commands"] for m in TORCH_INDEX.finditer(c)}
+    assert "cpu" in indexes and any(i.startswith("cu") for i in indexes), indexes
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_launcher_images_run_the_pinned_ray_on_the_projects_python(name):
+    docker = _launcher(name)["docker"]
+    images = [docker[key] for key in ("image", "head_image", "worker_image") if key in docker]
+    assert len(images) >= 2
+    _check_images(images)
+
+
+def _check_images(images: list[str]) -> None:
+    python = SpecifierSet(_pyproject()["project"]["requires-python"])
+    for image in images:
+        match = RAY_IMAGE.fullmatch(image.split("-cpu")[0].split("-gpu")[0])
+        assert match, f"not a versioned rayproject/ray image with a Python tag: {image}"
+        assert match["version"] == _pinned_version("ray") == ray.__version__, image
+        assert f"{match['py']}.{match['minor']}" in python, image
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_launcher_documented_commands_run_with_this_cli_and_fit_the_cluster(name):
+    config = _launcher(name)
+    commands = [_parse_search(args) for args in _search_commands((CLUSTER / name).read_text())]
+    assert any(a.resume for a in commands), f"{name}: no resume command"
+    assert any(not a.resume for a in commands), f"{name}: no launch command"
+    (worker,) = [t for t in config["available_node_types"].values() if t.get("min_workers") == 0]
+    for args in commands:
+        assert args.address == "auto"
+        assert args.output.startswith(f"{SHARED}/"), "trials checkpoint from every node"
+        if not args.resume:
+            res = worker["resources"]
+            _check_fits(args, res["CPU"], res["GPU"], worker["max_workers"], name)
+    assert any(f"{SHARED}" in c for c in config["initialization_commands"])
+    assert f"-v {SHARED}:{SHARED}" in config["docker"]["run_options"]
+
+
+# -- KubeRay (kuberay.yaml) -----------------------------------------------------------------
+
+
+def _quantity(value: str | int) -> float:
+    return float(str(value).removesuffix("Gi"))
+
+
+def test_kuberay_rayjob_has_a_cpu_head_and_an_autoscaled_gpu_group():
+    job = _rayjob()
+    assert job["apiVersion"] == "ray.io/v1"
+    cluster = job["spec"]["rayClusterSpec"]
+    assert cluster["rayVersion"] == ray.__version__
+    assert cluster["enableInTreeAutoscaling"] is True
+
+    head = cluster["headGroupSpec"]
+    (head_container,) = head["template"]["spec"]["containers"]
+    assert "nvidia.com/gpu" not in head_container["resources"].get("limits", {})
+    images = [head_container["image"]]
+    groups = cluster["workerGroupSpecs"]
+    gpu_groups = []
+    for group in groups:
+        (container,) = group["template"]["spec"]["containers"]
+        images.append(container["image"])
+        if _quantity(container["resources"]["limits"].get("nvidia.com/gpu", 0)) >= 1:
+            gpu_groups.append(group)
+    assert gpu_groups, "no worker group asks for nvidia.com/gpu"
+    for group in gpu_groups:
+        assert group["minReplicas"] == 0 <= group["replicas"] <= group["maxReplicas"]
+        assert group["maxReplicas"] >= 1
+    # KubeRay reads rayStartParams as a map of strings.
+    for params in [head["rayStartParams"], *(g["rayStartParams"] for g in groups)]:
+        assert all(isinstance(v, str) for v in params.values()), params
+    _check_images(images)
+
+
+def test_kuberay_head_and_workers_share_the_run_folder():
+    (claim,) = [d for d in _kuberay_documents() if d["kind"] == "PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    cluster = _rayjob()["spec"]["rayClusterSpec"]
+    pods = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    for pod in (p["template"]["spec"] for p in pods):
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        volume = volumes[mounts[SHARED]]
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+
+def test_kuberay_runtime_env_passes_rays_validation_and_installs_the_pins():
+    runtime_env = RuntimeEnv(**yaml.safe_load(_rayjob()["spec"]["runtimeEnvYAML"]))
+    pip = runtime_env.pip_config()
+    reqs = {Requirement(p).name: Requirement(p) for p in pip["packages"]}
+    assert reqs["torch"].specifier == SpecifierSet(f"=={_pinned_version('torch')}")
+    project = reqs[_pyproject()["project"]["name"]]
+    assert project.url and "dashboard" in project.extras
+    assert any(TORCH_INDEX.fullmatch(option) for option in pip["pip_install_options"])
+
+
+def test_kuberay_entrypoint_reaches_ray_job_submit_as_one_command():
+    """KubeRay pastes the entrypoint unquoted after `ray job submit ... --` in a shell
+    command: a top-level `;` would end the submission there and run the rest in the
+    submitter pod."""
+    entrypoint = _rayjob()["spec"]["entrypoint"]
+    lexer = shlex.shlex(entrypoint, posix=True, punctuation_chars=True)
+    words = list(lexer)
+    assert not {";", "&&", "||", "|", "&"} & set(words), words
+    assert words[:2] == ["bash", "-c"] and len(words) == 3
+    commands = [_parse_search(args) for args in _search_commands(words[2])]
+    assert {a.resume for a in commands} == {True, False}
+    limits = _rayjob()["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+    limits = limits["containers"][0]["resources"]["limits"]
+    max_pods = _rayjob()["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["maxReplicas"]
+    for args in commands:
+        assert args.address == "auto" and args.output.startswith(f"{SHARED}/")
+        if not args.resume:
+            cpus, gpus = _quantity(limits["cpu"]), _quantity(limits["nvidia.com/gpu"])
+            _check_fits(args, cpus, gpus, max_pods, "kuberay.yaml")
+
+
+# -- Static cluster and the README ----------------------------------------------------------
+
+
+def test_on_prem_recipe_starts_a_head_joins_workers_and_resumes():
+    text = (CLUSTER / "on-prem.md").read_text()
+    head = re.search(r"ray start --head[^\n]*", text)
+    assert head and "--port 6379" in head[0] and "--dashboard-host 127.0.0.1" in head[0]
+    assert "ray start --address HEAD:6379" in text
+    assert f"torch=={_pinned_version('torch')}" in text and 'pip install ".[dashboard]"' in text
+    commands = [_parse_search(args) for args in _search_commands(text)]
+    assert {a.resume for a in commands} == {True, False}
+    assert all(a.address == "auto" for a in commands)
+
+
+def test_readme_points_to_every_file_and_names_the_search_metrics():
+    text = (CLUSTER / "README.md").read_text()
+    files = sorted(p.name for p in CLUSTER.iterdir() if p.name != "README.md")
+    assert files == ["aws.yaml", "gcp.yaml", "kuberay.yaml", "on-prem.md"], "no Python here"
+    for name in files:
+        assert f"]({name})" in text, name
+    for metric in ("trials_finished", "hypervolume", "best_score", "suggestion_seconds"):
+        assert f"`autopeft_{metric}`" in text
+    commands = [_parse_search(args) for args in _search_commands(text)]
+    assert commands and all(a.address == "auto" for a in commands)

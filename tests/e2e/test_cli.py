@@ -1,0 +1,250 @@
+"""End-to-end: the CLI's search, evaluate, transfer and report on the small real task."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autopeft_ray.cli import main
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _lines(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "trials.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def fifo_run(ray_session, tmp_path_factory, tiny_search_args) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "fifo"
+    code = main(
+        [
+            "search",
+            *tiny_search_args,
+            "--max-steps",
+            "2",
+            "--initial",
+            "3",
+            "--model-based",
+            "2",
+            "--nuts",
+            "8",
+            "5",
+            "1",
+            "--concurrency",
+            "2",
+            "--baseline",
+            "head-only",
+            "--baseline",
+            "lora",
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    return out
+
+
+@pytest.mark.slow
+def test_search_fifo_writes_the_run_folder(fifo_run, capsys):
+    records = _lines(fifo_run)
+    assert len(records) == 5 and all(r["status"] == "completed" for r in records)
+    assert all(r["metrics"]["fidelity"] == 2 for r in records)
+    configs = [json.dumps(r["configuration"], sort_keys=True) for r in records]
+    assert len(set(configs)) == 5, "no configuration evaluated twice"
+    pareto = json.loads((fifo_run / "pareto.json").read_text())
+    assert 1 <= len(pareto) <= 5
+    for name in (
+        "trials.csv",
+        "pareto.csv",
+        "search.json",
+        "report/pareto_front.png",
+        "report/hypervolume.png",
+        "report/report.md",
+    ):
+        assert (fifo_run / name).stat().st_size > 0, name
+    setup = json.loads((fifo_run / "adapters" / "00" / "adapter_setup.json").read_text())
+    assert isinstance(setup, dict) and setup
+
+
+@pytest.mark.slow
+def test_search_trains_baselines_at_its_fidelity(fifo_run):
+    baselines = json.loads((fifo_run / "baselines.json").read_text())
+    assert [b["name"] for b in baselines] == ["head-only", "lora"]
+    head, lora = (b["metrics"] for b in baselines)
+    assert head["param_fraction"]["mean"] == 0.0 and 0 < lora["param_fraction"]["mean"] < 0.01
+    assert all(0 <= b["metrics"]["score"]["mean"] <= 1 for b in baselines)
+    report = (fifo_run / "report" / "report.md").read_text()
+    assert "## Baselines at the same fidelity" in report and "| lora |" in report
+    # Trained as evaluations of the search's settings, not as searched trials.
+    assert len(_lines(fifo_run)) == 5
+
+
+@pytest.mark.slow
+def test_search_with_asha_stops_by_pareto_rungs(ray_session, tmp_path, tiny_search_args):
+    out = tmp_path / "asha"
+    code = main(
+        [
+            "search",
+            *tiny_search_args,
+            "--max-steps",
+            "4",
+            "--num-evaluations",
+            "2",
+            "--scheduler",
+            "asha",
+            "--searcher",
+            "random",
+            "--initial",
+            "4",
+            "--model-based",
+            "0",
+            "--output",
+            str(out),
+        ]
+    )
+    assert code == 0
+    records = _lines(out)
+    assert len(records) == 4
+    assert {r["status"] for r in records} <= {"completed", "early_stopped"}
+    assert all(r["metrics"]["fidelity"] in (2, 4) for r in records)
+
+
+@pytest.mark.slow
+def test_evaluate_and_transfer_and_report(fifo_run, capsys, tiny_search_args):
+    code = main(
+        [
+            "evaluate",
+            str(fifo_run),
+            *tiny_search_args,
+            "--max-steps",
+            "2",
+            "--seeds",
+            "0",
+            "1",
+            "--max-fraction",
+            "1.0",
+            "--preset",
+            "lora",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((fifo_run / "evaluate" / "evaluation.json").read_text())
+    assert any(row["configuration"].get("preset") == "lora" for row in summary)
+    for row in summary:
+        assert row["seeds"] == 2
+        assert set(row["metrics"]["test_score"]) == {"mean", "std"}
+
+    code = main(
+        [
+            "transfer",
+            str(fifo_run),
+            "--to",
+            "rotten_tomatoes",
+            *tiny_search_args[2:],
+            "--max-steps",
+            "2",
+            "--seeds",
+            "0",
+            "--train-examples",
+            "32",
+        ]
+    )
+    assert code == 0
+    transfer = json.loads((fifo_run / "transfer" / "transfer_rotten_tomatoes.json").read_text())
+    assert transfer and all(row["task"] == "rotten_tomatoes" for row in transfer)
+
+    code = main(["report", str(fifo_run), "--max-fraction", "1.0"])
+    assert code == 0
+    assert "Best under 100% parameters" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (["search", "--task", "rtee"], r"`task` should be one of .*'rte'.*got 'rtee'"),
+        (["search", "--scheduler", "asha", "--num-evaluations", "1"], r"num_evaluations >= 2"),
+        pytest.param(
+            ["search", "--gpus-per-trial", "1"],
+            r"no CUDA GPU",
+            marks=pytest.mark.skipif(_has_cuda(), reason="this machine has a GPU"),
+        ),
+        (["search", "--batch-size", "0"], r"`batch_size` should be a positive integer, got 0"),
+        (["search", "--model", "/no/such/model"], r"`model` '/no/such/model' is not a folder"),
+        (["evaluate", "/no/such/run"], r"`run folder` should be a finished search"),
+        (
+            ["search", "--reference-point", "0", "1.5"],
+            r"`reference_point` should be .*fraction in \(0, 1\], got \(0.0, 1.5\)",
+        ),
+    ],
+)
+def test_bad_input_fails_before_ray_with_a_clear_message(argv, pattern, capsys, tmp_path):
+    import re
+
+    import ray
+
+    was_running = ray.is_initialized()
+    assert main([*argv, "--output", str(tmp_path / "x")] if argv[0] == "search" else argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(pattern, err), err
+    assert "Traceback" not in err
+    assert ray.is_initialized() == was_running, "Ray must not start on bad input"
+
+
+def test_argparse_rejects_unknown_space_naming_the_choices(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--space", "sa-pt"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'sa-pt'" in capsys.readouterr().err
+
+
+def test_evaluate_and_transfer_default_to_the_searched_model_and_task(tmp_path):
+    from autopeft_ray.cli import _settings, build_parser
+    from autopeft_ray.config import SearchOptions, TrainingSettings
+    from autopeft_ray.run import RunFolder
+
+    searched = TrainingSettings(
+        task="pang_lee_polarity", max_length=48, data_files=str(tmp_path), train_examples=64
+    )
+    run = tmp_path / "run"
+    RunFolder(run).write_options(SearchOptions(settings=searched))
+    parser = build_parser()
+
+    evaluate = _settings(parser.parse_args(["evaluate", str(run)]))
+    assert (evaluate.task, evaluate.max_length, evaluate.data_files) == (
+        "pang_lee_polarity",
+        48,
+        str(tmp_path),
+    )
+    assert evaluate.model == searched.model
+    assert evaluate.train_examples is None, "the search's low fidelity is not inherited"
+    given = _settings(parser.parse_args(["evaluate", str(run), "--task", "rte"]))
+    assert given.task == "rte" and given.max_length == 48
+    transfer = _settings(parser.parse_args(["transfer", str(run), "--to", "rte"]))
+    assert transfer.max_length == 48 and transfer.data_files is None
+    no_search = _settings(parser.parse_args(["evaluate", str(tmp_path / "other")]))
+    assert (no_search.task, no_search.max_length) == (TrainingSettings().task, 128)
+
+
+def test_resume_refuses_a_moved_run_folder_before_ray(tmp_path, capsys):
+    import ray
+
+    from autopeft_ray.config import SearchOptions
+    from autopeft_ray.run import RunFolder
+
+    started_in = tmp_path / "was-here"
+    run = tmp_path / "now-here"
+    (run / "tune").mkdir(parents=True)
+    RunFolder(run).write_options(SearchOptions(output=str(started_in)))
+    was_running = ray.is_initialized()
+    assert main(["search", "--output", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"`output` should be the folder the search was started in, {started_in}" in err
+    assert f"move it back to {started_in}" in err and "Traceback" not in err
+    assert ray.is_initialized() == was_running

@@ -1,0 +1,96 @@
+"""``RunFolder``: every path of a run folder, its records, tables and options."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from autopeft_ray.config import SearchOptions, TrainingSettings
+from autopeft_ray.exceptions import ConfigurationError
+from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FAILED, STATUSES
+from autopeft_ray.run import (
+    RunFolder,
+    completed_points,
+    ended_status,
+    objective_point,
+    pareto_records,
+    trial_record,
+)
+
+
+def _record(trial_id: str, score: float, fraction: float, status: str = COMPLETED) -> dict:
+    config = {"sa_size": 8, "pa_size": 0, "pt_length": 0, "layer_0": 1, "trial_settings": {}}
+    result = {"score": score, "param_fraction": fraction, "fidelity": 4, "noise": 1.0}
+    return trial_record(trial_id, config, result, status)
+
+
+def test_records_keep_the_configuration_and_the_metrics_that_matter():
+    record = _record("a", 0.8, 0.01)
+    assert "trial_settings" not in record["configuration"]
+    assert record["metrics"] == {"score": 0.8, "param_fraction": 0.01, "fidelity": 4}
+    assert objective_point(record) == (0.8, 0.01)
+
+
+def test_appended_records_are_read_back_the_latest_per_trial(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    assert run.read_records() == []
+    run.append_record(_record("a", 0.7, 0.01, EARLY_STOPPED))
+    run.append_record(_record("b", 0.6, 0.001))
+    run.append_record(_record("a", 0.8, 0.01))  # resumed, ended again
+    records = run.read_records()
+    assert [(r["trial_id"], r["status"]) for r in records] == [("a", COMPLETED), ("b", COMPLETED)]
+    assert [r["trial_id"] for r in run.completed()] == ["b", "a"]  # in the order they ended
+
+
+def test_statuses_of_earlier_versions_read_as_todays(tmp_path):
+    run = RunFolder(tmp_path)
+    for trial_id, old in (("a", "stopped_early"), ("b", "error"), ("c", "completed")):
+        run.append_record({**_record(trial_id, 0.5, 0.1), "status": old})
+    assert [r["status"] for r in run.read_records()] == [EARLY_STOPPED, FAILED, COMPLETED]
+    assert {r["status"] for r in run.read_records()} <= set(STATUSES)
+
+
+def test_pareto_tables_and_csv(tmp_path):
+    run = RunFolder(tmp_path)
+    records = [_record("a", 0.8, 0.01), _record("b", 0.7, 0.02), _record("c", 0.6, 0.001)]
+    records.append(_record("d", 0.9, 0.5, FAILED))
+    front = pareto_records(completed_points(records))
+    assert [r["trial_id"] for r in front] == ["c", "a"]  # b is dominated by a
+    run.write_tables(records, front)
+    assert [r["trial_id"] for r in run.read_pareto()] == ["c", "a"]
+    with run.file(RunFolder.TRIALS_CSV).open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["trial_id"] for row in rows] == ["a", "b", "c", "d"]
+    assert rows[0]["sa_size"] == "8" and rows[0]["score"] == "0.8"
+
+
+def test_options_round_trip_and_a_missing_folder_is_named(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    with pytest.raises(ConfigurationError, match="`run folder` should be a folder written by"):
+        run.read_options()
+    with pytest.raises(ConfigurationError, match="a finished search"):
+        run.read_pareto()
+    options = SearchOptions(
+        settings=TrainingSettings(task="pang_lee_polarity", max_steps=3),
+        reference_point=(0.5, 0.02),
+        baselines=("lora",),
+    )
+    run.write_options(options)
+    assert run.has_options() and run.read_options() == options
+    raw = json.loads(run.file(RunFolder.OPTIONS).read_text())
+    assert raw["settings"]["task"] == "pang_lee_polarity"
+
+
+def test_baselines_are_optional(tmp_path):
+    run = RunFolder(tmp_path)
+    assert not run.has_baselines() and run.read_baselines() == []
+    run.write_baselines([{"name": "lora", "metrics": {}}])
+    assert run.read_baselines() == [{"name": "lora", "metrics": {}}]
+
+
+def test_ended_status():
+    assert ended_status({"fidelity": 10, "target_fidelity": 10}) == COMPLETED
+    assert ended_status({"fidelity": 3, "target_fidelity": 10}) == EARLY_STOPPED
+    assert ended_status(None) == COMPLETED  # nothing reported: no budget to fall short of

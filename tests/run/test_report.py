@@ -1,0 +1,70 @@
+"""The report of a run folder: figures, tables, baselines, best under a budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from autopeft_ray.config import SearchOptions
+from autopeft_ray.exceptions import ConfigurationError
+from autopeft_ray.objectives.pareto import DEFAULT_REFERENCE_POINT
+from autopeft_ray.run import (
+    RunFolder,
+    baselines_table,
+    best_under,
+    markdown_table,
+    reference_point_of,
+    trial_record,
+    write_report,
+)
+
+
+def _config(sa: int) -> dict:
+    return {"sa_size": sa, "pa_size": 0, "pt_length": 0, **{f"layer_{i}": 1 for i in range(2)}}
+
+
+@pytest.fixture
+def run(tmp_path) -> RunFolder:
+    run = RunFolder(tmp_path / "run")
+    for trial_id, sa, score, fraction in (("a", 8, 0.8, 0.01), ("b", 2, 0.7, 0.002)):
+        result = {"score": score, "param_fraction": fraction, "fidelity": 4, "target_fidelity": 4}
+        run.append_record(trial_record(trial_id, _config(sa), result, "completed"))
+    return run
+
+
+def test_report_writes_figures_and_tables(run, tmp_path):
+    other = RunFolder(tmp_path / "random")
+    other.append_record(run.read_records()[0])
+    write_report(run, compare=[other.path])
+    report = (run.report_dir / "report.md").read_text()
+    assert "2 completed evaluations; 2 on the Pareto front." in report
+    assert "| 0 | 2 | 0 | 0 | 11 | 0.2000 | 0.7000 | completed |" in report
+    assert "Baselines" not in report
+    for name in ("pareto_front.png", "hypervolume.png"):
+        assert (run.report_dir / name).stat().st_size > 1000
+
+
+def test_report_shows_baselines_beside_the_front(run):
+    metrics = {"score": {"mean": 0.75, "std": 0.0}, "param_fraction": {"mean": 0.003, "std": 0.0}}
+    run.write_baselines([{"name": "lora", "metrics": metrics}])
+    write_report(run)
+    report = (run.report_dir / "report.md").read_text()
+    assert "## Baselines at the same fidelity" in report
+    assert baselines_table(run.read_baselines()) in report
+    assert "| lora | 0.3000 | 0.7500 |" in report
+
+
+def test_reference_point_is_the_searchs(run):
+    assert reference_point_of(run) == DEFAULT_REFERENCE_POINT
+    run.write_options(SearchOptions(reference_point=(0.5, 0.02)))
+    assert reference_point_of(run) == (0.5, 0.02)
+
+
+def test_best_under_a_budget(run):
+    assert best_under(run.path, 0.005)["trial_id"] == "b"
+    assert best_under(run, 1.0)["trial_id"] == "a"
+    with pytest.raises(ConfigurationError, match="`max_fraction`"):
+        best_under(run, 0.001)
+
+
+def test_markdown_table_of_no_records():
+    assert markdown_table([]).count("\n") == 1
