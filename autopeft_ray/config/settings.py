@@ -82,8 +82,7 @@ class TrainingSettings:
     )
     learning_rate: float | None = option(
         None,
-        help="one learning rate for every trained parameter (default: per group, from the "
-        "policy)",
+        help="one learning rate for every trained parameter (default: per group, from the policy)",
     )
     learning_rate_policy: str = option(
         "paper",
