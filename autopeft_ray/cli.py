@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.config import RESOURCE_FIELDS, SearchOptions, TrainingSettings
-from autopeft_ray.config.fields import add_arguments, given_values
-from autopeft_ray.exceptions import AutoPeftError
+from autopeft_ray.config.fields import add_arguments, flags, given_values
+from autopeft_ray.exceptions import AutoPeftError, ConfigurationError
 from autopeft_ray.tasks import DEFAULT_TASK
+
+#: Field name -> the flag that sets it, so that errors name what the user typed.
+FLAGS = {**flags(TrainingSettings, SearchOptions), "output": "--output"}
 
 # What evaluate and transfer take from the search's saved settings when not given
 # (transfer trains on other tasks: not the search's data files).
@@ -61,7 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     _training_arguments(s)
     _resource_arguments(s)
     add_arguments(s.add_argument_group("search"), SearchOptions, skip=RESOURCE_FIELDS)
-    s.add_argument("--resume", action="store_true", help="continue the search in --output")
+    s.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the search in --output, with its own options (only --address may change)",
+    )
+    s.add_argument(
+        "--trust-run-folder",
+        action="store_true",
+        help="resume a run folder that others can write or that another user owns "
+        "(resuming unpickles files in it)",
+    )
 
     d = sub.add_parser(
         "demo", help="a small real search on the offline default (minutes on 2 cores)"
@@ -108,10 +121,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What ``search --resume`` may be given besides the run folder.
+RESUME_FLAGS = ("output", "address")
+
+
 def _search_options(args: argparse.Namespace) -> SearchOptions:
     settings = _settings(args)
     given = given_values(SearchOptions, args)
+    if args.resume:
+        changed = [
+            *given_values(TrainingSettings, args),
+            *(name for name in given if name not in RESUME_FLAGS),
+        ]
+        if changed:
+            names = ", ".join(FLAGS.get(name, name) for name in changed)
+            raise ConfigurationError(
+                f"`--resume` continues the search with the options it was started with, so "
+                f"{names} cannot be given with it. Resume with --output (and --address) only, "
+                f"or start a new search in another --output."
+            )
     return SearchOptions(settings=settings, seed=settings.seed, **given)
+
+
+def in_cli_terms(message: str) -> str:
+    """An error message with each field name written as the flag that sets it."""
+    for name, flag in FLAGS.items():
+        message = message.replace(f"`{name}`", f"`{flag}`")
+    return message
 
 
 def demo_options(output: str | None, searcher: str = "autopeft") -> Any:
@@ -201,7 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.output, **given_values(SearchOptions, args, only=["searcher"])
                 )
             )
-            folder = run_search(options, resume=getattr(args, "resume", False))
+            folder = run_search(
+                options,
+                resume=getattr(args, "resume", False),
+                trust_run_folder=getattr(args, "trust_run_folder", False),
+            )
             _print_front(folder)
         elif args.command in ("evaluate", "transfer"):
             from autopeft_ray.experiment.evaluate import (
@@ -234,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"score {best['metrics']['score']:.4f}"
                 )
     except AutoPeftError as exc:
-        print(f"autopeft-ray {args.command}: error: {exc}", file=sys.stderr)
+        print(f"autopeft-ray {args.command}: error: {in_cli_terms(str(exc))}", file=sys.stderr)
         return 2
     return 0
 

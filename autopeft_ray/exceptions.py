@@ -30,6 +30,10 @@ class ModelLoadError(ConfigurationError):
     """A model checkpoint could not be found or loaded."""
 
 
+class RunFolderError(ConfigurationError):
+    """A run folder's files are missing or damaged."""
+
+
 class UnsupportedError(AutoPeftError, NotImplementedError):
     """A combination the libraries underneath cannot do."""
 
@@ -42,9 +46,20 @@ class SearchInterrupted(AutoPeftError):
     """A search stopped before its budget (Ctrl-C); its run folder can be resumed."""
 
 
+#: Longest value an error message shows (a 5 MB CSV cell must not be echoed whole).
+SHOWN_CHARACTERS = 80
+
+
+def shorten(text: str, limit: int = SHOWN_CHARACTERS) -> str:
+    """``text`` cut to about ``limit`` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 1]}… ({len(text)} characters)"
+
+
 def _show(values: Iterable[Any], limit: int = 20) -> str:
     values = list(values)
-    shown = ", ".join(repr(v) for v in values[:limit])
+    shown = ", ".join(shorten(repr(v)) for v in values[:limit])
     if len(values) > limit:
         shown += f", ... ({len(values)} in all)"
     return shown
@@ -65,12 +80,13 @@ def invalid_value(
         >>> raise invalid_value("task", "rtee", valid=["rte", "mrpc"])
         ConfigurationError: `task` should be one of 'rte', 'mrpc', got 'rtee'.
     """
+    got = shorten(repr(value))
     if valid is not None:
-        message = f"`{field}` should be one of {_show(valid)}, got {value!r}."
+        message = f"`{field}` should be one of {_show(valid)}, got {got}."
     elif expected is not None:
-        message = f"`{field}` should be {expected}, got {value!r}."
+        message = f"`{field}` should be {expected}, got {got}."
     else:
-        message = f"`{field}` is invalid: got {value!r}."
+        message = f"`{field}` is invalid: got {got}."
     if fix:
         message += f" {fix}"
     return cls(message)

@@ -71,6 +71,14 @@ def load_config(name_or_path: str) -> Any:
             f"folder (with config.json), a hub name such as 'bert-base-uncased', or "
             f"{DEFAULT_MODEL!r} for the offline default."
         )
+    folder = Path(resolved).expanduser()
+    if folder.is_dir() and not (folder / "config.json").is_file():
+        raise ModelLoadError(
+            f"`model` {name_or_path!r} is a folder without config.json, so it is not a "
+            f"checkpoint (transformers would guess the architecture from its name). Pass a "
+            f"folder written by save_pretrained (config.json and weights), a hub name, or "
+            f"{DEFAULT_MODEL!r}."
+        )
     try:
         return AutoConfig.from_pretrained(resolved)
     except (OSError, ValueError) as exc:

@@ -28,6 +28,7 @@ fit of a new padded size compiles NUTS unless JAX's cache already holds it;
     python benchmarks/search_quality.py                   # full: about 2 h on 2 cores
     python benchmarks/search_quality.py --part quality    # part 1 only: about 1.6 h
     python benchmarks/search_quality.py --part cost       # part 2 only: about 20 min
+    python benchmarks/search_quality.py --part failures --seeds 3   # about 15 min
     python benchmarks/search_quality.py --quick           # smoke run, about 1 minute
 
 Measured on a quiet 2-core machine (12 layers x 768; BENCHMARKS.md): one
@@ -73,7 +74,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--observations", default="20,50,100,200", help="part 2 sizes (default 20,50,100,200)"
     )
-    parser.add_argument("--part", choices=["quality", "cost", "all"], default="all")
+    parser.add_argument("--part", choices=["quality", "cost", "failures", "all"], default="all")
     parser.add_argument(
         "--methods", default=",".join(METHODS), help=f"part 1 methods (default {','.join(METHODS)})"
     )
@@ -119,6 +120,7 @@ def autopeft(
     nuts: tuple[int, int, int] | None = None,
     num_initial: int | None = None,
     surrogate: str = "saas-nuts",
+    model_failures: bool = True,
 ) -> AutoPEFTSearcher:
     warmup, samples, thinning = nuts or args.nuts
     # Full runs use the searcher's defaults (the paper's 10 restarts).
@@ -132,6 +134,7 @@ def autopeft(
         nuts_thinning=thinning,
         surrogate=surrogate,
         seed=seed,
+        model_failures=model_failures,
         **settings,
     )
 
@@ -185,15 +188,27 @@ def methods(args: argparse.Namespace, space: SearchSpace, cost: Any, seed: int) 
     }
 
 
-def drive(searcher: Any, problem: SyntheticPeftProblem, budget: int, batch: int) -> dict[str, Any]:
-    """Synchronous batches through the Searcher API; points in completion order."""
+def drive(
+    searcher: Any,
+    problem: SyntheticPeftProblem,
+    budget: int,
+    batch: int,
+    fails: Callable[[Any], bool] | None = None,
+) -> dict[str, Any]:
+    """Synchronous batches through the Searcher API; points in completion order.
+
+    With ``fails``, a configuration for which it is true fails as a raising
+    trainable would (``on_trial_complete(error=True)``); it counts against the
+    budget and gives no point.
+    """
     points: list[tuple[float, float]] = []
     seconds: list[float] = []
     seen: set[Any] = set()
-    repeats = trial = 0
-    while len(points) < budget:
+    repeats = trial = evaluated = 0
+    failed: list[bool] = []
+    while evaluated < budget:
         running = []
-        for _ in range(min(batch, budget - len(points))):
+        for _ in range(min(batch, budget - evaluated)):
             start = time.perf_counter()
             config = searcher.suggest(f"t{trial}")
             seconds.append(time.perf_counter() - start)
@@ -207,10 +222,65 @@ def drive(searcher: Any, problem: SyntheticPeftProblem, budget: int, batch: int)
             peft = problem.space.from_trial_config(config)
             repeats += peft.canonical() in seen
             seen.add(peft.canonical())
+            evaluated += 1
+            failed.append(fails is not None and fails(peft))
+            if failed[-1]:
+                searcher.on_trial_complete(trial_id, None, error=True)
+                continue
             result = problem.evaluate(peft)
             searcher.on_trial_complete(trial_id, result)
             points.append((result[SCORE], result[PARAM_FRACTION]))
-    return {"points": points, "seconds": seconds, "repeats": repeats}
+    return {"points": points, "seconds": seconds, "repeats": repeats, "failed": failed}
+
+
+def too_big(config: Any) -> bool:
+    """The failure region of ``--part failures``: total module size of 512 or more (OOM)."""
+    return config.sa_size + config.pa_size + config.pt_length >= 512
+
+
+def failures(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
+    """Failed trials at equal budget: the searcher that models failures vs one that does not.
+
+    Both use the MAP SAAS surrogate (seconds per suggestion) with the same seed,
+    hence the same random initial design; random search at the same budget for
+    scale. Failures are counted after the initial design, where the model decides.
+    """
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for seed in range(args.seeds):
+        problem = SyntheticPeftProblem(space, seed=seed)
+        reference = reference_point_for(space, problem.cost)
+        contestants = {
+            "autopeft-map, failures modelled (now)": autopeft(
+                args, space, problem.cost, seed, surrogate="saas-map"
+            ),
+            "autopeft-map, completed results only (before)": autopeft(
+                args, space, problem.cost, seed, surrogate="saas-map", model_failures=False
+            ),
+            "random": RandomPEFTSearcher(space, cost_fn=problem.cost, seed=seed),
+        }
+        for name, searcher in contestants.items():
+            start = time.perf_counter()
+            run = drive(searcher, problem, args.budget, args.batch, too_big)
+            failed_after = sum(run["failed"][args.initial :])
+            hv = hypervolume(run["points"], reference) if run["points"] else 0.0
+            rows.setdefault(name, []).append({"failures": failed_after, "hv": hv})
+            print(
+                f"seed {seed} {name:48s} failures after the initial design {failed_after:3d}"
+                f"  HV {hv:.5f}  {time.perf_counter() - start:6.1f} s",
+                flush=True,
+            )
+    return [
+        {
+            "method": name,
+            "evaluations": args.budget,
+            "failures after the initial design, per seed": " / ".join(
+                str(r["failures"]) for r in per_seed
+            ),
+            "median failures": statistics.median(r["failures"] for r in per_seed),
+            "median HV": f"{statistics.median(r['hv'] for r in per_seed):.5f}",
+        }
+        for name, per_seed in rows.items()
+    ]
 
 
 def quality(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
@@ -326,6 +396,8 @@ def main(argv: list[str] | None = None) -> None:
         sections.append(("Search quality (final hypervolume, synthetic problem)", quality))
     if args.part in ("cost", "all"):
         sections.append(("Seconds per suggestion (fit + acquisition)", cost))
+    if args.part in ("failures", "all"):
+        sections.append(("Failed trials when large configurations fail", failures))
     outputs = [(title, function(args, space)) for title, function in sections]
     for title, rows in outputs:
         print(f"\n### {title}\n\n{markdown(rows)}")

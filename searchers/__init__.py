@@ -10,6 +10,18 @@ config and the names in :mod:`autopeft_ray.objectives`; only
 ``autopeft_ray.experiment`` imports them (a test checks the direction).
 """
 
+import logging as _logging
+import os as _os
+
+# XLA prints ERROR-level lines ("cpu_aot_loader.cc ... could lead to execution errors
+# such as SIGILL") each time JAX loads a compiled NUTS program from its persistent
+# cache: CPU features it compiled for that the host lacks, harmless here, and about
+# 1,700 characters each. They alarm users; they are kept out of the terminal unless
+# TF_CPP_MIN_LOG_LEVEL is set (0 shows everything) or autopeft_ray logs at DEBUG. This
+# must run before jaxlib loads, which importing BoTorch's fully Bayesian models does.
+if not _logging.getLogger("autopeft_ray").isEnabledFor(_logging.DEBUG):
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 from .autopeft import AutoPEFTSearcher
 from .base import PeftSearcherBase
 from .fixed import FixedConfigurations

@@ -28,12 +28,14 @@ a batch of suggestions costs one fit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import time
+import warnings
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -69,6 +71,19 @@ DEFAULT_JAX_CACHE_DIR = os.path.join("~", ".cache", "autopeft_ray", "jax")
 MIN_OBSERVATIONS = 2
 
 
+#: Warnings that say the numerics coped (jitter added to a covariance matrix).
+HARMLESS_WARNINGS = (("NumericalWarning", "A not p.d., added jitter"),)
+
+
+def _harmless(warning: warnings.WarningMessage) -> str | None:
+    """``"Category: message start"`` of a known-harmless warning, else ``None``."""
+    name, text = warning.category.__name__, str(warning.message)
+    for category, start in HARMLESS_WARNINGS:
+        if name == category and text.startswith(start):
+            return f"{category}: {start}"
+    return None
+
+
 def derive_seed(seed: int, *parts: object) -> int:
     """A stable 31-bit seed from the searcher seed and a purpose."""
     return zlib.crc32(repr((seed, *parts)).encode()) & 0x7FFFFFFF
@@ -81,8 +96,8 @@ class AutoPEFTSearcher(PeftSearcherBase):
         space: the search space.
         cost_fn: ``configuration -> parameter fraction``, the known objective
             (e.g. :class:`autopeft_ray.objectives.cost.ParamCost`).
-        metric: result key of the score (Tune's ``TuneConfig`` may override it,
-            also with ``["score", "param_fraction"]`` / ``["max", "min"]``).
+        metric: result key of the score (Tune's ``TuneConfig(metric="score",
+            mode="max")`` may set it; see the base class on multi-objective runs).
         mode: ``"max"`` or ``"min"`` for ``metric``.
         num_initial: random configurations before the model is used (paper: 100;
             0 with results added through ``add_evaluated_point``).
@@ -108,11 +123,17 @@ class AutoPEFTSearcher(PeftSearcherBase):
             required when ``mode="min"``.
         seed: seeds sampling, NUTS and the acquisition (``None``: drawn once).
         min_fidelity: also fit early-stopped results at or above this fidelity.
+        max_t: target fidelity of results that do not report ``target_fidelity``
+            (see :class:`~autopeft_ray.searchers.PeftSearcherBase`).
         fixed_config: settings merged into every trial config.
         max_concurrent: ``suggest`` returns ``None`` while this many trials run.
         points_to_evaluate: configurations to try first (count towards ``num_initial``).
         pad_multiple: NUTS sees data padded to a multiple of this many rows, so
             JAX recompiles once per ``pad_multiple`` observations (1: no padding).
+        model_failures: fit failed trials (raised, or no finite score) with a
+            score just below the worst completed one, so that suggestions avoid
+            regions that fail (see :meth:`_training_data`); ``False`` fits
+            completed results only.
         jax_cache_dir: JAX's persistent compilation cache, set on the first fit
             unless JAX already has one (compiled NUTS programs are reused across
             fits and runs: ~1-2 s per fit instead of ~6 s); ``None`` leaves JAX alone.
@@ -135,11 +156,13 @@ class AutoPEFTSearcher(PeftSearcherBase):
         reference_point: Sequence[float] | None = None,
         seed: int | None = None,
         min_fidelity: float | None = None,
+        max_t: float | None = None,
         fixed_config: Mapping[str, Any] | None = None,
         max_concurrent: int | None = None,
         points_to_evaluate: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
         pad_multiple: int = 32,
         jax_cache_dir: str | None = DEFAULT_JAX_CACHE_DIR,
+        model_failures: bool = True,
     ) -> None:
         if cost_fn is None:
             raise invalid_value(
@@ -158,6 +181,7 @@ class AutoPEFTSearcher(PeftSearcherBase):
             max_concurrent=max_concurrent,
             points_to_evaluate=points_to_evaluate,
             min_fidelity=min_fidelity,
+            max_t=max_t,
         )
         self.num_initial = check_int("num_initial", num_initial, minimum=0)
         self.nuts = NutsSettings(nuts_warmup, nuts_samples, nuts_thinning)
@@ -168,6 +192,9 @@ class AutoPEFTSearcher(PeftSearcherBase):
         self.raw_samples = check_int("raw_samples", raw_samples)
         self.mc_samples = check_int("mc_samples", mc_samples)
         self.pad_multiple = check_int("pad_multiple", pad_multiple)
+        if not isinstance(model_failures, bool):
+            raise invalid_value("model_failures", model_failures, valid=[True, False])
+        self.model_failures = model_failures
         if jax_cache_dir is not None and not isinstance(jax_cache_dir, (str, os.PathLike)):
             raise invalid_value("jax_cache_dir", jax_cache_dir, expected="a folder path or None")
         self.jax_cache_dir = None if jax_cache_dir is None else os.path.expanduser(jax_cache_dir)
@@ -180,6 +207,8 @@ class AutoPEFTSearcher(PeftSearcherBase):
         self._check_mode_has_reference()
         self._model_cache: tuple[int, Model] | None = None
         self._known_cost: KnownCost | None = None
+        #: Known-harmless numerical warnings while fitting: "Category: message" -> count.
+        self.numerical_warnings: dict[str, int] = {}
 
     def _check_mode_has_reference(self) -> None:
         if self._mode == "min" and self.reference_point is None:
@@ -217,26 +246,46 @@ class AutoPEFTSearcher(PeftSearcherBase):
             return self._random_unseen()
         return config if config is not None else self._random_unseen()
 
+    def _training_data(self) -> list[tuple[PeftConfiguration, float]]:
+        """Completed results, and failed trials imputed just below the worst of them.
+
+        A trial that raised (out of memory for a large configuration, say) or
+        reported no finite score teaches the model that its region is poor: its
+        utility is the worst completed one minus a tenth of their range, so the
+        acquisition steers away from regions that fail. ``model_failures=False``
+        fits completed results only.
+        """
+        data = [(r.config, self.utility(r.score)) for r in self.completed if r.score is not None]
+        if not self.model_failures or not data:
+            return data
+        values = [utility for _, utility in data]
+        floor = min(values) - 0.1 * ((max(values) - min(values)) or 1.0)
+        return data + [(r.config, floor) for r in self.failed]
+
     def _model_based(self) -> PeftConfiguration | None:
         start = time.perf_counter()
-        data = [(r.config, self.utility(r.score)) for r in self.completed if r.score is not None]
+        completed = [
+            (r.config, self.utility(r.score)) for r in self.completed if r.score is not None
+        ]
+        data = self._training_data()
         X = torch.tensor([encode(self.space, config) for config, _ in data], dtype=DTYPE)
         Y = torch.tensor([[utility] for _, utility in data], dtype=DTYPE)
         step_seed = derive_seed(self.seed, "acquisition", self.num_suggested)
         numpy_state = np.random.get_state()
         try:
-            with torch.random.fork_rng():
+            with torch.random.fork_rng(), self._counted_warnings():
                 torch.manual_seed(step_seed)
                 np.random.seed(step_seed)
                 model = self._fitted_model(X, Y)
                 fitted = time.perf_counter()
-                config, value = self._optimize(model, X, data, step_seed)
+                config, value = self._optimize(model, X, completed, step_seed)
         finally:
             np.random.set_state(numpy_state)
         done = time.perf_counter()
         self.timings.append(
             {
                 "n_observations": len(data),
+                "n_failed_imputed": len(data) - len(completed),
                 "n_pending": len(self._pending),
                 "fit_s": round(fitted - start, 4),
                 "acquisition_s": round(done - fitted, 4),
@@ -246,6 +295,28 @@ class AutoPEFTSearcher(PeftSearcherBase):
             }
         )
         return config
+
+    @contextlib.contextmanager
+    def _counted_warnings(self) -> Iterator[None]:
+        """Count known-harmless numerical warnings instead of printing them per fit.
+
+        GPyTorch adds jitter to a covariance that is not numerically positive
+        definite and warns each time (half of all runs): it is counted in
+        :attr:`numerical_warnings` (the run's ``RunLog`` prints one summary line)
+        and logged at DEBUG. Every other warning is shown as usual.
+        """
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for warning in caught:
+            key = _harmless(warning)
+            if key is None:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+                continue
+            self.numerical_warnings[key] = self.numerical_warnings.get(key, 0) + 1
+            logger.debug("%s: %s", warning.category.__name__, warning.message)
 
     def _fitted_model(self, X: torch.Tensor, Y: torch.Tensor) -> Model:
         n = len(X)
@@ -328,12 +399,16 @@ class AutoPEFTSearcher(PeftSearcherBase):
             reference_point=self.reference_point,
             pad_multiple=self.pad_multiple,
             jax_cache_dir=self.jax_cache_dir,
+            model_failures=self.model_failures,
         )
         return settings
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         super().set_state(state)
         self._model_cache = None
+
+    def _space_changed(self) -> None:
+        self._model_cache, self._known_cost = None, None
 
     def _transient_attributes(self) -> tuple[str, ...]:
         return ("_model_cache", "_known_cost")

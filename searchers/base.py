@@ -10,8 +10,10 @@ Subclasses implement :meth:`PeftSearcherBase._propose`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -26,10 +28,11 @@ from autopeft_ray.objectives import (
     FIDELITY,
     PARAM_FRACTION,
     SCORE,
+    TARGET_FIDELITY,
 )
 from autopeft_ray.objectives.pareto import ParetoFront
 from autopeft_ray.space import PeftConfiguration, SearchSpace
-from autopeft_ray.validation import check_int, finite_number
+from autopeft_ray.validation import check_int, check_number, finite_number
 
 from .properties import check_param_space, parse_metric
 from .records import TrialRecord, classify, config_in_result, keep_fields
@@ -49,8 +52,10 @@ class PeftSearcherBase(Searcher):
         space: the search space.
         cost_fn: ``configuration -> parameter fraction`` (e.g.
             :class:`autopeft_ray.objectives.cost.ParamCost`); the known second objective.
-        metric: the result key of the score. Tune's ``TuneConfig(metric=...)``
-            overrides it, including a list such as ``["score", "param_fraction"]``.
+        metric: the result key of the score (Tune's ``TuneConfig(metric=...)``
+            overrides it). The searcher's own constructor also takes the pair
+            ``["score", "param_fraction"]`` with ``mode=["max", "min"]``; Tune's
+            ``TuneConfig`` does not (it takes one metric).
         mode: ``"max"`` or ``"min"`` for ``metric``.
         seed: seeds every random choice; ``None`` draws one (saved in the state).
         fixed_config: settings merged into every trial config (model, task,
@@ -60,6 +65,18 @@ class PeftSearcherBase(Searcher):
             suggested first; they count towards the initial design.
         min_fidelity: results of early-stopped trials at or above this fidelity
             are fitted too; ``None`` fits only trials that reached their target.
+        max_t: the target fidelity of trials whose results report ``fidelity``
+            but not ``target_fidelity`` (the ``max_t`` of Ray's ``ASHAScheduler``
+            with ``time_attr="fidelity"``). Without it, such trials are measured
+            against the largest fidelity seen so far, with a warning, and a trial
+            that ended below it counts as stopped early, not as a full result.
+
+    Multi-objective, the Ray way: Tune's ``TuneConfig`` and its schedulers take
+    one metric, so pass ``metric="score", mode="max"`` there (it is also what
+    ``results.get_best_result(metric="score", mode="max")`` ranks by). The
+    searcher treats ``param_fraction`` as the second, known objective; the
+    Pareto set of a ``ResultGrid`` is
+    :func:`autopeft_ray.objectives.pareto.pareto_frame`.
     """
 
     def __init__(
@@ -73,6 +90,7 @@ class PeftSearcherBase(Searcher):
         max_concurrent: int | None = None,
         points_to_evaluate: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
         min_fidelity: float | None = None,
+        max_t: float | None = None,
     ) -> None:
         if not isinstance(space, SearchSpace):
             raise invalid_value(
@@ -101,6 +119,10 @@ class PeftSearcherBase(Searcher):
         if min_fidelity is not None and finite_number(min_fidelity) is None:
             raise invalid_value("min_fidelity", min_fidelity, expected="a finite number or None")
         self.min_fidelity = None if min_fidelity is None else float(min_fidelity)
+        self.max_t = None if max_t is None else check_number("max_t", max_t, low=0)
+        #: The largest fidelity any result reported (the target when none is known).
+        self.max_fidelity_seen: float | None = None
+        self._warned_target = False
         self._points_to_evaluate = check_points(points_to_evaluate, self.space)
         self._rng = random.Random(self.seed)
         self._pending: dict[str, PeftConfiguration] = {}
@@ -111,7 +133,7 @@ class PeftSearcherBase(Searcher):
         self.timings: list[dict[str, Any]] = []
 
     def _peft_keys(self) -> list[str]:
-        return list(self.space.configuration().to_dict())
+        return self.space.keys()
 
     # -- Ray Tune contract ---------------------------------------------------
     def set_search_properties(
@@ -129,9 +151,26 @@ class PeftSearcherBase(Searcher):
                 )
             self._metric, self._mode = name, direction
         if config:
-            fixed = dict(self.space.configuration().to_dict())
-            check_param_space(config, self.space, fixed, self.fixed_config)
+            narrowing = check_param_space(config, self.space, self.fixed_config)
+            if narrowing:
+                self._narrow(narrowing)
         return True
+
+    def _narrow(self, narrowing: Mapping[str, Sequence[int]]) -> None:
+        """Restrict the space to what Tune's ``param_space`` allows (before any trial)."""
+        if self.records or self._pending:
+            raise ConfigurationError(
+                f"`param_space` narrows {sorted(narrowing)}, but this searcher has already "
+                f"suggested configurations. Narrow the space before the search starts."
+            )
+        narrowed = self.space.narrow(narrowing)
+        points = check_points(self._points_to_evaluate, narrowed)  # must lie inside
+        logger.info("Search space narrowed by param_space: %s", dict(narrowed.narrowed))
+        self.space, self._points_to_evaluate = narrowed, points
+        self._space_changed()
+
+    def _space_changed(self) -> None:
+        """Drop what was computed for the previous space (subclasses with caches)."""
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         self.max_concurrent = check_int("max_concurrent", max_concurrent)
@@ -163,6 +202,7 @@ class PeftSearcherBase(Searcher):
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if result and (trial_id in self._pending or self._failed_record(trial_id)):
             self._last_results[trial_id] = keep_fields(result, self._metric)
+            self._see_fidelity(result)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -182,8 +222,9 @@ class PeftSearcherBase(Searcher):
             record = TrialRecord(trial_id, config, FAILED, None, fraction, fidelity, None, "error")
         else:
             final = result if result else last
+            self._see_fidelity(final)
             status, score, fidelity, target, reason = classify(
-                final, self._metric, self.min_fidelity
+                final, self._metric, self.min_fidelity, self._default_target(final)
             )
             if fraction is None and final is not None:
                 fraction = finite_number(final.get(PARAM_FRACTION))
@@ -191,6 +232,50 @@ class PeftSearcherBase(Searcher):
                 trial_id, config, status, score, fraction, fidelity, target, reason
             )
         self.records.append(record)
+        self._reclassify()
+
+    # -- fidelity ----------------------------------------------------------------
+    def _see_fidelity(self, result: Mapping[str, Any] | None) -> None:
+        fidelity = finite_number((result or {}).get(FIDELITY))
+        if fidelity is not None and (self.max_fidelity_seen or -math.inf) < fidelity:
+            self.max_fidelity_seen = fidelity
+
+    def _default_target(self, result: Mapping[str, Any] | None) -> float | None:
+        """The target of a result that reports a fidelity but no target (warned once)."""
+        result = result or {}
+        if FIDELITY not in result or finite_number(result.get(TARGET_FIDELITY)) is not None:
+            return None
+        target = self.max_t if self.max_t is not None else self.max_fidelity_seen
+        if not self._warned_target:
+            self._warned_target = True
+            source = (
+                f"max_t={self.max_t:g}"
+                if self.max_t is not None
+                else f"the largest fidelity seen so far ({target:g}), rising as trials go further"
+            )
+            logger.warning(
+                "Results report %r but not %r: the searcher takes the target fidelity to "
+                "be %s, and fits a trial that ended below it as stopped early, not as a full "
+                "result. Pass max_t= to the searcher (your scheduler's max_t), or report %r.",
+                FIDELITY,
+                TARGET_FIDELITY,
+                source,
+                TARGET_FIDELITY,
+            )
+        return target
+
+    def _reclassify(self) -> None:
+        """Completed results without a reported target that are now below the largest fidelity."""
+        if self.max_t is not None or self.max_fidelity_seen is None:
+            return
+        for i, record in enumerate(self.records):
+            if (
+                record.status == COMPLETED
+                and record.target_fidelity is None
+                and record.fidelity is not None
+                and record.fidelity < self.max_fidelity_seen
+            ):
+                self.records[i] = dataclasses.replace(record, status=EARLY_STOPPED)
 
     def add_evaluated_point(
         self,
@@ -309,7 +394,7 @@ class PeftSearcherBase(Searcher):
                 config = self.space.sample(self._rng)
                 if config.canonical() not in self._seen:
                     return config
-        fixed = self.space.configuration().to_dict()
+        fixed = self.space.fixed()
         dims = self.space.dimensions
         left = []
         for values in itertools.product(*(d.choices for d in dims)):
@@ -332,6 +417,7 @@ class PeftSearcherBase(Searcher):
             "fixed_config": self.fixed_config,
             "max_concurrent": self.max_concurrent,
             "min_fidelity": self.min_fidelity,
+            "max_t": self.max_t,
         }
 
     def get_state(self) -> dict[str, Any]:
@@ -346,12 +432,17 @@ class PeftSearcherBase(Searcher):
             "records": [r.to_dict() for r in self.records],
             "points_to_evaluate": [c.to_dict() for c in self._points_to_evaluate],
             "timings": self.timings,
+            "max_fidelity_seen": self.max_fidelity_seen,
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`get_state`'s output; the space must be the same."""
         check_header(state, type(self).__name__, self.space)
         settings = state["settings"]
+        saved_space = SearchSpace.from_dict(settings["space"])
+        if saved_space != self.space:  # narrowed by param_space when the state was saved
+            self.space = saved_space
+            self._space_changed()
         self._metric, self._mode = settings["metric"], settings["mode"]
         self.seed = int(settings["seed"])
         rng_from_json(self._rng, state["rng_state"])
@@ -363,6 +454,7 @@ class PeftSearcherBase(Searcher):
             PeftConfiguration.from_dict(c) for c in state["points_to_evaluate"]
         ]
         self.timings = list(state.get("timings", []))
+        self.max_fidelity_seen = state.get("max_fidelity_seen")
         self._seen = {c.canonical() for c in self._pending.values()}
         self._seen.update(r.config.canonical() for r in self.records)
 

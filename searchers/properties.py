@@ -4,8 +4,9 @@
 objectives (``["score", "param_fraction"]`` with ``["max", "min"]``); the
 parameter fraction is always the known, minimised objective, so only the other
 entry is the searcher's metric. A ``param_space`` may hold constant settings
-(Tune merges them into every trial) and the PEFT keys; any other search domain
-would reach the trainable unresolved, so it is refused here.
+(Tune merges them into every trial) and the PEFT keys, which narrow the
+searcher's space; any other search domain would reach the trainable
+unresolved, so it is refused here.
 """
 
 from __future__ import annotations
@@ -73,34 +74,77 @@ def _unresolved_paths(config: Mapping[str, Any], prefix: str = "") -> list[str]:
     return paths
 
 
+def _domain_values(key: str, value: Any) -> list[int]:
+    """The values a ``param_space`` entry allows for a PEFT key, or a clear refusal."""
+    from ray.tune.search.sample import Categorical, Domain, Integer
+
+    if isinstance(value, Categorical):
+        values = list(value.categories)
+    elif isinstance(value, Integer) and getattr(value.sampler, "q", 1) in (None, 1):
+        if isinstance(value.upper, int) and value.upper - value.lower <= 4096:
+            values = list(range(value.lower, value.upper))  # randint: upper excluded
+        else:
+            values = []
+    elif isinstance(value, (Domain, Mapping)):
+        raise invalid_value(
+            f"param_space[{key!r}]",
+            value,
+            expected="a constant or tune.choice([...]) of this key's values",
+            fix="The searcher chooses from a discrete set of sizes and layer bits; a "
+            "continuous or grid domain cannot narrow it.",
+        )
+    else:
+        values = [value]
+    ints = [
+        int(v)
+        for v in values
+        if isinstance(v, (int, bool)) or (isinstance(v, float) and v.is_integer())
+    ]
+    if not values or len(ints) != len(values):
+        raise invalid_value(
+            f"param_space[{key!r}]", value, expected="integer sizes or layer bits (0 or 1)"
+        )
+    return ints
+
+
 def check_param_space(
-    config: Mapping[str, Any],
-    space: SearchSpace,
-    fixed_peft: Mapping[str, Any],
-    fixed_config: Mapping[str, Any],
-) -> None:
-    """Raise if Tune's ``param_space`` conflicts with the searcher's suggestions.
+    config: Mapping[str, Any], space: SearchSpace, fixed_config: Mapping[str, Any]
+) -> dict[str, list[int]]:
+    """Raise if Tune's ``param_space`` conflicts with the searcher; return its narrowing.
+
+    A PEFT key in ``param_space`` narrows the searcher's space: a constant fixes
+    it, ``tune.choice([...])`` (or ``tune.randint``) of some of its values
+    restricts sampling, local search and acquisition to them. A value the space
+    does not have, or a domain that cannot narrow a discrete key (a float or
+    grid domain), is refused naming the key.
 
     Args:
         config: Tune's ``param_space``.
         space: the searcher's space.
-        fixed_peft: the PEFT keys and the values unsearched keys are fixed to.
         fixed_config: the searcher's ``fixed_config``.
+
+    Returns:
+        key -> allowed values, for the keys ``param_space`` narrows.
     """
-    searched = {d.name for d in space.dimensions}
+    fixed = space.fixed()
+    searched = {d.name: d.choices for d in space.dimensions}
+    narrowing: dict[str, list[int]] = {}
     for key, value in config.items():
-        if key not in fixed_peft or _is_unresolved(value):
+        if key not in searched and key not in fixed:
             continue
-        if key in searched:
+        values = _domain_values(key, value)
+        allowed = searched.get(key, (fixed.get(key),))
+        outside = sorted(set(values) - set(allowed))
+        if outside:
             raise invalid_value(
                 f"param_space[{key!r}]",
                 value,
-                expected="absent or a search domain: the searcher chooses it",
-                fix="Restrict the space with SearchSpace(variant=...) instead.",
+                expected=f"values of {key} in this space, {list(allowed)} (not {outside})",
+                fix="Narrow it with tune.choice([...]) of those values, or one of them.",
             )
-        if value != fixed_peft[key]:
-            raise invalid_value(f"param_space[{key!r}]", value, valid=[fixed_peft[key]])
-    others = {k: v for k, v in config.items() if k not in fixed_peft}
+        if key in searched and set(values) != set(allowed):
+            narrowing[key] = sorted(set(values))
+    others = {k: v for k, v in config.items() if k not in searched and k not in fixed}
     unresolved = _unresolved_paths(others)
     if unresolved:
         raise ConfigurationError(
@@ -116,3 +160,4 @@ def check_param_space(
             expected=f"the same values as fixed_config {dict((k, fixed_config[k]) for k in clashes)}",
             fix="Set each trial setting in one place.",
         )
+    return narrowing

@@ -97,8 +97,14 @@ def classify(
     result: Mapping[str, Any] | None,
     metric: str,
     min_fidelity: float | None,
+    default_target: float | None = None,
 ) -> tuple[str, float | None, float | None, float | None, str | None]:
-    """``(status, score, fidelity, target_fidelity, reason)`` of a final result."""
+    """``(status, score, fidelity, target_fidelity, reason)`` of a final result.
+
+    ``default_target`` is the target fidelity of a result that reports its
+    ``fidelity`` but not its ``target_fidelity`` (the searcher's ``max_t``, or
+    the largest fidelity seen); the returned target stays what was reported.
+    """
     if result is None:
         return FAILED, None, None, None, "no result reported"
     score = finite_number(result.get(metric))
@@ -107,7 +113,8 @@ def classify(
     if score is None:
         reason = f"metric {metric!r} missing or not finite (got {result.get(metric)!r})"
         return FAILED, None, fidelity, target, reason
-    full_budget = fidelity is None or target is None or fidelity >= target
+    goal = target if target is not None else default_target
+    full_budget = fidelity is None or goal is None or fidelity >= goal
     if not full_budget and min_fidelity is not None and fidelity is not None:
         full_budget = fidelity >= min_fidelity
     return (COMPLETED if full_budget else EARLY_STOPPED), score, fidelity, target, None

@@ -35,7 +35,7 @@ def check_header(state: Mapping[str, Any], searcher_name: str, space: SearchSpac
             fix="Restore into the same searcher class that saved it.",
         )
     saved = state["settings"]["space"]
-    if SearchSpace.from_dict(saved) != space:
+    if SearchSpace.from_dict(saved).unnarrowed() != space.unnarrowed():
         raise invalid_value(
             "searcher state space",
             saved,

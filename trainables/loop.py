@@ -214,7 +214,7 @@ class TrainingRun:
         torch.save(state, Path(folder) / STATE_FILE)
 
     def load(self, folder: str | Path) -> None:
-        state = torch.load(Path(folder) / STATE_FILE, weights_only=False)
+        state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
         missing = self.model.load_state_dict(state["params"], strict=False)
         if missing.unexpected_keys:
             raise TrialFailedError(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.config import SearchOptions, trial_config_dict
-from autopeft_ray.exceptions import SearchInterrupted, invalid_value
+from autopeft_ray.exceptions import ConfigurationError, SearchInterrupted, invalid_value
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
 from autopeft_ray.run import RunFolder, RunLog, pareto_records
 from autopeft_ray.space import PeftConfiguration, SearchSpace
@@ -74,8 +74,17 @@ def make_scheduler(options: SearchOptions, target_steps: int) -> Any:
     )
 
 
-def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
+def run_search(
+    options: SearchOptions, *, resume: bool = False, trust_run_folder: bool = False
+) -> Path:
     """Run (or resume) a search; return the run folder with its Pareto set and report.
+
+    Args:
+        options: the search (with ``resume``, only ``output`` and ``address`` are read).
+        resume: continue the search in ``options.output``.
+        trust_run_folder: resume even when the folder is writable by others or
+            not owned by this user (a run folder is code to Ray: resume only
+            your own).
 
     Raises:
         SearchInterrupted: after Ctrl-C, once what ended is written to the run
@@ -86,7 +95,7 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
 
     from autopeft_ray.trainables import with_resources
 
-    output = Path(options.output).resolve()
+    output = Path(options.output).expanduser().resolve()
     run = RunFolder(output)
     if resume:
         if not run.has_options():
@@ -96,8 +105,18 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
                 expected=f"a run folder holding {RunFolder.OPTIONS}",
                 fix="Pass the folder of the search to resume as --output.",
             )
+        untrusted = [] if trust_run_folder else run.untrusted_entries()
+        if untrusted:
+            raise ConfigurationError(
+                f"`output` {output} cannot be resumed safely: resuming unpickles files in it "
+                f"(Ray Tune's state), and {'; '.join(untrusted)}. Resume only your own run "
+                f"folders: fix the ownership and permissions (chmod -R go-w), or pass "
+                f"--trust-run-folder if you know who wrote it."
+            )
         options = replace(run.read_options(), address=options.address)
-        check_not_moved(Path(options.output), output)
+        check_not_moved(options.output, output)
+        run.repair_records()
+        run.read_records()  # a damaged trials.jsonl fails here, before Ray starts
     elif run.tune_dir.exists():
         raise invalid_value(
             "output",
@@ -105,6 +124,7 @@ def run_search(options: SearchOptions, *, resume: bool = False) -> Path:
             expected="a new folder",
             fix="It holds a search already: pass --resume to continue it, or another --output.",
         )
+    run.check_writable()
     options = replace(options, output=str(output))  # absolute: check_not_moved reads it
     space, cost, train_size = prepare(options)
     if options.reference_point is None:
@@ -203,22 +223,31 @@ def run_baselines(
     return rows
 
 
-def check_not_moved(saved: Path, output: Path) -> None:
+def check_not_moved(saved: str, output: Path) -> None:
     """Refuse to resume a run folder that was moved since the search started.
 
     Ray Tune 2.60 keeps each trial's absolute folder in its saved state: after a
     move, a trial that was running at the interruption fails on resume (tried:
     it errored twice, looking for its checkpoint at the old place). ``saved`` is
-    the folder recorded in ``search.json`` (relative in folders of older
-    versions, which are not checked).
+    the folder recorded in ``search.json``: it must be absolute and, resolved
+    (symbolic links, ``..``), the same folder as ``output``.
     """
-    if saved.is_absolute() and saved.resolve() != output:
+    path = Path(saved)
+    if not path.is_absolute():
         raise invalid_value(
             "output",
             str(output),
-            expected=f"the folder the search was started in, {saved}",
+            expected=f"a run folder whose {RunFolder.OPTIONS} names its absolute path",
+            fix=f"{RunFolder.OPTIONS} says {saved!r}: this folder was not written by "
+            f"`autopeft-ray search` as it is, so it is not resumed.",
+        )
+    if path.resolve() != output.resolve():
+        raise invalid_value(
+            "output",
+            str(output),
+            expected=f"the folder the search was started in, {path}",
             fix=f"Ray Tune keeps absolute trial paths in its state, so a moved run folder "
-            f"cannot be resumed: move it back to {saved} and resume it there.",
+            f"cannot be resumed: move it back to {path} and resume it there.",
         )
 
 

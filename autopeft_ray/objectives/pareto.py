@@ -31,7 +31,13 @@ from botorch.utils.multi_objective.box_decompositions.dominated import Dominated
 from botorch.utils.multi_objective.pareto import is_non_dominated
 
 from autopeft_ray.exceptions import invalid_value
-from autopeft_ray.objectives import to_maximization
+from autopeft_ray.objectives.names import (
+    FIDELITY,
+    PARAM_FRACTION,
+    SCORE,
+    TARGET_FIDELITY,
+    to_maximization,
+)
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 
 #: ``(score, param_fraction)``: score 0.0 (floor / chance level), fraction 1.0
@@ -224,3 +230,72 @@ def reference_point_for(
             fix="Pass a cost function such as autopeft_ray.objectives.cost.ParamCost.",
         )
     return float(score), fraction
+
+
+def pareto_frame(
+    results: Any,
+    *,
+    metric: str = SCORE,
+    mode: str = "max",
+    cost: str = PARAM_FRACTION,
+    completed_only: bool = True,
+) -> Any:
+    """The Pareto set of a Ray Tune run as a pandas DataFrame, cheapest first.
+
+    Tune takes one metric (``TuneConfig(metric="score", mode="max")``); the
+    second objective is the parameter fraction every trial reports. This
+    returns the trials no other trial beats on both, with their
+    configurations (``config/...`` columns), from any searcher's run:
+    :class:`~autopeft_ray.searchers.AutoPEFTSearcher`, random search or Ray's
+    ``OptunaSearch``.
+
+    Args:
+        results: a ``ResultGrid`` (``Tuner.fit()``), an ``ExperimentAnalysis``
+            (``tune.run()``), or a DataFrame with one row per trial.
+        metric, mode: the score column and its direction.
+        cost: the cost column (minimised).
+        completed_only: drop trials that stopped below their target fidelity
+            (rows whose ``fidelity`` is under ``target_fidelity``), whose scores
+            reflect less training.
+
+    Example:
+        >>> results = tuner.fit()
+        >>> pareto_frame(results)[["score", "param_fraction", "config/sa_size"]]
+        >>> results.get_best_result(metric="score", mode="max")  # the single best
+    """
+    import pandas as pd
+
+    if isinstance(results, pd.DataFrame):
+        frame = results
+    elif hasattr(results, "get_dataframe"):  # ResultGrid
+        frame = results.get_dataframe()
+    elif hasattr(results, "dataframe"):  # ExperimentAnalysis
+        frame = results.dataframe()
+    else:
+        raise invalid_value(
+            "results",
+            type(results).__name__,
+            expected="a ResultGrid, an ExperimentAnalysis or a pandas DataFrame",
+        )
+    if mode not in ("max", "min"):
+        raise invalid_value("mode", mode, valid=("max", "min"))
+    missing = [c for c in (metric, cost) if c not in frame.columns]
+    if missing:
+        raise invalid_value(
+            "results",
+            sorted(frame.columns)[:20],
+            expected=f"columns {metric!r} and {cost!r} (did every trial report both?)",
+        )
+    rows = frame[
+        pd.to_numeric(frame[metric], errors="coerce").notna()
+        & pd.to_numeric(frame[cost], errors="coerce").notna()
+    ]
+    rows = rows[np.isfinite(rows[metric].astype(float)) & np.isfinite(rows[cost].astype(float))]
+    if completed_only and {FIDELITY, TARGET_FIDELITY} <= set(rows.columns):
+        target = pd.to_numeric(rows[TARGET_FIDELITY], errors="coerce")
+        rows = rows[target.isna() | (pd.to_numeric(rows[FIDELITY]) >= target)]
+    if rows.empty:
+        return rows
+    sign = 1.0 if mode == "max" else -1.0
+    points = np.column_stack([sign * rows[metric].astype(float), rows[cost].astype(float)])
+    return rows[pareto_mask(points)].sort_values([cost, metric], ascending=[True, mode != "max"])

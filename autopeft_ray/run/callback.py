@@ -104,6 +104,14 @@ class RunLog(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self._export_timings()
+        counted = getattr(self.searcher, "numerical_warnings", None) or {}
+        if counted and self.verbose:
+            summary = ", ".join(f"{name} ({n}x)" for name, n in counted.items())
+            print(
+                f"[autopeft-ray] harmless numerical warnings while fitting, counted "
+                f"instead of printed: {summary}",
+                flush=True,
+            )
 
     # -- bookkeeping ------------------------------------------------------------
     def _ended(self, trial: Any, status: str, error: str | None = None) -> None:

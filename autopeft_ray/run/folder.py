@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.config import PRESET_KEY, TRIAL_SETTINGS_KEY, SearchOptions
-from autopeft_ray.exceptions import invalid_value
+from autopeft_ray.exceptions import RunFolderError, invalid_value, shorten
 from autopeft_ray.objectives import (
     BEST_SCORE,
     COMPLETED,
@@ -40,6 +41,8 @@ from autopeft_ray.objectives import (
     SCORE,
     TARGET_FIDELITY,
 )
+
+logger = logging.getLogger(__name__)
 
 #: Result keys kept in a trial record besides the task metrics (``metric_*``, ``test_*``).
 KEPT_RESULT_KEYS = (
@@ -165,7 +168,17 @@ class RunFolder:
                 str(self.path),
                 expected=f"a folder written by `autopeft-ray search` (with {self.OPTIONS})",
             )
-        return SearchOptions.from_dict(json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            return SearchOptions.from_dict(data)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise RunFolderError(
+                f"{path} is damaged ({type(exc).__name__}: {shorten(str(exc))}); it holds the "
+                f"options of the search. Restore it from a copy, or start a new search in "
+                f"another folder."
+            ) from None
 
     def write_options(self, options: SearchOptions) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -181,17 +194,58 @@ class RunFolder:
             os.fsync(f.fileno())
 
     def read_records(self) -> list[dict[str, Any]]:
-        """All trial records, the latest per trial id (a resumed trial ends once more)."""
+        """All trial records, the latest per trial id (a resumed trial ends once more).
+
+        A last line cut short (a crash in the middle of an append) is skipped with
+        a warning; :meth:`repair_records` removes it. Any other damaged line raises
+        ``RunFolderError`` naming the file and the line.
+        """
+        return self._records()[0]
+
+    def _records(self) -> tuple[list[dict[str, Any]], int | None]:
+        """The records, and the byte offset of a cut-short last line (``None`` if none)."""
         path = self.file(self.TRIALS)
         if not path.exists():
-            return []
+            return [], None
+        data = path.read_bytes()
+        lines = data.split(b"\n")
         latest: dict[str, dict[str, Any]] = {}
-        for line in path.read_text().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                record["status"] = _OLD_STATUSES.get(record["status"], record["status"])
-                latest[record["trial_id"]] = record
-        return list(latest.values())
+        offset = 0
+        for number, raw in enumerate(lines, start=1):
+            start, offset = offset, offset + len(raw) + 1
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+                trial_id, status = record["trial_id"], record["status"]
+            except (ValueError, TypeError, KeyError) as exc:
+                last = all(not rest.strip() for rest in lines[number:])
+                if last and not data.endswith(b"\n"):
+                    logger.warning(
+                        "%s line %d is cut short (a crash while it was written): skipped. "
+                        "`autopeft-ray search --resume` removes it.",
+                        path,
+                        number,
+                    )
+                    return list(latest.values()), start
+                raise RunFolderError(
+                    f"{path} line {number} is not a trial record ({type(exc).__name__}: "
+                    f"{shorten(str(exc))}). Restore the file from a copy, or delete that line "
+                    f"(its trial will count as never run)."
+                ) from None
+            record["status"] = _OLD_STATUSES.get(status, status)
+            latest[trial_id] = record
+        return list(latest.values()), None
+
+    def repair_records(self) -> bool:
+        """Remove a cut-short last line of ``trials.jsonl``; True if there was one."""
+        cut = self._records()[1]
+        if cut is None:
+            return False
+        with self.file(self.TRIALS).open("r+b") as f:
+            f.truncate(cut)
+        logger.warning("%s: removed the cut-short last line.", self.file(self.TRIALS))
+        return True
 
     def completed(self) -> list[dict[str, Any]]:
         """Completed records with both objectives, in the order they ended."""
@@ -206,13 +260,73 @@ class RunFolder:
         _write_csv(self.file(self.PARETO_CSV), pareto)
 
     def read_pareto(self) -> list[dict[str, Any]]:
-        """The Pareto set (``pareto.json``)."""
+        """The Pareto set: ``pareto.json``, or rebuilt from the trial records when it is missing."""
         path = self.file(self.PARETO)
-        if not path.exists():
+        if path.exists():
+            return list(json.loads(path.read_text()))
+        records = self.read_records()
+        if not records:
+            self.check_exists()
             raise invalid_value(
-                "run folder", str(self.path), expected=f"a finished search (with {self.PARETO})"
+                "run folder",
+                str(self.path),
+                expected=f"a search with ended trials (no {self.PARETO} and no {self.TRIALS})",
             )
-        return list(json.loads(path.read_text()))
+        logger.warning("%s is missing: rebuilt from %s.", path, self.TRIALS)
+        pareto = pareto_records(completed_points(records))
+        self.write_tables(records, pareto)
+        return pareto
+
+    def check_writable(self, field: str = "output") -> None:
+        """Raise unless the folder is one this user can create or write in (nothing is created)."""
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise invalid_value(
+                field,
+                str(self.path),
+                expected="a folder",
+                fix=f"{existing} is a file: pick another path.",
+            )
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise invalid_value(
+                field,
+                str(self.path),
+                expected="a folder this user can write",
+                fix=f"{existing} is not writable: pick another path or fix its permissions.",
+            )
+
+    def untrusted_entries(self, limit: int = 5) -> list[str]:
+        """Entries Ray would unpickle on resume that another user could have planted.
+
+        The run folder and everything under ``tune/`` must belong to this user
+        and be writable by nobody else: ``Tuner.restore`` unpickles
+        ``tune/tuner.pkl`` and the searcher state, so a run folder is code.
+        """
+        found: list[str] = []
+        uid = os.getuid()
+        candidates = [self.path, *(self.tune_dir.rglob("*") if self.tune_dir.exists() else [])]
+        for path in candidates:
+            info = path.lstat()
+            if info.st_uid != uid:
+                found.append(f"{path} (owned by uid {info.st_uid})")
+            elif info.st_mode & 0o022 and not path.is_symlink():
+                found.append(f"{path} (writable by group or others)")
+            if len(found) >= limit:
+                break
+        return found
+
+    def check_exists(self) -> None:
+        """Raise unless this is a run folder (it holds ``search.json`` or ``trials.jsonl``)."""
+        if not (self.has_options() or self.file(self.TRIALS).exists()):
+            what = "does not exist" if not self.path.exists() else "holds no search"
+            raise invalid_value(
+                "run folder",
+                str(self.path),
+                expected=f"a folder written by `autopeft-ray search` (this one {what})",
+                fix="Check the path.",
+            )
 
     def adapter_folder(self, rank: int) -> Path:
         return self.path / self.ADAPTERS / f"{rank:02d}"

@@ -86,6 +86,7 @@ def write_report(
     from autopeft_ray.objectives.pareto import hypervolume_trace
 
     run = _run(folder)
+    run.check_exists()
     reference = reference_point or reference_point_of(run)
     out = run.report_dir
     out.mkdir(parents=True, exist_ok=True)

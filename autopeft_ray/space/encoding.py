@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from autopeft_ray.exceptions import SearchSpaceError, invalid_value
 
-from .configuration import PeftConfiguration
+from .configuration import SIZE_KEYS, PeftConfiguration
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -60,12 +60,22 @@ def canonicalize(X: Tensor, space: SearchSpace) -> Tensor:
     """Map encodings of degenerate configurations to all zeros (``... x d`` in, same out).
 
     The rule of :attr:`PeftConfiguration.is_degenerate` on encoded vectors: every
-    searched size 0, or (when layers are searched) every layer bit 0.
+    module size 0 (a searched size at encoded 0 is size 0 when 0 is among its
+    values), or every layer bit 0. The zero vector is itself degenerate whenever
+    the space holds a degenerate configuration, so it is their one encoding.
     """
     import torch
 
-    k = len(space.modules)
-    degenerate = (X[..., :k] == 0).all(dim=-1)
-    if space.searches_layers:
-        degenerate = degenerate | (X[..., k:] == 0).all(dim=-1)
+    fixed = space.fixed()
+    dims = space.dimensions
+    sizes = [i for i, d in enumerate(dims) if d.name in SIZE_KEYS.values()]
+    layers = [i for i, d in enumerate(dims) if d.name not in SIZE_KEYS.values()]
+    no_fixed_size = all(v == 0 for k, v in fixed.items() if k in SIZE_KEYS.values())
+    no_fixed_layer = all(v == 0 for k, v in fixed.items() if k not in SIZE_KEYS.values())
+    false = torch.zeros(X.shape[:-1], dtype=torch.bool, device=X.device)
+    sizes_zero = false
+    if no_fixed_size and all(dims[i].choices[0] == 0 for i in sizes):
+        sizes_zero = (X[..., sizes] == 0).all(dim=-1)
+    layers_off = (X[..., layers] == 0).all(dim=-1) if no_fixed_layer else false
+    degenerate = sizes_zero | layers_off
     return torch.where(degenerate.unsqueeze(-1), torch.zeros_like(X), X)

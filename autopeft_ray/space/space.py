@@ -51,11 +51,14 @@ class SearchSpace:
         num_layers: transformer layers (one insertion bit each).
         hidden_size: model width; sizes are ``{0} U {2^k <= hidden_size}``.
         variant: ``"full"`` (SA-PA-PT-Layer) or an ablation from ``VARIANTS``.
+        narrowed: ``(key, values)`` pairs that restrict searched keys to a subset
+            of their values (:meth:`narrow`); a key narrowed to one value is fixed.
     """
 
     num_layers: int
     hidden_size: int
     variant: str = "full"
+    narrowed: tuple[tuple[str, tuple[int, ...]], ...] = ()
     sizes: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +75,55 @@ class SearchSpace:
                 cls=SearchSpaceError,
             )
         object.__setattr__(self, "sizes", size_choices(self.hidden_size))
+        full = {d.name: d.choices for d in self._full_dimensions()}
+        for key, values in self.narrowed:
+            if key not in full:
+                raise invalid_value(
+                    "narrowed key",
+                    key,
+                    valid=sorted(full),
+                    fix=f"The '{self.variant}' space searches only these keys.",
+                    cls=SearchSpaceError,
+                )
+            bad = [v for v in values if v not in full[key]]
+            if not values or bad:
+                raise invalid_value(
+                    key,
+                    list(values),
+                    expected=f"a non-empty subset of {list(full[key])}",
+                    fix="Sizes are 0 or powers of two up to the hidden size; layer bits 0 or 1.",
+                    cls=SearchSpaceError,
+                )
+
+    def narrow(self, values: Mapping[str, Sequence[int]]) -> SearchSpace:
+        """This space with searched keys restricted to some of their values.
+
+        A key narrowed to one value is fixed there; narrowing again intersects.
+        Raises ``SearchSpaceError`` naming the key when a value is not in the space.
+        """
+        current = dict(self.narrowed)
+        full = {d.name: d.choices for d in self._full_dimensions()}
+        for key, chosen in values.items():
+            allowed = current.get(key, full.get(key))
+            kept = tuple(v for v in (allowed or ()) if v in set(chosen))
+            if allowed is None or len(kept) != len(set(chosen)):
+                outside = sorted(set(chosen) - set(kept))
+                raise invalid_value(
+                    key,
+                    outside if allowed is not None else key,
+                    expected=f"values in {list(allowed)}" if allowed else "a searched key",
+                    fix="Narrow a searched key to some of its values (sizes: 0 or powers of "
+                    "two up to the hidden size; layer bits: 0 or 1).",
+                    cls=SearchSpaceError,
+                )
+            current[key] = kept
+        return SearchSpace(
+            self.num_layers, self.hidden_size, self.variant, tuple(sorted(current.items()))
+        )
+
+    def unnarrowed(self) -> SearchSpace:
+        """The space before :meth:`narrow`."""
+        return SearchSpace(self.num_layers, self.hidden_size, self.variant)
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -105,33 +157,63 @@ class SearchSpace:
     def searches_layers(self) -> bool:
         return VARIANTS[self.variant][1]
 
-    @property
-    def dimensions(self) -> tuple[Dimension, ...]:
-        """The searched coordinates, in encoding order: sizes, then layer bits."""
+    def _full_dimensions(self) -> tuple[Dimension, ...]:
         dims = [Dimension(SIZE_KEYS[m], self.sizes) for m in self.modules]
         if self.searches_layers:
             dims += [Dimension(layer_key(i), (0, 1)) for i in range(self.num_layers)]
         return tuple(dims)
 
     @property
+    def dimensions(self) -> tuple[Dimension, ...]:
+        """The searched coordinates, in encoding order: sizes, then layer bits.
+
+        A narrowed key searches its remaining values; one narrowed to a single
+        value is not searched (see :meth:`fixed`).
+        """
+        narrowed = dict(self.narrowed)
+        dims = [Dimension(d.name, narrowed.get(d.name, d.choices)) for d in self._full_dimensions()]
+        return tuple(d for d in dims if len(d.choices) > 1)
+
+    @property
     def cardinality(self) -> int:
         """Points of the space (every degenerate configuration counted)."""
         return math.prod(len(d.choices) for d in self.dimensions)
 
+    def values(self, key: str) -> tuple[int, ...]:
+        """The values a key takes in this space (searched, narrowed or fixed)."""
+        fixed = self.fixed()
+        if key in fixed:
+            return (fixed[key],)
+        return next(d.choices for d in self.dimensions if d.name == key)
+
     @property
     def num_distinct(self) -> int:
-        """Distinct models in the space: every degenerate configuration is one model."""
-        sizes = len(self.sizes) ** len(self.modules)
-        if self.searches_layers:
-            return (sizes - 1) * (2**self.num_layers - 1) + 1
-        return sizes
+        """Distinct models in the space: every degenerate configuration is one model.
+
+        Models with a module somewhere are the size combinations with a nonzero
+        size times the layer masks with a layer on; all degenerate
+        configurations (:attr:`PeftConfiguration.is_degenerate`) add one model
+        if the space holds any.
+        """
+        size_sets = [self.values(SIZE_KEYS[m]) for m in MODULES]
+        layer_sets = [self.values(layer_key(i)) for i in range(self.num_layers)]
+        sizes_can_be_zero = all(0 in values for values in size_sets)
+        layers_can_be_off = all(0 in values for values in layer_sets)
+        with_module = math.prod(len(v) for v in size_sets) - sizes_can_be_zero
+        layers_on = math.prod(len(v) for v in layer_sets) - layers_can_be_off
+        return with_module * layers_on + (sizes_can_be_zero or layers_can_be_off)
 
     def fixed(self) -> dict[str, int]:
         """The keys this space does not search, with their fixed values."""
         fixed = {SIZE_KEYS[m]: 0 for m in MODULES if m not in self.modules}
         if not self.searches_layers:
             fixed.update({layer_key(i): 1 for i in range(self.num_layers)})
+        fixed.update({key: values[0] for key, values in self.narrowed if len(values) == 1})
         return fixed
+
+    def keys(self) -> list[str]:
+        """Every configuration key of a trial config, searched or fixed."""
+        return [*SIZE_KEYS.values(), *(layer_key(i) for i in range(self.num_layers))]
 
     # -- validation -------------------------------------------------------
     def validate(self, config: PeftConfiguration) -> PeftConfiguration:
@@ -144,13 +226,16 @@ class SearchSpace:
                 cls=SearchSpaceError,
             )
         flat = config.to_dict()
+        narrowed = dict(self.narrowed)
         for key, value in self.fixed().items():
             if flat[key] != value:
                 raise invalid_value(
                     key,
                     flat[key],
                     valid=[value],
-                    fix=f"The '{self.variant}' search space fixes it; use variant='full'.",
+                    fix="The search space was narrowed to it (param_space)."
+                    if key in narrowed
+                    else f"The '{self.variant}' search space fixes it; use variant='full'.",
                     cls=SearchSpaceError,
                 )
         for dim in self.dimensions:
@@ -159,7 +244,9 @@ class SearchSpace:
                     dim.name,
                     flat[dim.name],
                     valid=dim.choices,
-                    fix=f"Sizes are 0 or powers of two up to the hidden size {self.hidden_size}.",
+                    fix="The search space was narrowed to these values (param_space)."
+                    if dim.name in narrowed
+                    else f"Sizes are 0 or powers of two up to the hidden size {self.hidden_size}.",
                     cls=SearchSpaceError,
                 )
         return config
@@ -168,14 +255,31 @@ class SearchSpace:
         """Like :meth:`PeftConfiguration.canonical`, but always a member of this space.
 
         A degenerate configuration maps to all sizes 0 with the layer bits this
-        space fixes (every layer on when layers are not searched, else all off);
-        a live one must already be a member and is returned unchanged.
+        space fixes (searched bits off); when the space keeps some size above 0,
+        to every layer off with the smallest sizes. A live configuration must
+        already be a member and is returned unchanged.
         """
         if not config.is_degenerate:
             return self.validate(config)
-        return self.configuration(
-            layers=[not self.searches_layers] * self.num_layers,
-        )
+        sizes = {key: self.values(key) for key in SIZE_KEYS.values()}
+        bits = [self.values(layer_key(i)) for i in range(self.num_layers)]
+        if all(0 in values for values in sizes.values()):
+            flat = {key: 0 for key in sizes} | {
+                layer_key(i): values[0] for i, values in enumerate(bits)
+            }
+        elif all(0 in values for values in bits):
+            flat = {key: values[0] for key, values in sizes.items()} | {
+                layer_key(i): 0 for i in range(self.num_layers)
+            }
+        else:
+            raise invalid_value(
+                "configuration",
+                config.describe(),
+                expected="a configuration with a module somewhere: this space holds no "
+                "head-only model",
+                cls=SearchSpaceError,
+            )
+        return self.validate(PeftConfiguration.from_dict(flat))
 
     def configuration(self, **values: Any) -> PeftConfiguration:
         """Build and validate a configuration; unsearched fields take their fixed value.
@@ -185,6 +289,7 @@ class SearchSpace:
         """
         flat: dict[str, Any] = {k: 0 for k in SIZE_KEYS.values()}
         flat.update({layer_key(i): 1 for i in range(self.num_layers)})
+        flat.update(self.fixed())
         active = values.pop("active_layers", None)
         layers = values.pop("layers", None)
         unknown = set(values) - set(SIZE_KEYS.values())
@@ -279,17 +384,21 @@ class SearchSpace:
         return PeftConfiguration.from_dict(flat)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "num_layers": self.num_layers,
             "hidden_size": self.hidden_size,
             "variant": self.variant,
         }
+        if self.narrowed:
+            data["narrowed"] = {key: list(values) for key, values in self.narrowed}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
-        return cls(
+        space = cls(
             int(data["num_layers"]), int(data["hidden_size"]), str(data.get("variant", "full"))
         )
+        return space.narrow(data["narrowed"]) if data.get("narrowed") else space
 
 
 def _first(get: Any, keys: Sequence[str]) -> Any:

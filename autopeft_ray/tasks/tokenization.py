@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autopeft_ray.exceptions import ModelLoadError, TaskError, invalid_value
-from autopeft_ray.models import DEFAULT_MODEL, resolve_model
+from autopeft_ray.models import DEFAULT_MODEL, load_config, resolve_model
 from autopeft_ray.tasks.registry import LABEL, TaskSpec, get_task
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ def load_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer
 
     resolved = resolve_model(name_or_path)
+    load_config(name_or_path)  # a folder that is not a checkpoint fails here, naming config.json
     try:
         return AutoTokenizer.from_pretrained(resolved)
     except (OSError, ValueError) as exc:

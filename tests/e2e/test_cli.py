@@ -168,19 +168,26 @@ def test_evaluate_and_transfer_and_report(fifo_run, capsys, tiny_search_args):
 @pytest.mark.parametrize(
     ("argv", "pattern"),
     [
-        (["search", "--task", "rtee"], r"`task` should be one of .*'rte'.*got 'rtee'"),
+        (["search", "--task", "rtee"], r"`--task` should be one of .*'rte'.*got 'rtee'"),
         (["search", "--scheduler", "asha", "--num-evaluations", "1"], r"num_evaluations >= 2"),
         pytest.param(
             ["search", "--gpus-per-trial", "1"],
             r"no CUDA GPU",
             marks=pytest.mark.skipif(_has_cuda(), reason="this machine has a GPU"),
         ),
-        (["search", "--batch-size", "0"], r"`batch_size` should be a positive integer, got 0"),
-        (["search", "--model", "/no/such/model"], r"`model` '/no/such/model' is not a folder"),
-        (["evaluate", "/no/such/run"], r"`run folder` should be a finished search"),
+        (["search", "--batch-size", "0"], r"`--batch-size` should be a positive integer, got 0"),
+        (["search", "--model", "/no/such/model"], r"`--model` '/no/such/model' is not a folder"),
+        (
+            ["evaluate", "/no/such/run"],
+            r"`run folder` should be a folder written by .*does not exist",
+        ),
+        (
+            ["report", "/no/such/run"],
+            r"`run folder` should be a folder written by .*does not exist",
+        ),
         (
             ["search", "--reference-point", "0", "1.5"],
-            r"`reference_point` should be .*fraction in \(0, 1\], got \(0.0, 1.5\)",
+            r"`--reference-point` should be .*fraction in \(0, 1\], got \(0.0, 1.5\)",
         ),
     ],
 )
@@ -245,6 +252,62 @@ def test_resume_refuses_a_moved_run_folder_before_ray(tmp_path, capsys):
     was_running = ray.is_initialized()
     assert main(["search", "--output", str(run), "--resume"]) == 2
     err = capsys.readouterr().err
-    assert f"`output` should be the folder the search was started in, {started_in}" in err
+    assert f"`--output` should be the folder the search was started in, {started_in}" in err
     assert f"move it back to {started_in}" in err and "Traceback" not in err
     assert ray.is_initialized() == was_running
+
+
+# -- hardening: damaged run folders, odd paths, flags with --resume ---------------------
+
+
+def test_report_on_a_mistyped_folder_exits_2_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "no_such_run"
+    assert main(["report", str(missing)]) == 2
+    assert "`run folder` should be a folder written by" in capsys.readouterr().err
+    assert not missing.exists()
+
+
+def test_resume_refuses_flags_it_would_ignore(tmp_path, capsys):
+    code = main(
+        ["search", "--output", str(tmp_path), "--resume", "--initial", "5", "--max-steps", "50"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--max-steps, --initial cannot be given with it" in err
+
+
+def test_a_model_folder_without_config_is_refused(tmp_path, capsys):
+    empty = tmp_path / "emptymodel"
+    empty.mkdir()
+    code = main(["search", "--model", str(empty), "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a folder without config.json" in err and "Traceback" not in err
+
+
+def test_an_output_that_is_a_file_fails_in_one_line(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("")
+    assert main(["search", "--output", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`--output` should be a folder" in err
+
+
+def test_long_values_are_cut_in_messages(capsys):
+    assert main(["search", "--task", "x" * 5000]) == 2
+    err = capsys.readouterr().err
+    assert "(5002 characters)" in err and len(err) < 1500
+
+
+def test_a_cut_short_record_is_skipped_by_report_and_a_damaged_one_named(tmp_path, capsys):
+    from autopeft_ray.run import RunFolder, trial_record
+
+    run = RunFolder(tmp_path / "run")
+    config = {"sa_size": 8, "pa_size": 0, "pt_length": 0, "layer_0": 1, "layer_1": 0}
+    result = {"score": 0.7, "param_fraction": 0.01, "fidelity": 2, "target_fidelity": 2}
+    run.append_record(trial_record("a", config, result, "completed"))
+    trials = run.file(RunFolder.TRIALS)
+    with trials.open("a") as f:
+        f.write('{"trial_id": "b", "sta')
+    assert main(["report", str(run.path)]) == 0
+    trials.write_text(trials.read_text().replace('{"trial_id": "b", "sta', "oops\n") + "{}\n")
+    assert main(["report", str(run.path)]) == 2
+    assert f"{trials} line 2 is not a trial record" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from autopeft_ray.cli import build_parser
 from autopeft_ray.space import PeftConfiguration
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-MARKER = "<!-- tested: tests/test_readme.py runs this block as written -->"
+MARKER = "<!-- tested: tests/e2e/test_readme.py runs this block as written -->"
 
 
 def _blocks(text: str, language: str) -> list[tuple[int, str]]:

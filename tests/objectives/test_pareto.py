@@ -143,3 +143,47 @@ def test_points_worse_than_the_reference_contribute_nothing(points):
     assert hypervolume(points, REF) == pytest.approx(hypervolume(inside, REF), abs=1e-12)
     if outside:
         assert hypervolume(outside, REF) == 0.0
+
+
+# -- the Pareto set of a Ray Tune run ------------------------------------------------------
+
+
+def _frame():
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "score": [0.8, 0.7, 0.9, 0.6, float("nan"), 0.95],
+            "param_fraction": [0.01, 0.001, 0.05, 0.02, 0.0001, 0.0001],
+            "fidelity": [4, 4, 4, 4, 4, 1],
+            "target_fidelity": [4, 4, 4, 4, 4, 4],
+            "config/sa_size": [8, 1, 64, 16, 0, 2],
+        }
+    )
+
+
+def test_pareto_frame_keeps_the_non_dominated_completed_trials():
+    from autopeft_ray.objectives.pareto import pareto_frame
+
+    front = pareto_frame(_frame())
+    assert front["config/sa_size"].tolist() == [1, 8, 64]  # cheapest first
+    with_stopped = pareto_frame(_frame(), completed_only=False)
+    assert with_stopped["config/sa_size"].tolist() == [2]  # 0.95 at the lowest cost
+    lowest_loss = pareto_frame(
+        _frame().assign(loss=lambda f: 1 - f["score"]), metric="loss", mode="min"
+    )
+    assert lowest_loss["config/sa_size"].tolist() == [1, 8, 64]
+
+
+def test_pareto_frame_reads_a_result_grid_or_an_analysis():
+    from types import SimpleNamespace
+
+    from autopeft_ray.objectives.pareto import pareto_frame
+
+    grid = SimpleNamespace(get_dataframe=_frame)
+    analysis = SimpleNamespace(dataframe=_frame)
+    assert pareto_frame(grid).equals(pareto_frame(analysis))
+    with pytest.raises(ConfigurationError, match="`results` should be a ResultGrid"):
+        pareto_frame([1, 2])
+    with pytest.raises(ConfigurationError, match="columns 'score' and 'cost'"):
+        pareto_frame(_frame(), cost="cost")

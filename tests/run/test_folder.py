@@ -70,7 +70,7 @@ def test_options_round_trip_and_a_missing_folder_is_named(tmp_path):
     run = RunFolder(tmp_path / "run")
     with pytest.raises(ConfigurationError, match="`run folder` should be a folder written by"):
         run.read_options()
-    with pytest.raises(ConfigurationError, match="a finished search"):
+    with pytest.raises(ConfigurationError, match="this one does not exist"):
         run.read_pareto()
     options = SearchOptions(
         settings=TrainingSettings(task="pang_lee_polarity", max_steps=3),
@@ -94,3 +94,74 @@ def test_ended_status():
     assert ended_status({"fidelity": 10, "target_fidelity": 10}) == COMPLETED
     assert ended_status({"fidelity": 3, "target_fidelity": 10}) == EARLY_STOPPED
     assert ended_status(None) == COMPLETED  # nothing reported: no budget to fall short of
+
+
+# -- damage --------------------------------------------------------------------------
+
+
+def test_a_cut_short_last_line_is_skipped_with_a_warning_and_repaired(tmp_path, caplog):
+    run = RunFolder(tmp_path)
+    run.append_record(_record("a", 0.7, 0.01))
+    run.append_record(_record("b", 0.6, 0.001))
+    path = run.file(RunFolder.TRIALS)
+    whole = path.read_bytes()
+    path.write_bytes(whole + b'{"trial_id": "c", "status": "comp')  # a crash mid-append
+    assert [r["trial_id"] for r in run.read_records()] == ["a", "b"]
+    assert f"{path} line 3 is cut short" in caplog.text
+    assert run.repair_records() and path.read_bytes() == whole
+    assert not run.repair_records()
+
+
+@pytest.mark.parametrize("damage", [b"not json\n", b'{"no": "trial id"}\n', b"[1, 2]\n"])
+def test_any_other_damaged_line_names_the_file_and_the_line(tmp_path, damage):
+    from autopeft_ray.exceptions import RunFolderError
+
+    run = RunFolder(tmp_path)
+    run.append_record(_record("a", 0.7, 0.01))
+    with run.file(RunFolder.TRIALS).open("ab") as f:
+        f.write(damage)
+    run.append_record(_record("b", 0.6, 0.001))
+    with pytest.raises(RunFolderError, match=rf"{run.file(RunFolder.TRIALS)} line 2 is not"):
+        run.read_records()
+
+
+@pytest.mark.parametrize("text", ["garbage", "[]", '{"searcher": "nope"}', '{"nuts": 3}'])
+def test_a_damaged_options_file_names_itself(tmp_path, text):
+    from autopeft_ray.exceptions import RunFolderError
+
+    run = RunFolder(tmp_path)
+    run.file(RunFolder.OPTIONS).write_text(text)
+    with pytest.raises(RunFolderError, match=rf"{run.file(RunFolder.OPTIONS)} is damaged"):
+        run.read_options()
+
+
+def test_a_missing_pareto_file_is_rebuilt_from_the_records(tmp_path, caplog):
+    run = RunFolder(tmp_path)
+    for record in (_record("a", 0.8, 0.01), _record("b", 0.7, 0.02)):
+        run.append_record(record)
+    assert [r["trial_id"] for r in run.read_pareto()] == ["a"]
+    assert "pareto.json is missing: rebuilt" in caplog.text
+    assert run.file(RunFolder.PARETO).exists()
+
+
+def test_output_checks_create_nothing(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for path in (a_file, a_file / "below"):
+        with pytest.raises(ConfigurationError, match=r"`output` should be a folder.*is a file"):
+            RunFolder(path).check_writable()
+    RunFolder(tmp_path / "new" / "run").check_writable()
+    assert not (tmp_path / "new").exists()
+
+
+def test_folders_others_can_write_are_not_trusted(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    (run.tune_dir / "trial").mkdir(parents=True)
+    run.path.chmod(0o755)
+    (run.tune_dir / "tuner.pkl").write_bytes(b"")
+    (run.tune_dir / "tuner.pkl").chmod(0o644)
+    assert run.untrusted_entries() == []
+    (run.tune_dir / "tuner.pkl").chmod(0o666)
+    assert run.untrusted_entries() == [
+        f"{run.tune_dir / 'tuner.pkl'} (writable by group or others)"
+    ]

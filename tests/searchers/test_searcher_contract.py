@@ -93,6 +93,80 @@ def test_results_are_classified_by_fidelity(make_searcher, driver, kind, trials)
 
 
 @pytest.mark.parametrize("kind, trials", FAST_KINDS)
+def test_without_a_reported_target_the_largest_fidelity_is_the_target(
+    make_searcher, driver, kind, trials, caplog
+):
+    """Ray's own ASHAScheduler(time_attr="fidelity") with a trainable that reports no target."""
+    searcher = make_searcher(kind)
+    run = driver(searcher)
+    for _ in range(4):
+        run.suggest()
+    run.finish_oldest({SCORE: 0.6, FIDELITY: 1, PARAM_FRACTION: 0.01})
+    run.finish_oldest({SCORE: 0.62, FIDELITY: 1, PARAM_FRACTION: 0.01})
+    # Nothing went further yet: the largest fidelity seen is the target.
+    assert [r.status for r in searcher.records] == [COMPLETED, COMPLETED]
+    run.finish_oldest({SCORE: 0.7, FIDELITY: 9, PARAM_FRACTION: 0.01})
+    run.finish_oldest({SCORE: 0.65, FIDELITY: 3, PARAM_FRACTION: 0.01})
+    statuses = [r.status for r in searcher.records]
+    assert statuses == [EARLY_STOPPED, EARLY_STOPPED, COMPLETED, EARLY_STOPPED]
+    warnings = [r for r in caplog.records if "not 'target_fidelity'" in r.getMessage()]
+    assert len(warnings) == 1 and "largest fidelity seen" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("kind, trials", FAST_KINDS)
+def test_max_t_is_the_target_when_none_is_reported(make_searcher, driver, kind, trials, caplog):
+    searcher = make_searcher(kind, max_t=9)
+    run = driver(searcher)
+    for _ in range(2):
+        run.suggest()
+    run.finish_oldest({SCORE: 0.6, FIDELITY: 1, PARAM_FRACTION: 0.01})
+    run.finish_oldest({SCORE: 0.7, FIDELITY: 9, PARAM_FRACTION: 0.01})
+    assert [r.status for r in searcher.records] == [EARLY_STOPPED, COMPLETED]
+    assert "max_t=9" in caplog.text
+    restored = make_searcher(kind, max_t=9)
+    restored.set_state(searcher.get_state())
+    assert restored.max_fidelity_seen == 9
+
+
+@pytest.mark.parametrize(
+    ("domain", "match"),
+    [
+        ({"pa_size": "randint(0, 4)"}, r"param_space\['pa_size'\].*not \[3\]"),
+        ({"sa_size": "uniform(0, 8)"}, r"param_space\['sa_size'\].*continuous or grid"),
+        ({"sa_size": "choice([3, 8])"}, r"param_space\['sa_size'\].*not \[3\]"),
+        ({"layer_0": 2}, r"param_space\['layer_0'\].*not \[2\]"),
+    ],
+)
+def test_param_space_narrowing_that_cannot_be_honoured_names_the_key(make_searcher, domain, match):
+    import ray.tune
+
+    key, value = next(iter(domain.items()))
+    if isinstance(value, str):
+        value = eval(f"tune.{value}", {"tune": ray.tune})  # noqa: S307 (test table)
+    with pytest.raises(ConfigurationError, match=match):
+        make_searcher("random").set_search_properties("score", "max", {key: value})
+
+
+def test_param_space_narrows_sampling_and_counting(make_searcher, driver, space):
+    from ray import tune
+
+    searcher = make_searcher("random")
+    searcher.set_search_properties(
+        "score", "max", {"sa_size": tune.choice([0, 8]), "pt_length": 0, "layer_3": 1}
+    )
+    assert searcher.space.values("sa_size") == (0, 8) and searcher.space.values("pt_length") == (0,)
+    run = driver(searcher)
+    run.run(40)
+    assert {c.sa_size for c in run.suggested} <= {0, 8}
+    assert {c.pt_length for c in run.suggested} == {0}
+    assert all(c.layers[3] for c in run.suggested)
+    # sizes: 2 x 8 x 1 combinations, 15 with a module; layers 0-2 free, 3 on: 8 masks.
+    assert searcher.space.num_distinct == 15 * 8 + 1
+    with pytest.raises(ConfigurationError, match="already suggested"):
+        searcher.set_search_properties("score", "max", {"sa_size": 8})
+
+
+@pytest.mark.parametrize("kind, trials", FAST_KINDS)
 def test_last_result_is_used_when_complete_has_none(make_searcher, driver, kind, trials):
     searcher = make_searcher(kind)
     run = driver(searcher)
@@ -186,7 +260,6 @@ def test_search_properties_accept_tune_calls(make_searcher, space, kind, trials)
         (["score", PARAM_FRACTION], "max", {}, "mode"),
         ("score", "best", {}, "mode"),
         (PARAM_FRACTION, "min", {}, "known objective"),
-        ("score", "max", {"sa_size": 8}, "searcher chooses it"),
         ("score", "max", {"lr": {"grid_search": [1e-3, 1e-4]}}, "lr"),
     ],
 )

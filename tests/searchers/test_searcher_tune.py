@@ -96,3 +96,44 @@ def test_random_searcher_with_tune_run(ray_session, space, problem, tmp_path):
     assert len(restored.completed) == 5
     fractions = sorted(t.last_result[PARAM_FRACTION] for t in analysis.trials)
     assert fractions == pytest.approx(sorted(r.param_fraction for r in restored.completed))
+
+
+def test_param_space_narrows_the_search_and_the_grid_gives_the_pareto_set(
+    ray_session, space, problem, jax_cache, tmp_path
+):
+    from ray import tune
+
+    from autopeft_ray.objectives.pareto import pareto_frame
+
+    searcher = AutoPEFTSearcher(
+        space,
+        problem.cost,
+        num_initial=3,
+        nuts_warmup=8,
+        nuts_samples=5,
+        nuts_thinning=1,
+        num_restarts=4,
+        raw_samples=64,
+        mc_samples=16,
+        seed=0,
+        fixed_config={"task": "synthetic"},
+        jax_cache_dir=jax_cache,
+    )
+    tuner = tune.Tuner(
+        make_trainable(space.to_dict()),
+        param_space={"sa_size": tune.choice([0, 8]), "pa_size": tune.randint(0, 3), "layer_0": 1},
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=6, max_concurrent_trials=2, metric=SCORE, mode="max"
+        ),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="narrowed", verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results) == 6 and not results.errors
+    configs = [r.config for r in results]
+    assert {c["sa_size"] for c in configs} <= {0, 8}
+    assert {c["pa_size"] for c in configs} <= {0, 1, 2}
+    assert all(c["layer_0"] == 1 for c in configs)
+    front = pareto_frame(results)
+    assert not front.empty and set(front["config/sa_size"]) <= {0, 8}
+    best = results.get_best_result(metric=SCORE, mode="max")
+    assert best.metrics[SCORE] == max(r.metrics[SCORE] for r in results)

@@ -6,7 +6,7 @@ import random
 
 import torch
 
-from autopeft_ray.space import SearchSpace
+from autopeft_ray.space import VARIANTS, SearchSpace
 from autopeft_ray.space.encoding import canonical_encoding as encode
 from autopeft_ray.space.encoding import canonicalize
 
@@ -34,8 +34,14 @@ def test_canonicalize_maps_degenerate_encodings_to_zero():
 def test_canonicalize_agrees_with_the_degenerate_rule():
     """The tensor rule and ``PeftConfiguration.is_degenerate`` are one rule."""
     rng = random.Random(0)
-    for variant in ("full", "sa", "sa-layer", "sa-pa-layer"):
-        space = SearchSpace(num_layers=3, hidden_size=8, variant=variant)
+    spaces = [SearchSpace(num_layers=3, hidden_size=8, variant=v) for v in VARIANTS]
+    spaces += [
+        SearchSpace(3, 8).narrow({"sa_size": [2, 4]}),
+        SearchSpace(3, 8).narrow({"sa_size": [0, 4], "pa_size": [1], "layer_0": [1]}),
+        SearchSpace(3, 8).narrow({"layer_0": [0], "pt_length": [0, 8]}),
+        SearchSpace(3, 8, "sa").narrow({"sa_size": [1, 2]}),
+    ]
+    for space in spaces:
         configs = [space.sample(rng) for _ in range(200)]
         X = torch.tensor([space.encode(c) for c in configs], dtype=torch.float64)
         zero = (canonicalize(X, space) == 0).all(dim=-1)

@@ -166,3 +166,63 @@ def test_space_canonical_is_a_member_of_every_variant(variant):
     assert space.decode(space.encode(member)).canonical() == member.canonical()
     live = space.configuration(sa_size=8)
     assert space.canonical(live) == live
+
+
+# -- narrowing (what a Tune param_space asks for) ------------------------------------------
+
+
+def _brute_force_distinct(space: SearchSpace) -> int:
+    import itertools
+
+    dims = space.dimensions
+    seen = set()
+    for values in itertools.product(*(d.choices for d in dims)):
+        flat = dict(space.fixed(), **{d.name: v for d, v in zip(dims, values, strict=True)})
+        seen.add(PeftConfiguration.from_dict(flat).canonical())
+    return len(seen)
+
+
+@pytest.mark.parametrize(
+    ("variant", "narrowing"),
+    [
+        ("full", {}),
+        ("full", {"sa_size": [0, 8], "layer_1": [1]}),
+        ("full", {"sa_size": [4, 8], "pa_size": [2], "pt_length": [1, 16]}),
+        ("full", {"layer_0": [0], "layer_1": [0], "layer_2": [0]}),
+        ("sa", {"sa_size": [2, 16]}),
+        ("sa-layer", {"sa_size": [0]}),
+        ("sa-pa-layer", {"pa_size": [0, 1], "layer_2": [0]}),
+    ],
+)
+def test_narrowed_spaces_count_their_distinct_models(variant, narrowing):
+    space = SearchSpace(3, 16, variant).narrow(narrowing)
+    assert space.num_distinct == _brute_force_distinct(space)
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    assert space.unnarrowed() == SearchSpace(3, 16, variant)
+
+
+def test_narrowing_restricts_sampling_neighbours_and_encoding():
+    import random
+
+    space = SearchSpace(3, 16).narrow({"sa_size": [0, 8], "pa_size": [4], "layer_0": [1]})
+    assert space.fixed() == {"pa_size": 4, "layer_0": 1}
+    assert [d.name for d in space.dimensions] == ["sa_size", "pt_length", "layer_1", "layer_2"]
+    rng = random.Random(0)
+    for _ in range(50):
+        config = space.sample(rng)
+        assert config.sa_size in (0, 8) and config.pa_size == 4 and config.layers[0]
+        assert space.decode(space.encode(config)) == config
+        for near in space.neighbours(config):
+            space.validate(near)
+    with pytest.raises(SearchSpaceError, match=r"`pa_size` should be one of 4, got 8.*narrowed"):
+        space.validate(PeftConfiguration(0, 8, 0, (True, True, True)))
+    with pytest.raises(SearchSpaceError, match=r"`sa_size`.*values in \[0, 8\]"):
+        space.narrow({"sa_size": [16]})
+    with pytest.raises(SearchSpaceError, match="`pa_size` should be a searched key"):
+        SearchSpace(3, 16, "sa").narrow({"pa_size": [0]})
+    with pytest.raises(SearchSpaceError, match="holds no head-only model"):
+        space.canonical(PeftConfiguration(0, 0, 0, (False,) * 3))
+    layers_free = SearchSpace(3, 16).narrow({"sa_size": [2, 8]})
+    assert layers_free.canonical(PeftConfiguration(0, 0, 0, (True,) * 3)) == PeftConfiguration(
+        2, 0, 0, (False, False, False)
+    )

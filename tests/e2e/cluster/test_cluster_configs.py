@@ -14,6 +14,7 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -25,7 +26,7 @@ from packaging.specifiers import SpecifierSet
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.runtime_env import RuntimeEnv
 
-from autopeft_ray.cli import build_parser
+from autopeft_ray.cli import _search_options, build_parser
 
 ROOT = Path(__file__).resolve().parents[3]
 CLUSTER = ROOT / "cluster"
@@ -106,10 +107,13 @@ def _search_commands(text: str) -> list[list[str]]:
 
 
 def _parse_search(args: list[str]) -> Any:
+    """The documented command as the CLI reads it: its options, and whether it resumes."""
     try:
-        return build_parser().parse_args(["search", *args])
+        parsed = build_parser().parse_args(["search", *args])
     except SystemExit:
         pytest.fail(f"autopeft-ray rejects the documented command: search {shlex.join(args)}")
+    options = _search_options(parsed)
+    return SimpleNamespace(resume=parsed.resume, **vars(options))
 
 
 def _check_fits(args: Any, cpus: float, gpus: float, nodes: int, where: str) -> None:
@@ -237,7 +241,51 @@ def test_launcher_documented_commands_run_with_this_cli_and_fit_the_cluster(name
     assert f"-v {SHARED}:{SHARED}" in config["docker"]["run_options"]
 
 
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_launcher_config_is_closed_by_default(name):
+    """Token authentication on every node, no world-writable folder, no open SSH (AWS)."""
+    config = _launcher(name)
+    text = (CLUSTER / name).read_text()
+    assert "chmod 777" not in text and "0.0.0.0/0" not in yaml.safe_dump(config)
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [c for c in config[key] if "ray start" in c]
+        assert starts and all("export RAY_AUTH_MODE=token;" in c for c in starts), key
+    assert config["file_mounts"]["/home/ray/.ray/auth_token"] == "~/.ray/auth_token"
+    mount = [c for c in config["initialization_commands"] if "chmod" in c]
+    assert mount and all("chmod 0755" in c and "chown 1000:1000" in c for c in mount)
+    if config["provider"]["type"] == "aws":
+        types = config["available_node_types"]
+        head = types[config["head_node_type"]]["node_config"]
+        assert head["IamInstanceProfile"]["Arn"].endswith("instance-profile/autopeft-ray-head")
+        for key, node in types.items():
+            # Ray's default group opens SSH to the world; your own group does not.
+            assert node["node_config"]["SecurityGroupIds"] == ["sg-REPLACE-ME"], key
+            if key != config["head_node_type"]:
+                assert "IamInstanceProfile" not in node["node_config"], "workers: no AWS API"
+        assert "security_group" not in config["provider"]
+
+
 # -- KubeRay (kuberay.yaml) -----------------------------------------------------------------
+
+
+def test_kuberay_is_closed_by_default():
+    spec = _rayjob()["spec"]
+    assert spec["rayClusterSpec"]["authOptions"] == {"mode": "token"}
+    (policy,) = [d for d in _kuberay_documents() if d["kind"] == "NetworkPolicy"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert policy["spec"]["ingress"] == [{"from": [{"podSelector": {"matchLabels": selector}}]}]
+    cluster = spec["rayClusterSpec"]
+    templates = [
+        cluster["headGroupSpec"]["template"],
+        *(group["template"] for group in cluster["workerGroupSpecs"]),
+        spec["submitterPodTemplate"],
+    ]
+    for template in templates:
+        assert selector.items() <= template["metadata"]["labels"].items()
+    packages = yaml.safe_load(spec["runtimeEnvYAML"])["pip"]["packages"]
+    project = Requirement(next(p for p in packages if p.startswith("autopeft-ray")))
+    assert project.url and project.url.split("#")[0].endswith(".whl")
+    assert "#sha256=" in project.url, "pip checks the wheel against its hash"
 
 
 def _quantity(value: str | int) -> float:

@@ -1,0 +1,54 @@
+"""``run_search``'s checks before Ray starts (the searches themselves run in tests/e2e)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autopeft_ray.config import SearchOptions
+from autopeft_ray.exceptions import ConfigurationError
+from autopeft_ray.experiment.search import check_not_moved, run_search
+from autopeft_ray.run import RunFolder
+
+
+@pytest.mark.parametrize("saved", ["runs/rel", "./run", "../x/run"])
+def test_a_relative_folder_in_the_options_is_not_resumed(tmp_path, saved):
+    with pytest.raises(ConfigurationError, match=r"names its absolute path.*says"):
+        check_not_moved(saved, tmp_path)
+
+
+def test_the_same_folder_by_another_path_resumes(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    check_not_moved(str(tmp_path / "link"), tmp_path / "real")
+    check_not_moved(str(tmp_path / "real" / ".." / "real"), tmp_path / "real")
+    with pytest.raises(ConfigurationError, match="move it back"):
+        check_not_moved(str(tmp_path / "elsewhere"), tmp_path / "real")
+
+
+def test_resume_refuses_a_folder_others_can_write_before_ray(tmp_path):
+    import ray
+
+    run = RunFolder(tmp_path / "run")
+    run.write_options(SearchOptions(output=str(run.path)))
+    run.tune_dir.mkdir()
+    run.tune_dir.chmod(0o777)
+    was_running = ray.is_initialized()
+    with pytest.raises(ConfigurationError, match=r"cannot be resumed safely.*--trust-run-folder"):
+        run_search(SearchOptions(output=str(run.path)), resume=True)
+    assert ray.is_initialized() == was_running
+
+
+def test_a_new_search_into_a_file_fails_first(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("")
+    with pytest.raises(ConfigurationError, match="is a file"):
+        run_search(SearchOptions(output=str(target), settings=_unloadable()))
+
+
+def _unloadable():
+    """Settings whose data preparation would fail: the output check must come first."""
+    from autopeft_ray.config import TrainingSettings
+
+    return TrainingSettings(task="rte", data_files=str(Path("/no/such/folder")))
