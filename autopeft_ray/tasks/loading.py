@@ -82,6 +82,15 @@ def _read_file(spec: TaskSpec, path: Path) -> Columns:
     return {c: frame[c].tolist() for c in (*spec.raw_columns, spec.label_column)}
 
 
+def _exists(path: Path, kind: str) -> bool:
+    """``path.is_dir()`` / ``is_file()`` that answers False for paths the OS refuses
+    (too long, an embedded NUL byte) instead of raising."""
+    try:
+        return path.is_dir() if kind == "dir" else path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_data_files(
     data_files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str],
 ) -> dict[str, Path]:
@@ -97,10 +106,14 @@ def resolve_data_files(
             split = _SPLIT_ALIASES.get(str(key).lower())
             if split is None:
                 raise invalid_value("data_files split", key, valid=SPLITS, cls=TaskError)
+            if not isinstance(value, (str, os.PathLike)):
+                raise invalid_value(
+                    f"data_files[{split!r}]", value, expected="a file path", cls=TaskError
+                )
             files[split] = Path(value).expanduser()
     elif isinstance(data_files, (str, os.PathLike)):
         folder = Path(data_files).expanduser()
-        if not folder.is_dir():
+        if not _exists(folder, "dir"):
             raise invalid_value(
                 "data_files",
                 str(folder),
@@ -133,7 +146,7 @@ def resolve_data_files(
                 expected=f"a file ending in one of {', '.join(FILE_TYPES)}",
                 cls=TaskError,
             )
-        if not path.is_file():
+        if not _exists(path, "file"):
             raise invalid_value(
                 f"data_files[{split!r}]", str(path), expected="an existing file", cls=TaskError
             )
