@@ -34,6 +34,60 @@ INHERITED = {
 
 def _training_arguments(p: argparse.ArgumentParser, inherit: Sequence[str] = ()) -> None:
     add_arguments(p.add_argument_group("training (per trial)"), TrainingSettings, inherited=inherit)
+    _data_arguments(p.add_argument_group("your own data (--task FILE, FOLDER or HUB NAME)"))
+
+
+def _data_arguments(g: argparse._ArgumentGroup) -> None:
+    from autopeft_ray.tasks.custom import METRICS
+
+    g.add_argument(
+        "--text-columns",
+        nargs="+",
+        metavar="COLUMN",
+        default=None,
+        help="one or two text columns (default: sentence1 sentence2, text or sentence)",
+    )
+    g.add_argument("--label-column", default=None, help="the label column (default: label)")
+    g.add_argument(
+        "--metric",
+        choices=METRICS,
+        default=None,
+        help="the score (default: accuracy; pearson and spearman with --regression)",
+    )
+    g.add_argument(
+        "--regression", action="store_true", help="numeric labels: one output, correlations"
+    )
+
+
+def resolve_task(task: str, args: argparse.Namespace) -> str | dict[str, Any]:
+    """A registered name as it is; anything else becomes your own task (``task_from_data``)."""
+    from autopeft_ray.tasks import is_task_name, task_from_data
+
+    data_flags = [
+        flag
+        for flag, given in (
+            ("--text-columns", args.text_columns),
+            ("--label-column", args.label_column),
+            ("--metric", args.metric),
+            ("--regression", args.regression),
+        )
+        if given
+    ]
+    if is_task_name(task):
+        if data_flags:
+            raise ConfigurationError(
+                f"`--task` {task!r} is a registered task, so {', '.join(data_flags)} cannot "
+                f"change it. Use them with your own data: --task FILE, FOLDER or HUB NAME."
+            )
+        return task
+    spec = task_from_data(
+        task,
+        text_columns=args.text_columns,
+        label_column=args.label_column,
+        metric=args.metric,
+        regression=args.regression,
+    )
+    return spec.to_dict()
 
 
 def _resource_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,6 +97,8 @@ def _resource_arguments(p: argparse.ArgumentParser) -> None:
 def _settings(args: argparse.Namespace) -> TrainingSettings:
     """The training settings the flags give; for evaluate and transfer, the search's where not given."""
     given = given_values(TrainingSettings, args)
+    if "task" in given:
+        given["task"] = resolve_task(given["task"], args)
     if args.command in INHERITED:
         from autopeft_ray.run import RunFolder
 
@@ -103,7 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         e.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
         e.add_argument("--output", default=None, help="default: <run>/<command>")
         if name == "transfer":
-            e.add_argument("--to", nargs="+", required=True, metavar="TASK", help="target tasks")
+            e.add_argument(
+                "--to",
+                nargs="+",
+                required=True,
+                metavar="TASK",
+                help="target tasks: registered names, or your own data (as --task)",
+            )
         _training_arguments(e, inherit=INHERITED[name])
         _resource_arguments(e)
 
@@ -257,8 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     evaluate_configurations(chosen, _settings(args), output=output, **resources)
                 )
             else:
+                targets = [resolve_task(task, args) for task in args.to]
                 for summary in transfer_configurations(
-                    chosen, _settings(args), args.to, output=output, **resources
+                    chosen, _settings(args), targets, output=output, **resources
                 ).values():
                     _print_summary(summary)
             print(f"Results: {output}")

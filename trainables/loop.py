@@ -131,7 +131,7 @@ class TrainingRun:
                         f"the training loss became {loss.item()} at step {self.step + 1} with "
                         f"learning rates {self._rates()} for {self._describe()}. Lower "
                         f"`learning_rate` (or `module_learning_rates`), or check the labels "
-                        f"of task {self.settings.task!r}."
+                        f"of task {self.data.task.name!r}."
                     )
                 loss.backward()
                 if self.settings.max_grad_norm is not None:

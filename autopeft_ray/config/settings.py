@@ -25,7 +25,7 @@ from typing import Any
 from autopeft_ray.builder.groups import GROUPS
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.models import DEFAULT_MODEL
-from autopeft_ray.tasks.registry import DEFAULT_TASK
+from autopeft_ray.tasks.registry import DEFAULT_TASK, TaskSpec
 from autopeft_ray.validation import check_int, check_number
 
 from .fields import option
@@ -74,7 +74,12 @@ class TrainingSettings:
     """
 
     model: str = option(DEFAULT_MODEL, help="hub name, local checkpoint or the offline default")
-    task: str = option(DEFAULT_TASK, help="task name (autopeft_ray.tasks.TASKS)")
+    task: str | dict[str, Any] = option(
+        DEFAULT_TASK,
+        help="a registered task name, or your own data: a file or folder (csv, tsv, json, "
+        "jsonl, parquet), a task-spec JSON file or a hub dataset name (see --text-columns)",
+        parse=str,
+    )
     data_files: dict[str, str] | str | None = option(
         None,
         help="folder, or JSON {split: path}, of local files in the task's schema",
@@ -126,8 +131,14 @@ class TrainingSettings:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model:
             raise invalid_value("model", self.model, expected="a hub name or a local path")
-        if not isinstance(self.task, str) or not self.task:
-            raise invalid_value("task", self.task, expected="a task name")
+        if isinstance(self.task, TaskSpec):
+            object.__setattr__(self, "task", self.task.to_dict())
+        elif isinstance(self.task, Mapping):  # a TaskSpec as a dict: checked, kept as JSON
+            object.__setattr__(self, "task", TaskSpec.from_dict(self.task).to_dict())
+        elif not isinstance(self.task, str) or not self.task:
+            raise invalid_value(
+                "task", self.task, expected="a task name, a TaskSpec or its dict"
+            )
         check_number("learning_rate", self.learning_rate, low=0, high=1, allow_none=True)
         check_rates(self.learning_rate_policy, self.module_learning_rates)
         for name in ("batch_size", "eval_batch_size", "max_length", "num_evaluations"):
@@ -144,6 +155,11 @@ class TrainingSettings:
         check_number("max_grad_norm", self.max_grad_norm, low=0, allow_none=True)
         check_number("weight_decay", self.weight_decay, low=0, low_open=False)
         check_int("seed", self.seed, minimum=0)
+
+    @property
+    def task_name(self) -> str:
+        """The task's name (a registered one, or your own data's)."""
+        return self.task if isinstance(self.task, str) else str(self.task["name"])
 
     def replace(self, **changes: Any) -> TrainingSettings:
         data = self.to_dict()

@@ -23,6 +23,7 @@ from autopeft_ray.config import (
 )
 from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.space import PeftConfiguration
+from autopeft_ray.tasks import TaskSpec
 
 from .resources import check_gpus
 
@@ -95,7 +96,7 @@ def evaluate_configurations(
         key = json.dumps(config, sort_keys=True)
         runs.setdefault(key, []).append(result.metrics)
     order = [json.dumps(trial_config_dict(c), sort_keys=True) for c in configurations]
-    summary = [summarise(json.loads(k), runs[k], settings.task) for k in order if k in runs]
+    summary = [summarise(json.loads(k), runs[k], settings.task_name) for k in order if k in runs]
     (output / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -122,23 +123,26 @@ def summarise(
 def transfer_configurations(
     configurations: Sequence[PeftConfiguration | str],
     settings: TrainingSettings,
-    tasks: Sequence[str],
+    tasks: Sequence[str | TaskSpec | dict[str, Any]],
     *,
     output: str | Path,
     **kwargs: Any,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Evaluate configurations found on one task on each of ``tasks`` (the paper's transfer)."""
+    """Evaluate configurations found on one task on each of ``tasks`` (the paper's transfer).
+
+    ``tasks`` are registered names or ``TaskSpec``s (your own data); results
+    are keyed by task name.
+    """
     from autopeft_ray.tasks import get_task
 
-    for task in tasks:
-        get_task(task)  # fail before any training on an unknown name
+    specs = [get_task(task) for task in tasks]  # fail before any training on a bad task
     return {
-        task: evaluate_configurations(
+        spec.name: evaluate_configurations(
             configurations,
-            settings.replace(task=task),
+            settings.replace(task=spec.name if spec.is_registered else spec.to_dict()),
             output=output,
-            name=f"transfer_{task}",
+            name=f"transfer_{spec.name}",
             **kwargs,
         )
-        for task in tasks
+        for spec in specs
     }

@@ -4,6 +4,7 @@ Importing this package is cheap: ``datasets`` and ``transformers`` are imported
 only by the functions that need them.
 """
 
+from autopeft_ray.tasks.custom import is_task_name, task_from_data
 from autopeft_ray.tasks.loading import load_task, resolve_data_files
 from autopeft_ray.tasks.metrics import compute_metrics
 from autopeft_ray.tasks.prepare import DataSettings, PreparedData, prepare_data
@@ -38,10 +39,12 @@ __all__ = [
     "compute_metrics",
     "default_cache_dir",
     "get_task",
+    "is_task_name",
     "load_task",
     "load_tokenizer",
     "prepare_data",
     "resolve_data_files",
+    "task_from_data",
     "tokenize_task",
     "tokenized_cache_path",
     "training_subset",

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autopeft_ray.exceptions import TaskError, invalid_value
+from autopeft_ray.exceptions import TaskError, invalid_value, shorten
 from autopeft_ray.tasks.offline import load_offline
 from autopeft_ray.tasks.registry import LABEL, OFFLINE_TASKS, TaskSpec, get_task
 
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from datasets import Dataset, DatasetDict
 
 SPLITS = ("train", "validation", "test")
+#: Fewest rows a split of your own data may have.
+MIN_SPLIT_ROWS = 8
 FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 _SPLIT_ALIASES = {"train": "train", "validation": "validation", "dev": "validation", "test": "test"}
 
@@ -93,8 +95,13 @@ def _exists(path: Path, kind: str) -> bool:
 
 def resolve_data_files(
     data_files: Mapping[str, str | os.PathLike[str]] | str | os.PathLike[str],
+    *,
+    require_validation: bool = True,
 ) -> dict[str, Path]:
     """Map a folder or a ``{split: path}`` dict to ``{"train"|"validation"|"test": Path}``.
+
+    With ``require_validation=False`` (your own data) a single file is the
+    training split and a validation file is optional.
 
     Raises:
         TaskError: a split name, path or file type is invalid, or train or
@@ -111,6 +118,12 @@ def resolve_data_files(
                     f"data_files[{split!r}]", value, expected="a file path", cls=TaskError
                 )
             files[split] = Path(value).expanduser()
+    elif (
+        not require_validation
+        and isinstance(data_files, (str, os.PathLike))
+        and _exists(Path(data_files).expanduser(), "file")
+    ):
+        files["train"] = Path(data_files).expanduser()  # one file: dev is cut from it
     elif isinstance(data_files, (str, os.PathLike)):
         folder = Path(data_files).expanduser()
         if not _exists(folder, "dir"):
@@ -150,7 +163,8 @@ def resolve_data_files(
             raise invalid_value(
                 f"data_files[{split!r}]", str(path), expected="an existing file", cls=TaskError
             )
-    missing = [s for s in ("train", "validation") if s not in files]
+    needed = ("train", "validation") if require_validation else ("train",)
+    missing = [s for s in needed if s not in files]
     if missing:
         if isinstance(data_files, Mapping):
             listing = sorted(str(k) for k in data_files)
@@ -174,8 +188,9 @@ def _label_converter(spec: TaskSpec, where: str) -> Callable[[Any], int | float]
 
     def bad(value: Any, why: str) -> TaskError:
         return TaskError(
-            f"Label {value!r} in {where} is not valid for task {spec.name!r}: {why}. "
-            f"Use ids 0..{spec.num_labels - 1} or the names {valid}."
+            f"Label {shorten(repr(value))} in {where} is not valid for task {spec.name!r}: "
+            f"{why}. Use ids 0..{spec.num_labels - 1} or the names {shorten(str(valid))}"
+            f"{' (the labels are the training split’s)' if spec.user_data else ''}."
         )
 
     def to_float(value: Any) -> float:
@@ -183,11 +198,13 @@ def _label_converter(spec: TaskSpec, where: str) -> Callable[[Any], int | float]
             number = float(value)
         except (TypeError, ValueError):
             raise TaskError(
-                f"Label {value!r} in {where} is not a number; task {spec.name!r} is a "
-                f"regression and needs numeric labels."
+                f"Label {shorten(repr(value))} in {where} is not a number; task "
+                f"{spec.name!r} is a regression and needs numeric labels."
             ) from None
         if math.isnan(number) or isinstance(value, bool):
-            raise TaskError(f"Label {value!r} in {where} is not a number (task {spec.name!r}).")
+            raise TaskError(
+                f"Label {shorten(repr(value))} in {where} is not a number (task {spec.name!r})."
+            )
         return number
 
     def to_int(value: Any) -> int:
@@ -287,7 +304,7 @@ def _read_hub(spec: TaskSpec) -> dict[str, tuple[Columns, str]]:
     try:
         from datasets import load_dataset
 
-        raw = load_dataset(path, config)
+        raw = load_dataset(path, config or None)
     except Exception as exc:  # offline, network, auth and not-found errors share no base
         offline = any(os.environ.get(v) == "1" for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
         hint = " HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set." if offline else ""
@@ -300,6 +317,8 @@ def _read_hub(spec: TaskSpec) -> dict[str, tuple[Columns, str]]:
         ) from exc
     out = {}
     for ours, theirs in zip(("train", "validation"), spec.hub_splits, strict=True):
+        if ours == "validation" and theirs not in raw and spec.user_data:
+            continue  # your own hub dataset without one: dev is cut from train
         if theirs not in raw:
             raise invalid_value(
                 "hub_splits",
@@ -358,10 +377,14 @@ def load_task(
             cls=TaskError,
         )
     raw: dict[str, tuple[Columns, str]]
+    if data_files is None:
+        data_files = spec.data_files
     if data_files is not None:
         raw = {
             s: (_read_file(spec, p), repr(str(p)))
-            for s, p in resolve_data_files(data_files).items()
+            for s, p in resolve_data_files(
+                data_files, require_validation=not spec.user_data
+            ).items()
         }
     elif spec.offline_source is not None:
         raw = {
@@ -378,6 +401,20 @@ def load_task(
             cls=TaskError,
         )
     splits = {name: _build_split(spec, columns, where) for name, (columns, where) in raw.items()}
+    if "validation" not in splits:  # your own data with one split: a seeded tenth is dev
+        size = len(splits["train"])
+        order = np.random.default_rng(int(seed)).permutation(size)
+        cut = max(2 * MIN_SPLIT_ROWS, size // 10)
+        if size - cut < MIN_SPLIT_ROWS:
+            raise TaskError(
+                f"Task {spec.name!r} has {size} training rows and no validation split: too "
+                f"few to cut one ({cut} rows) and keep {MIN_SPLIT_ROWS} for training. Pass a "
+                f"validation file, or more rows."
+            )
+        full = splits["train"]
+        splits["validation"] = full.select(sorted(int(i) for i in order[:cut]))
+        splits["train"] = full.select(sorted(int(i) for i in order[cut:]))
+        raw["validation"] = (raw["train"][0], f"{raw['train'][1]} (validation cut from it)")
     if "test" not in splits:
         if len(splits["validation"]) < 2:
             raise TaskError(
@@ -391,6 +428,16 @@ def load_task(
     for name, split in splits.items():
         if len(split) == 0:
             raise TaskError(f"Split {name!r} of task {spec.name!r} has no rows ({raw[name][1]}).")
+        if spec.user_data and len(split) < MIN_SPLIT_ROWS:
+            raise TaskError(
+                f"Split {name!r} of task {spec.name!r} has {len(split)} rows; at least "
+                f"{MIN_SPLIT_ROWS} are needed to train or score anything. Add rows."
+            )
+    if spec.user_data and not spec.is_regression and len(set(splits["train"][LABEL])) < 2:
+        raise TaskError(
+            f"The training split of task {spec.name!r} has a single class "
+            f"({splits['train'][LABEL][0]!r}): nothing to learn. Check the label column."
+        )
     if max_train_examples is not None and max_train_examples < len(splits["train"]):
         order = np.random.default_rng(int(seed)).permutation(len(splits["train"]))
         splits["train"] = splits["train"].select(sorted(int(i) for i in order[:max_train_examples]))

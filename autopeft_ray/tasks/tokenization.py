@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autopeft_ray.exceptions import ModelLoadError, TaskError, invalid_value
-from autopeft_ray.models import DEFAULT_MODEL, load_config, resolve_model
+from autopeft_ray.models import DEFAULT_MODEL, resolve_model
 from autopeft_ray.tasks.registry import LABEL, TaskSpec, get_task
 
 if TYPE_CHECKING:
@@ -85,7 +85,16 @@ def load_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer
 
     resolved = resolve_model(name_or_path)
-    load_config(name_or_path)  # a folder that is not a checkpoint fails here, naming config.json
+    folder = Path(resolved).expanduser()
+    if folder.is_dir() and not any(
+        (folder / name).is_file() for name in ("config.json", "tokenizer_config.json")
+    ):
+        raise ModelLoadError(
+            f"`tokenizer` {name_or_path!r} is a folder without config.json or "
+            f"tokenizer_config.json, so not a checkpoint (transformers would guess the "
+            f"tokenizer from the folder's name). Pass a folder written by save_pretrained, "
+            f"a hub name, or {DEFAULT_MODEL!r}."
+        )
     try:
         return AutoTokenizer.from_pretrained(resolved)
     except (OSError, ValueError) as exc:

@@ -168,7 +168,7 @@ def test_evaluate_and_transfer_and_report(fifo_run, capsys, tiny_search_args):
 @pytest.mark.parametrize(
     ("argv", "pattern"),
     [
-        (["search", "--task", "rtee"], r"`--task` should be one of .*'rte'.*got 'rtee'"),
+        (["search", "--task", "rtee"], r"`--task` 'rtee' is not a registered task \(rte, .*hub"),
         (["search", "--scheduler", "asha", "--num-evaluations", "1"], r"num_evaluations >= 2"),
         pytest.param(
             ["search", "--gpus-per-trial", "1"],
@@ -311,3 +311,50 @@ def test_a_cut_short_record_is_skipped_by_report_and_a_damaged_one_named(tmp_pat
     trials.write_text(trials.read_text().replace('{"trial_id": "b", "sta', "oops\n") + "{}\n")
     assert main(["report", str(run.path)]) == 2
     assert f"{trials} line 2 is not a trial record" in capsys.readouterr().err
+
+
+# -- your own data -----------------------------------------------------------------------
+
+REVIEWS = Path(__file__).resolve().parents[1] / "fixtures" / "reviews.csv"
+
+
+def test_task_from_a_file_with_named_columns():
+    from autopeft_ray.cli import _settings, build_parser
+
+    args = build_parser().parse_args(
+        ["search", "--task", str(REVIEWS), "--text-columns", "review", "--label-column", "verdict"]
+    )
+    settings = _settings(args)
+    assert settings.task_name == "reviews"
+    assert settings.task["label_names"] == ["bad", "good"]
+    assert settings.task["data_files"] == str(REVIEWS)
+
+
+@pytest.mark.parametrize(
+    ("argv", "pattern"),
+    [
+        (
+            ["--text-columns", "review", "--label-column", "nope"],
+            r"label column 'nope' is not in .*columns found",
+        ),
+        (["--text-columns", "body"], r"Text column\(s\) \['body'\] not in"),
+        (["--regression", "--text-columns", "review", "--label-column", "verdict"], "not a number"),
+        (["--metric", "f1", "--label-column", "verdict"], "No text column"),
+    ],
+)
+def test_bad_own_data_exits_2_before_ray(argv, pattern, capsys, tmp_path):
+    import re
+
+    import ray
+
+    was_running = ray.is_initialized()
+    code = main(["search", "--task", str(REVIEWS), *argv, "--output", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(pattern, err), err
+    assert "Traceback" not in err and ray.is_initialized() == was_running
+    assert not (tmp_path / "x").exists()
+
+
+def test_data_flags_do_not_change_a_registered_task(capsys):
+    assert main(["search", "--task", "rte", "--text-columns", "premise"]) == 2
+    assert "registered task, so --text-columns cannot change it" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -73,9 +74,14 @@ def test_readme_documents_every_command_and_each_example_parses() -> None:
     for command in commands:
         parser.parse_args(_argv(command)[1:])  # argparse exits (a test error) on a wrong flag
 
-    (bash,) = _blocks(text, "bash")
-    run = [_subcommand(c) for c in _commands(bash[1])]
-    assert run == ["search", "report", "evaluate", "transfer"]
+    main, own = _blocks(text, "bash")
+    assert [_subcommand(c) for c in _commands(main[1])] == [
+        "search",
+        "report",
+        "evaluate",
+        "transfer",
+    ]
+    assert [_subcommand(c) for c in _commands(own[1])] == ["search", "report"]
     assert len(_blocks(text, "python")) == 2
 
 
@@ -134,9 +140,24 @@ CHECKS = {
 }
 
 
+def _check_own_search(cwd: Path, command: str, out: str) -> None:
+    run = cwd / "runs" / "own"
+    assert [r["status"] for r in _records(run)] == ["completed"] * 2
+    task = json.loads((run / "search.json").read_text())["settings"]["task"]
+    assert task["name"] == "reviews" and task["label_names"] == ["bad", "good"]
+    assert task["text_columns"] == ["review"] and task["label_column"] == "verdict"
+
+
+def _check_own_report(cwd: Path, command: str, out: str) -> None:
+    assert (cwd / "runs" / "own" / "report" / "report.md").stat().st_size > 0
+
+
+OWN_CHECKS = {"search": _check_own_search, "report": _check_own_report}
+
+
 @pytest.mark.slow
 def test_readme_commands_run_as_written(ray_session, tmp_path: Path, tmp_cache: str) -> None:
-    (bash,) = _blocks(README.read_text(), "bash")
+    main, own = _blocks(README.read_text(), "bash")
     # Put only `autopeft-ray` on PATH: the venv's own ninja (1.13) beside the system's
     # (1.11) would make BoTorch rebuild its C++ kernel (a minute) at every switch.
     bin_dir = tmp_path / "bin"
@@ -144,6 +165,8 @@ def test_readme_commands_run_as_written(ray_session, tmp_path: Path, tmp_cache: 
     (bin_dir / "autopeft-ray").symlink_to(Path(sys.executable).with_name("autopeft-ray"))
     work = tmp_path / "work"
     work.mkdir()
+    # The commands run from a repository root: they read the fixtures there.
+    shutil.copytree(README.parent / "tests" / "fixtures", work / "tests" / "fixtures")
     env = {
         **os.environ,
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -156,7 +179,10 @@ def test_readme_commands_run_as_written(ray_session, tmp_path: Path, tmp_cache: 
         "TOKENIZERS_PARALLELISM": "false",
     }
     timings = {}
-    for command in _commands(bash[1]):
+    blocks = [(c, CHECKS) for c in _commands(main[1])] + [
+        (c, OWN_CHECKS) for c in _commands(own[1])
+    ]
+    for command, checks in blocks:
         started = time.monotonic()
         done = subprocess.run(
             ["bash", "-c", command],
@@ -167,9 +193,11 @@ def test_readme_commands_run_as_written(ray_session, tmp_path: Path, tmp_cache: 
             timeout=300,
         )
         name = _subcommand(command)
-        timings[name] = round(time.monotonic() - started)
+        timings[f"{name} ({'own data' if checks is OWN_CHECKS else 'main'})"] = round(
+            time.monotonic() - started
+        )
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        CHECKS[name](work, command, done.stdout)
+        checks[name](work, command, done.stdout)
     print("README commands, seconds:", timings)
 
 
