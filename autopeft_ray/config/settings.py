@@ -136,9 +136,7 @@ class TrainingSettings:
         elif isinstance(self.task, Mapping):  # a TaskSpec as a dict: checked, kept as JSON
             object.__setattr__(self, "task", TaskSpec.from_dict(self.task).to_dict())
         elif not isinstance(self.task, str) or not self.task:
-            raise invalid_value(
-                "task", self.task, expected="a task name, a TaskSpec or its dict"
-            )
+            raise invalid_value("task", self.task, expected="a task name, a TaskSpec or its dict")
         check_number("learning_rate", self.learning_rate, low=0, high=1, allow_none=True)
         check_rates(self.learning_rate_policy, self.module_learning_rates)
         for name in ("batch_size", "eval_batch_size", "max_length", "num_evaluations"):

@@ -178,8 +178,7 @@ def _text_columns(given: Any, columns: list[str], where: str) -> tuple[str, ...]
         missing = [c for c in given if c not in columns]
         if missing:
             raise TaskError(
-                f"Text column(s) {shorten(str(missing))} not in {where}; columns found: "
-                f"{found}."
+                f"Text column(s) {shorten(str(missing))} not in {where}; columns found: {found}."
             )
         return tuple(given)
     for candidate in DEFAULT_TEXT_COLUMNS:
