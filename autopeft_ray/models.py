@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -93,3 +94,34 @@ def load_config(name_or_path: str) -> Any:
             f"{str(exc).splitlines()[0]}.{hint} Pass a local checkpoint folder, a hub name, "
             f"or {DEFAULT_MODEL!r} for the offline default."
         ) from exc
+
+
+def model_shape(config: Any) -> tuple[int, int]:
+    """``(num_layers, hidden_size)`` of a ``transformers`` config, a config dict, or a checkpoint.
+
+    ``config`` may be a ``PretrainedConfig``, a dict as in ``config.json``, or
+    a hub name / local path (read with :func:`load_config`); the names of
+    GPT-2, T5 and DistilBERT configs are read too.
+    """
+    from autopeft_ray.exceptions import invalid_value
+
+    if isinstance(config, (str, Path)):
+        config = load_config(str(config))
+    get = config.get if isinstance(config, Mapping) else lambda k: getattr(config, k, None)
+    num_layers = _first(get, ("num_hidden_layers", "n_layer", "num_layers"))
+    hidden_size = _first(get, ("hidden_size", "n_embd", "d_model", "dim"))
+    if num_layers is None or hidden_size is None:
+        raise invalid_value(
+            "model config",
+            type(config).__name__,
+            expected="a transformer config with num_hidden_layers and hidden_size",
+        )
+    return int(num_layers), int(hidden_size)
+
+
+def _first(get: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        value = get(key)
+        if value is not None:
+            return value
+    return None

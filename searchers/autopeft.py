@@ -28,14 +28,12 @@ a batch of suggestions costs one fit.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
 import time
-import warnings
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +49,7 @@ from autopeft_ray.space.encoding import canonical_encoding as encode
 from autopeft_ray.validation import check_int, check_reference_point
 
 from .base import PeftSearcherBase
+from .numerics import count_harmless_warnings
 from .surrogate import (
     DTYPE,
     KnownCost,
@@ -69,19 +68,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_JAX_CACHE_DIR = os.path.join("~", ".cache", "autopeft_ray", "jax")
 #: The GP needs a few full-budget results before the first model-based step.
 MIN_OBSERVATIONS = 2
-
-
-#: Warnings that say the numerics coped (jitter added to a covariance matrix).
-HARMLESS_WARNINGS = (("NumericalWarning", "A not p.d., added jitter"),)
-
-
-def _harmless(warning: warnings.WarningMessage) -> str | None:
-    """``"Category: message start"`` of a known-harmless warning, else ``None``."""
-    name, text = warning.category.__name__, str(warning.message)
-    for category, start in HARMLESS_WARNINGS:
-        if name == category and text.startswith(start):
-            return f"{category}: {start}"
-    return None
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -273,7 +259,7 @@ class AutoPEFTSearcher(PeftSearcherBase):
         step_seed = derive_seed(self.seed, "acquisition", self.num_suggested)
         numpy_state = np.random.get_state()
         try:
-            with torch.random.fork_rng(), self._counted_warnings():
+            with torch.random.fork_rng(), count_harmless_warnings(self.numerical_warnings):
                 torch.manual_seed(step_seed)
                 np.random.seed(step_seed)
                 model = self._fitted_model(X, Y)
@@ -295,28 +281,6 @@ class AutoPEFTSearcher(PeftSearcherBase):
             }
         )
         return config
-
-    @contextlib.contextmanager
-    def _counted_warnings(self) -> Iterator[None]:
-        """Count known-harmless numerical warnings instead of printing them per fit.
-
-        GPyTorch adds jitter to a covariance that is not numerically positive
-        definite and warns each time (half of all runs): it is counted in
-        :attr:`numerical_warnings` (the run's ``RunLog`` prints one summary line)
-        and logged at DEBUG. Every other warning is shown as usual.
-        """
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            yield
-        for warning in caught:
-            key = _harmless(warning)
-            if key is None:
-                warnings.warn_explicit(
-                    warning.message, warning.category, warning.filename, warning.lineno
-                )
-                continue
-            self.numerical_warnings[key] = self.numerical_warnings.get(key, 0) + 1
-            logger.debug("%s: %s", warning.category.__name__, warning.message)
 
     def _fitted_model(self, X: torch.Tensor, Y: torch.Tensor) -> Model:
         n = len(X)

@@ -4,13 +4,13 @@ Tune never tells a searcher which trials are running, so the base class tracks
 ``trial_id -> configuration`` itself, classifies every finished trial (see
 :mod:`.records`), guarantees that no configuration (compared by
 :meth:`PeftConfiguration.canonical`) is suggested twice, merges
-``fixed_config`` into every trial config, and saves its whole state as JSON.
+``fixed_config`` into every trial config, and saves its whole state as JSON
+(:class:`.state.JsonState`).
 Subclasses implement :meth:`PeftSearcherBase._propose`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import math
@@ -35,8 +35,14 @@ from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.validation import check_int, check_number, finite_number
 
 from .properties import check_param_space, parse_metric
-from .records import TrialRecord, classify, config_in_result, keep_fields
-from .state import check_header, header, read_json, rng_from_json, rng_to_json, write_json
+from .records import (
+    TrialRecord,
+    below_largest_fidelity,
+    classify,
+    config_in_result,
+    keep_fields,
+)
+from .state import JsonState
 from .validation import check_fixed_config, check_points
 
 logger = logging.getLogger(__name__)
@@ -45,7 +51,7 @@ logger = logging.getLogger(__name__)
 _ENUMERATE_LIMIT = 1 << 18
 
 
-class PeftSearcherBase(Searcher):
+class PeftSearcherBase(JsonState, Searcher):
     """Common arguments, trial tracking and JSON state of the AutoPEFT searchers.
 
     Args:
@@ -169,9 +175,6 @@ class PeftSearcherBase(Searcher):
         self.space, self._points_to_evaluate = narrowed, points
         self._space_changed()
 
-    def _space_changed(self) -> None:
-        """Drop what was computed for the previous space (subclasses with caches)."""
-
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         self.max_concurrent = check_int("max_concurrent", max_concurrent)
         return True
@@ -265,17 +268,8 @@ class PeftSearcherBase(Searcher):
         return target
 
     def _reclassify(self) -> None:
-        """Completed results without a reported target that are now below the largest fidelity."""
-        if self.max_t is not None or self.max_fidelity_seen is None:
-            return
-        for i, record in enumerate(self.records):
-            if (
-                record.status == COMPLETED
-                and record.target_fidelity is None
-                and record.fidelity is not None
-                and record.fidelity < self.max_fidelity_seen
-            ):
-                self.records[i] = dataclasses.replace(record, status=EARLY_STOPPED)
+        if self.max_t is None and self.max_fidelity_seen is not None:
+            self.records = below_largest_fidelity(self.records, self.max_fidelity_seen)
 
     def add_evaluated_point(
         self,
@@ -310,12 +304,9 @@ class PeftSearcherBase(Searcher):
     def _retried_config(
         self, trial_id: str, result: dict[str, Any] | None
     ) -> PeftConfiguration | None:
-        """The configuration of a trial Tune ran without asking us, if it is a retry.
-
-        ``Tuner.restore(restart_errored=True)`` reruns errored trials without a
-        suggestion, under a new trial id; Tune's result carries the config (flattened). The
-        retry replaces the failure; a configuration never seen is recorded too.
-        """
+        """The configuration of a trial that ``Tuner.restore(restart_errored=True)`` reran
+        without a suggestion, under a new id (Tune's result carries the config, flattened):
+        the retry replaces the failure; a configuration never seen is recorded too."""
         retried = self._failed_record(trial_id)
         trial_config = config_in_result(result)
         if retried is None and trial_config:
@@ -406,72 +397,3 @@ class PeftSearcherBase(Searcher):
 
     def _trial_config(self, config: PeftConfiguration) -> dict[str, Any]:
         return {**self.fixed_config, **config.to_dict()}
-
-    # -- state ---------------------------------------------------------------
-    def _settings(self) -> dict[str, Any]:
-        return {
-            "space": self.space.to_dict(),
-            "metric": self._metric,
-            "mode": self._mode,
-            "seed": self.seed,
-            "fixed_config": self.fixed_config,
-            "max_concurrent": self.max_concurrent,
-            "min_fidelity": self.min_fidelity,
-            "max_t": self.max_t,
-        }
-
-    def get_state(self) -> dict[str, Any]:
-        """The whole search state as JSON-ready data (no pickled objects)."""
-        return {
-            **header(type(self).__name__),
-            "settings": self._settings(),
-            "rng_state": rng_to_json(self._rng),
-            "num_suggested": self.num_suggested,
-            "pending": {tid: c.to_dict() for tid, c in self._pending.items()},
-            "last_results": self._last_results,
-            "records": [r.to_dict() for r in self.records],
-            "points_to_evaluate": [c.to_dict() for c in self._points_to_evaluate],
-            "timings": self.timings,
-            "max_fidelity_seen": self.max_fidelity_seen,
-        }
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`get_state`'s output; the space must be the same."""
-        check_header(state, type(self).__name__, self.space)
-        settings = state["settings"]
-        saved_space = SearchSpace.from_dict(settings["space"])
-        if saved_space != self.space:  # narrowed by param_space when the state was saved
-            self.space = saved_space
-            self._space_changed()
-        self._metric, self._mode = settings["metric"], settings["mode"]
-        self.seed = int(settings["seed"])
-        rng_from_json(self._rng, state["rng_state"])
-        self.num_suggested = int(state["num_suggested"])
-        self._pending = {tid: PeftConfiguration.from_dict(c) for tid, c in state["pending"].items()}
-        self._last_results = {tid: dict(r) for tid, r in state["last_results"].items()}
-        self.records = [TrialRecord.from_dict(r) for r in state["records"]]
-        self._points_to_evaluate = [
-            PeftConfiguration.from_dict(c) for c in state["points_to_evaluate"]
-        ]
-        self.timings = list(state.get("timings", []))
-        self.max_fidelity_seen = state.get("max_fidelity_seen")
-        self._seen = {c.canonical() for c in self._pending.values()}
-        self._seen.update(r.config.canonical() for r in self.records)
-
-    def save(self, checkpoint_path: str) -> None:
-        """Write :meth:`get_state` as JSON (Tune calls this with a ``.pkl`` name)."""
-        write_json(checkpoint_path, self.get_state())
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Load a state written by :meth:`save`."""
-        self.set_state(read_json(checkpoint_path))
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Tuner pickles the searcher; fitted models are caches, not state.
-        state = dict(self.__dict__)
-        for key in self._transient_attributes():
-            state[key] = None
-        return state
-
-    def _transient_attributes(self) -> tuple[str, ...]:
-        return ()

@@ -15,6 +15,7 @@ statuses of :mod:`autopeft_ray.objectives` (one vocabulary with the run folder):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -127,3 +128,18 @@ def config_in_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(result.get("config"), Mapping):
         return dict(result["config"])
     return {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith("config/")}
+
+
+def below_largest_fidelity(records: list[TrialRecord], largest: float) -> list[TrialRecord]:
+    """``records`` with each completed one that reported no target and ended below
+    ``largest`` (the largest fidelity seen, the target when none is known) marked
+    as stopped early."""
+    return [
+        dataclasses.replace(r, status=EARLY_STOPPED)
+        if r.status == COMPLETED
+        and r.target_fidelity is None
+        and r.fidelity is not None
+        and r.fidelity < largest
+        else r
+        for r in records
+    ]

@@ -306,7 +306,9 @@ class RunFolder:
         """
         found: list[str] = []
         uid = os.getuid()
-        candidates = [self.path, *(self.tune_dir.rglob("*") if self.tune_dir.exists() else [])]
+        candidates = [self.path]
+        if self.tune_dir.exists():
+            candidates += [self.tune_dir, *self.tune_dir.rglob("*")]
         for path in candidates:
             info = path.lstat()
             if info.st_uid != uid:

@@ -10,7 +10,6 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import SearchSpaceError, invalid_value
@@ -133,20 +132,10 @@ class SearchSpace:
         ``config`` may be a ``PretrainedConfig``, a dict as in ``config.json``,
         or a hub name / local path (read with ``AutoConfig.from_pretrained``).
         """
-        if isinstance(config, (str, Path)):
-            from autopeft_ray.models import load_config
+        from autopeft_ray.models import model_shape
 
-            config = load_config(str(config))
-        get = config.get if isinstance(config, Mapping) else lambda k: getattr(config, k, None)
-        num_layers = _first(get, ("num_hidden_layers", "n_layer", "num_layers"))
-        hidden_size = _first(get, ("hidden_size", "n_embd", "d_model", "dim"))
-        if num_layers is None or hidden_size is None:
-            raise invalid_value(
-                "model config",
-                type(config).__name__,
-                expected="a transformer config with num_hidden_layers and hidden_size",
-            )
-        return cls(int(num_layers), int(hidden_size), variant)
+        num_layers, hidden_size = model_shape(config)
+        return cls(num_layers, hidden_size, variant)
 
     # -- structure --------------------------------------------------------
     @property
@@ -399,11 +388,3 @@ class SearchSpace:
             int(data["num_layers"]), int(data["hidden_size"]), str(data.get("variant", "full"))
         )
         return space.narrow(data["narrowed"]) if data.get("narrowed") else space
-
-
-def _first(get: Any, keys: Sequence[str]) -> Any:
-    for key in keys:
-        value = get(key)
-        if value is not None:
-            return value
-    return None

@@ -5,7 +5,8 @@ only by the functions that need them.
 """
 
 from autopeft_ray.tasks.custom import is_task_name, task_from_data
-from autopeft_ray.tasks.loading import load_task, resolve_data_files
+from autopeft_ray.tasks.files import resolve_data_files
+from autopeft_ray.tasks.loading import load_task
 from autopeft_ray.tasks.metrics import compute_metrics
 from autopeft_ray.tasks.prepare import DataSettings, PreparedData, prepare_data
 from autopeft_ray.tasks.registry import (

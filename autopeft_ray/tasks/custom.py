@@ -130,11 +130,11 @@ def _name_of(text: str) -> str:
 
 
 def _read_train(path: Path) -> tuple[list[str], Any, str]:
-    from .loading import _read_table, resolve_data_files
+    from .files import read_table, resolve_data_files
 
     train = resolve_data_files(path, require_validation=False)["train"]
     try:
-        frame = _read_table(train)
+        frame = read_table(train)
     except (OSError, ValueError) as exc:
         raise TaskError(
             f"Could not read {str(train)!r}: {exc.__class__.__name__}: "

@@ -31,7 +31,8 @@ def test_resume_refuses_a_folder_others_can_write_before_ray(tmp_path):
     import ray
 
     run = RunFolder(tmp_path / "run")
-    run.write_options(SearchOptions(output=str(run.path)))
+    # Unloadable settings: were the check to pass, the search would fail at once, not run.
+    run.write_options(SearchOptions(output=str(run.path), settings=_unloadable()))
     run.tune_dir.mkdir()
     run.tune_dir.chmod(0o777)
     was_running = ray.is_initialized()

@@ -165,3 +165,6 @@ def test_folders_others_can_write_are_not_trusted(tmp_path):
     assert run.untrusted_entries() == [
         f"{run.tune_dir / 'tuner.pkl'} (writable by group or others)"
     ]
+    (run.tune_dir / "tuner.pkl").chmod(0o644)
+    run.tune_dir.chmod(0o777)  # anyone could plant a tuner.pkl in it
+    assert run.untrusted_entries() == [f"{run.tune_dir} (writable by group or others)"]

@@ -47,7 +47,7 @@ def test_padded_log_density_equals_botorch_up_to_a_constant():
     from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
     from numpyro.infer.util import log_density
 
-    from autopeft_ray.searchers.surrogate import _DataAsArguments
+    from autopeft_ray.searchers.surrogate.model import _DataAsArguments
 
     torch.manual_seed(0)
     X = torch.rand(11, 5, dtype=torch.float64)

@@ -237,8 +237,8 @@ def test_trials_run_on_the_worker_nodes(cluster, tmp_path, tiny_search_args):
 @pytest.mark.parametrize(
     ("args", "pattern"),
     [
-        (["--gpus-per-trial", "1"], "`gpus_per_trial` is 1.0, but no node of the Ray cluster"),
-        (["--cpus-per-trial", "2"], "`cpus_per_trial` is 2.0, but no node of the Ray cluster"),
+        (["--gpus-per-trial", "1"], "`--gpus-per-trial` is 1.0, but no node of the Ray cluster"),
+        (["--cpus-per-trial", "2"], "`--cpus-per-trial` is 2.0, but no node of the Ray cluster"),
     ],
 )
 def test_requests_no_node_can_hold_fail_fast(cluster, tmp_path, args, pattern, tiny_search_args):
