@@ -82,7 +82,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=["default"],
         help="learning-rate recipes: RATE, or POLICY[,GROUP=RATE...] (default: the settings')",
     )
-    parser.add_argument("--only", nargs="+", default=None, help="only these contestants")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="only these contestants (names as printed)"
+    )
     parser.add_argument("--part", default="1/1", help="K/N: run the K-th of N equal parts")
     parser.add_argument("--max-eval-examples", type=int, default=None, help="default: all dev")
     parser.add_argument("--seed", type=int, default=0, help="draws the random contestants")
@@ -100,7 +102,8 @@ def contestants(args: argparse.Namespace) -> dict[str, PeftConfiguration | str]:
     while len(drawn) < args.random:
         config = space.canonical(space.sample(rng))
         drawn.setdefault(config.describe(), config)
-    return {**drawn, **{name: name for name in PRESET_NAMES}}
+    chosen: dict[str, PeftConfiguration | str] = {**drawn, **{n: n for n in PRESET_NAMES}}
+    return {n: c for n, c in chosen.items() if args.only is None or n in args.only}
 
 
 def recipe_settings(recipe: str) -> dict[str, Any]:
