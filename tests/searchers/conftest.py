@@ -35,12 +35,16 @@ def problem(space: SearchSpace) -> SyntheticPeftProblem:
 
 
 @pytest.fixture(scope="session")
-def jax_cache(request: pytest.FixtureRequest) -> str:
+def jax_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """JAX's compilation cache in pytest's cache folder (not the home folder).
 
     A warm cache saves ~25 s of compiling NUTS per session; it changes speed only.
+    With ``-p no:cacheprovider`` it is a fresh temporary folder.
     """
-    return str(request.config.cache.mkdir("autopeft_jax_cache"))
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return str(tmp_path_factory.mktemp("autopeft_jax_cache"))
+    return str(cache.mkdir("autopeft_jax_cache"))
 
 
 @pytest.fixture
