@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from autopeft_ray.exceptions import ModelLoadError
+from autopeft_ray.exceptions import ModelLoadError, invalid_value
 
 #: Name users pass to mean the offline default model.
 DEFAULT_MODEL = "offline:minilm-l6"
@@ -103,8 +103,6 @@ def model_shape(config: Any) -> tuple[int, int]:
     a hub name / local path (read with :func:`load_config`); the names of
     GPT-2, T5 and DistilBERT configs are read too.
     """
-    from autopeft_ray.exceptions import invalid_value
-
     if isinstance(config, (str, Path)):
         config = load_config(str(config))
     get = config.get if isinstance(config, Mapping) else lambda k: getattr(config, k, None)

@@ -22,6 +22,7 @@ from typing import Any
 
 from autopeft_ray.exceptions import TaskError, invalid_value, shorten
 
+from .files import path_exists, read_table, resolve_data_files
 from .registry import CLASSIFICATION_METRICS, LABEL, REGRESSION_METRICS, TASKS, TaskSpec
 
 #: Text columns used when none are named, in this order of preference.
@@ -69,7 +70,7 @@ def task_from_data(
             non-numeric label with ``regression``, an unreadable or empty file.
     """
     path = Path(source).expanduser()
-    local = _exists(path)
+    local = path_exists(path)
     if local and path.suffix.lower() == ".json" and _is_spec_file(path):
         return TaskSpec.from_dict(json.loads(path.read_text()))
     if metric is not None and metric not in METRICS:
@@ -109,13 +110,6 @@ def task_from_data(
     )
 
 
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):  # too long, or a NUL byte: not a path the OS takes
-        return False
-
-
 def _is_spec_file(path: Path) -> bool:
     try:
         data = json.loads(path.read_text())
@@ -130,8 +124,6 @@ def _name_of(text: str) -> str:
 
 
 def _read_train(path: Path) -> tuple[list[str], Any, str]:
-    from .files import read_table, resolve_data_files
-
     train = resolve_data_files(path, require_validation=False)["train"]
     try:
         frame = read_table(train)

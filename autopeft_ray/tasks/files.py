@@ -33,11 +33,14 @@ def read_table(path: Path) -> Any:
     return pd.read_parquet(path)
 
 
-def _exists(path: Path, kind: str) -> bool:
-    """``path.is_dir()`` / ``is_file()`` that answers False for paths the OS refuses
-    (too long, an embedded NUL byte) instead of raising."""
+def path_exists(path: Path, kind: str = "any") -> bool:
+    """``path.exists()`` / ``is_dir()`` / ``is_file()`` (``kind`` "any", "dir", "file")
+    that answers False for paths the OS refuses (too long, an embedded NUL byte)
+    instead of raising."""
     try:
-        return path.is_dir() if kind == "dir" else path.is_file()
+        if kind == "dir":
+            return path.is_dir()
+        return path.is_file() if kind == "file" else path.exists()
     except (OSError, ValueError):
         return False
 
@@ -70,12 +73,12 @@ def resolve_data_files(
     elif (
         not require_validation
         and isinstance(data_files, (str, os.PathLike))
-        and _exists(Path(data_files).expanduser(), "file")
+        and path_exists(Path(data_files).expanduser(), "file")
     ):
         files["train"] = Path(data_files).expanduser()  # one file: dev is cut from it
     elif isinstance(data_files, (str, os.PathLike)):
         folder = Path(data_files).expanduser()
-        if not _exists(folder, "dir"):
+        if not path_exists(folder, "dir"):
             raise invalid_value(
                 "data_files",
                 str(folder),
@@ -108,7 +111,7 @@ def resolve_data_files(
                 expected=f"a file ending in one of {', '.join(FILE_TYPES)}",
                 cls=TaskError,
             )
-        if not _exists(path, "file"):
+        if not path_exists(path, "file"):
             raise invalid_value(
                 f"data_files[{split!r}]", str(path), expected="an existing file", cls=TaskError
             )
