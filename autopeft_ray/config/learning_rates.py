@@ -12,6 +12,8 @@ project's CPU fidelity (64-256 optimiser steps of 16 examples, MiniLM-L6,
 Rotten Tomatoes; BENCHMARKS.md, "Learning-rate calibration"): at 1e-4 nothing
 learns in 64 steps, while one rate high enough for serial adapters and the
 head (3e-3) made parallel adapters and prefixes collapse to the majority class.
+Its prefix rate is 3e-4, not the 1e-3 that scored best at 64 steps: at 256
+steps 1e-3 made ``mam`` collapse (BENCHMARKS.md, "Fidelity").
 
 ``TrainingSettings.learning_rate`` sets one rate for every group instead, and
 ``TrainingSettings.module_learning_rates`` overrides single groups.
@@ -33,7 +35,7 @@ POLICIES: dict[str, dict[str, dict[str, float]]] = {
         "full": {HEAD: 2e-5, BASE: 2e-5},
     },
     "short": {
-        "peft": {HEAD: 3e-3, SERIAL: 3e-3, PARALLEL: 3e-4, PREFIX: 1e-3, LORA: 3e-3},
+        "peft": {HEAD: 3e-3, SERIAL: 3e-3, PARALLEL: 3e-4, PREFIX: 3e-4, LORA: 3e-3},
         "full": {HEAD: 3e-3, BASE: 1e-4},
     },
 }
