@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -180,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="print the best configuration under this fraction",
     )
+
+    x = sub.add_parser("export-ax", help="write a run's trials as an Ax experiment (JSON)")
+    x.add_argument("run", help="run folder")
+    x.add_argument("--output", default=None, help="default: <run>/ax_experiment.json")
     return parser
 
 
@@ -247,7 +252,7 @@ def demo_options(output: str | None, searcher: str = "autopeft") -> Any:
 
 
 def _print_front(folder: Path) -> None:
-    from autopeft_ray.run import RunFolder, baselines_table, markdown_table
+    from autopeft_ray.run import RunFolder, baselines_table, markdown_table, top_dimensions
 
     run = RunFolder(folder)
     pareto = run.read_pareto()
@@ -255,7 +260,25 @@ def _print_front(folder: Path) -> None:
     baselines = run.read_baselines()
     if baselines:
         print(f"\nBaselines at the same fidelity:\n{baselines_table(baselines)}")
+    relevance = run.read_relevance()
+    if relevance is not None:
+        print(f"\nDimensions that matter most (SAAS GP relevance): {top_dimensions(relevance)}")
     print(f"\nRun folder: {folder}\nReport:     {run.report_dir / 'report.md'}")
+
+
+def _refit_relevance(folder: str) -> None:
+    """Fit which dimensions matter for a run that has no ``relevance.json`` (if it can)."""
+    from autopeft_ray.experiment.insight import run_space, save_relevance
+    from autopeft_ray.run import RunFolder
+
+    run = RunFolder(folder)
+    run.check_exists()
+    if run.read_relevance() is not None or not run.has_options():
+        return
+    try:
+        save_relevance(run, run_space(run))
+    except AutoPeftError as exc:
+        print(f"Which dimensions matter was not fitted: {exc}", file=sys.stderr)
 
 
 def _chosen(args: argparse.Namespace) -> list[Any]:
@@ -328,6 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "report":
             from autopeft_ray.run import best_under, write_report
 
+            _refit_relevance(args.run)
             run = write_report(args.run, compare=args.compare)
             print(f"Report: {run.report_dir / 'report.md'}")
             if args.max_fraction is not None:
@@ -336,6 +360,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"Best under {100 * args.max_fraction:g}% parameters: {json.dumps(best['configuration'])} "
                     f"score {best['metrics']['score']:.4f}"
                 )
+        elif args.command == "export-ax":
+            from ax.utils.common.logger import set_stderr_log_level
+
+            from autopeft_ray.experiment.insight import export_ax
+
+            set_stderr_log_level(logging.WARNING)  # not one INFO line per attached trial
+            path = export_ax(args.run, args.output)
+            print(f"Ax experiment: {path}\nLoad it with ax.api.client.Client.load_from_json_file.")
     except AutoPeftError as exc:
         print(f"autopeft-ray {args.command}: error: {in_cli_terms(str(exc))}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from .base import PeftSearcherBase
 from .fixed import FixedConfigurations
 from .random_search import RandomPEFTSearcher
 from .records import TrialRecord
+from .relevance import fit_relevance
 from .surrogate import NutsSettings
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "PeftSearcherBase",
     "RandomPEFTSearcher",
     "TrialRecord",
+    "fit_relevance",
 ]

@@ -50,6 +50,7 @@ from autopeft_ray.validation import check_int, check_reference_point
 
 from .base import PeftSearcherBase
 from .numerics import count_harmless_warnings
+from .relevance import model_relevance
 from .surrogate import (
     DTYPE,
     KnownCost,
@@ -295,6 +296,16 @@ class AutoPEFTSearcher(PeftSearcherBase):
             model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
         self._model_cache = (n, model)
         return model
+
+    def relevance(self) -> dict[str, Any] | None:
+        """Each dimension's relevance under the last fitted score model (``None`` before one).
+
+        See :mod:`searchers.relevance`; with NUTS, the spread is over its samples.
+        """
+        if self._model_cache is None:
+            return None
+        n, model = self._model_cache
+        return model_relevance(self.space, model, source=self.surrogate, n_observations=n)
 
     def _optimize(
         self,

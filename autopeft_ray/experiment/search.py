@@ -143,6 +143,7 @@ def run_search(
     trainable = with_resources(
         options.cpus_per_trial, options.gpus_per_trial, settings=options.settings
     )
+    searcher = None  # a restored Tuner restores its own; relevance is then refitted
     if resume and tune.Tuner.can_restore(str(run.tune_dir)):
         tuner = tune.Tuner.restore(str(run.tune_dir), trainable, resume_errored=True)
     else:
@@ -172,7 +173,7 @@ def run_search(
             ),
         )
     tuner.fit()
-    records = finalize(run, space, reference)
+    records = finalize(run, space, reference, searcher)
     # On Ctrl-C Tune saves its state and returns as if the search were done (its
     # in-memory trials all end up TERMINATED); the saved state still says which
     # trials were pending or running. Say so, and let the CLI exit non-zero.
@@ -252,11 +253,17 @@ def check_not_moved(saved: str, output: Path) -> None:
 
 
 def finalize(
-    run: RunFolder, space: SearchSpace, reference_point: tuple[float, float]
+    run: RunFolder, space: SearchSpace, reference_point: tuple[float, float], searcher: Any = None
 ) -> list[dict[str, Any]]:
-    """Write trials/Pareto tables, adapters setups and the report; return the trial records."""
+    """Write trials/Pareto tables, adapters setups, relevance and the report; return the records.
+
+    Relevance (which dimensions matter) comes from ``searcher``'s score model
+    when it has one, else from a refit (:func:`.insight.save_relevance`).
+    """
     from autopeft_ray.builder import adapter_setup_dict
     from autopeft_ray.run import completed_points, write_report
+
+    from .insight import save_relevance
 
     records = run.read_records()
     pareto = pareto_records(completed_points(records))
@@ -270,6 +277,7 @@ def finalize(
             + "\n"
         )
         configuration.to_json(folder / "configuration.json")
+    save_relevance(run, space, searcher)
     write_report(run, reference_point=reference_point)
     return records
 

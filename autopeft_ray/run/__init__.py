@@ -16,7 +16,15 @@ from .folder import (
     pareto_records,
     trial_record,
 )
-from .report import baselines_table, best_under, markdown_table, reference_point_of, write_report
+from .report import (
+    baselines_table,
+    best_under,
+    markdown_table,
+    reference_point_of,
+    relevance_table,
+    top_dimensions,
+    write_report,
+)
 
 __all__ = [
     "RunFolder",
@@ -29,6 +37,8 @@ __all__ = [
     "objective_point",
     "pareto_records",
     "reference_point_of",
+    "relevance_table",
+    "top_dimensions",
     "trial_record",
     "write_report",
 ]

@@ -12,6 +12,9 @@ Layout of a run folder (``RunFolder`` names each file once):
   ``baselines/``, Ray Tune's folder for them;
 * ``adapters/<n>/``    per Pareto member, the ``adapters`` setup a user loads
   without this project (``adapter_setup.json``, ``configuration.json``);
+* ``relevance.json``   which dimensions matter to the score (the SAAS GP's
+  inverse lengthscales, :mod:`searchers.relevance`);
+* ``ax_experiment.json`` the trials as an Ax experiment (``export-ax``);
 * ``report/``          the report (``report.md`` and its figures);
 * ``tune/``            Ray Tune's own experiment folder (``Tuner.restore``).
 
@@ -134,6 +137,8 @@ class RunFolder:
     BASELINES = "baselines.json"
     BASELINES_DIR = "baselines"
     ADAPTERS = "adapters"
+    RELEVANCE = "relevance.json"
+    AX_EXPERIMENT = "ax_experiment.json"
     REPORT = "report"
     TUNE = "tune"
 
@@ -344,6 +349,15 @@ class RunFolder:
 
     def has_baselines(self) -> bool:
         return self.file(self.BASELINES).exists()
+
+    def write_relevance(self, relevance: Mapping[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.file(self.RELEVANCE).write_text(json.dumps(relevance, indent=2) + "\n")
+
+    def read_relevance(self) -> dict[str, Any] | None:
+        """Which dimensions matter (``relevance.json``), or ``None`` if not fitted."""
+        path = self.file(self.RELEVANCE)
+        return dict(json.loads(path.read_text())) if path.exists() else None
 
 
 def _write_csv(path: Path, records: list[dict[str, Any]]) -> None:

@@ -57,6 +57,61 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def relevance_table(relevance: dict[str, Any]) -> str:
+    """Markdown table of ``relevance.json``: each dimension's inverse lengthscale."""
+    lines = ["| dimension | relevance (median) | 10th-90th percentile |", "|---|---|---|"]
+    for row in relevance["dimensions"]:
+        lines.append(
+            f"| {row['name']} | {row['median']:.3g} | {row['low']:.3g}-{row['high']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
+def top_dimensions(relevance: dict[str, Any], count: int = 3) -> str:
+    """The ``count`` most relevant dimensions, with their relevance: ``layer_5 (2.1), ...``."""
+    return ", ".join(f"{r['name']} ({r['median']:.2g})" for r in relevance["dimensions"][:count])
+
+
+def relevance_text(relevance: dict[str, Any] | None, completed: int) -> list[str]:
+    """The report's section on which dimensions matter."""
+    head = ["## Which dimensions matter", ""]
+    if relevance is None:
+        return [
+            *head,
+            f"Not fitted: it needs at least 2 completed trials, and this run has {completed}.",
+            "",
+        ]
+    return [
+        *head,
+        "Relevance is the inverse lengthscale of each dimension in the SAAS GP of the score "
+        f"({relevance['source']}, fitted on {relevance['n_observations']} observations): "
+        "near 0, the score does not depend on the dimension.",
+        "",
+        relevance_table(relevance),
+        "",
+        "![Relevance](relevance.png)",
+        "",
+    ]
+
+
+def _plot_relevance(relevance: dict[str, Any], path: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    rows = relevance["dimensions"][::-1]
+    medians = [r["median"] for r in rows]
+    errors = [
+        [r["median"] - r["low"] for r in rows],
+        [r["high"] - r["median"] for r in rows],
+    ]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(rows) + 1.2))
+    ax.barh([r["name"] for r in rows], medians, xerr=errors, color="tab:blue", alpha=0.8)
+    ax.set_xlabel("relevance (inverse lengthscale, SAAS GP)")
+    ax.set_title("Which dimensions matter")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def reference_point_of(run: RunFolder) -> tuple[float, float]:
     """The search's reference point (``search.json``), else the default one."""
     from autopeft_ray.objectives.pareto import DEFAULT_REFERENCE_POINT
@@ -76,7 +131,9 @@ def write_report(
     ``reference_point`` defaults to the search's. ``compare`` adds the
     hypervolume traces of other run folders (e.g. a random search) to
     ``hypervolume.png``. Baselines trained at the search fidelity
-    (``baselines.json``) are drawn and tabled beside the front.
+    (``baselines.json``) are drawn and tabled beside the front; which
+    dimensions matter (``relevance.json``) is tabled and drawn in
+    ``relevance.png``.
     """
     import matplotlib
 
@@ -116,7 +173,8 @@ def write_report(
     ax.set_xlabel("trainable parameters (% of base model)")
     ax.set_ylabel("dev score")
     ax.set_title(f"Pareto front: {run.path.name}")
-    ax.legend()
+    if points:
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "pareto_front.png", dpi=120)
     plt.close(fig)
@@ -129,10 +187,15 @@ def write_report(
             ax.plot(range(1, len(trace) + 1), trace, label=other.path.name)
     ax.set_xlabel("evaluations")
     ax.set_ylabel("hypervolume")
-    ax.legend()
+    if ax.get_lines():
+        ax.legend()
     fig.tight_layout()
     fig.savefig(out / "hypervolume.png", dpi=120)
     plt.close(fig)
+
+    relevance = run.read_relevance()
+    if relevance is not None:
+        _plot_relevance(relevance, out / "relevance.png")
 
     text = [
         f"# AutoPEFT report: {run.path.name}",
@@ -158,6 +221,7 @@ def write_report(
         "![Pareto front](pareto_front.png)",
         "![Hypervolume](hypervolume.png)",
         "",
+        *relevance_text(relevance, len(done)),
     ]
     (out / "report.md").write_text("\n".join(text))
     return run

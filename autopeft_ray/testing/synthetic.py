@@ -25,6 +25,10 @@ Score model (higher is better, roughly accuracy-like in [0, 1]):
   run would.
 * **Fidelity.** A result at ``fidelity < target_fidelity`` is lower, following
   a saturating learning curve, as an early-stopped trial would report.
+* **Variant: only some dimensions matter** (``relevant``). Every other
+  dimension is held at a fixed value (layers on, sizes at their middle
+  choice) before scoring, so the score depends on the named ones only: the
+  ground truth for :mod:`searchers.relevance`.
 
 The parameter fraction is exact: :class:`autopeft_ray.objectives.cost.ParamCost`.
 """
@@ -41,7 +45,7 @@ from typing import Any
 from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
 from autopeft_ray.objectives.cost import ParamCost
-from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.space import SIZE_KEYS, PeftConfiguration, SearchSpace
 
 #: Score per log2-unit of module size per layer: parallel > serial > prefix.
 MODULE_VALUE = {"sa": 1.0, "pa": 1.25, "pt": 0.55}
@@ -67,6 +71,7 @@ class SyntheticPeftProblem:
         head_score: score of the degenerate (head-only) configuration.
         max_score: the score approached with ample capacity on every layer.
         target_fidelity: the fidelity (steps) a full evaluation represents.
+        relevant: the dimensions the score depends on (``None``: all of them).
     """
 
     space: SearchSpace
@@ -76,6 +81,7 @@ class SyntheticPeftProblem:
     head_score: float = 0.60
     max_score: float = 0.90
     target_fidelity: int = 100
+    relevant: tuple[str, ...] | None = None
     cost: ParamCost = field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +93,10 @@ class SyntheticPeftProblem:
             )
         if self.target_fidelity < 1:
             raise invalid_value("target_fidelity", self.target_fidelity, expected="an int >= 1")
+        names = [d.name for d in self.space.dimensions]
+        for name in self.relevant or ():
+            if name not in names:
+                raise invalid_value("relevant", name, valid=names)
         base = self.base_params
         if base is None:
             base = bert_like_base_params(self.space.num_layers, self.space.hidden_size)
@@ -97,7 +107,7 @@ class SyntheticPeftProblem:
 
     def noiseless_score(self, config: PeftConfiguration) -> float:
         """The score without noise, at full fidelity."""
-        config = self.space.validate(config).canonical()
+        config = self._only_relevant(self.space.validate(config)).canonical()
         if config.is_degenerate:
             return self.head_score
         num_layers = config.num_layers
@@ -123,6 +133,17 @@ class SyntheticPeftProblem:
         gain = 1.0 - math.exp(-3.0 * capacity / sum(depth_weight))
         overfit = 0.15 * self.param_fraction(config)
         return self.head_score + (self.max_score - self.head_score) * gain - overfit
+
+    def _only_relevant(self, config: PeftConfiguration) -> PeftConfiguration:
+        """``config`` with every dimension outside ``relevant`` at its fixed value."""
+        if self.relevant is None:
+            return config
+        flat = config.to_dict()
+        for d in self.space.dimensions:
+            if d.name not in self.relevant:
+                sizes = d.name in SIZE_KEYS.values()
+                flat[d.name] = d.choices[len(d.choices) // 2] if sizes else 1
+        return PeftConfiguration.from_dict(flat)
 
     def score(self, config: PeftConfiguration, fidelity: int | None = None) -> float:
         """The noisy score at ``fidelity`` (default: the target fidelity)."""

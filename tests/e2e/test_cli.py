@@ -67,8 +67,13 @@ def test_search_fifo_writes_the_run_folder(fifo_run, capsys):
         "report/pareto_front.png",
         "report/hypervolume.png",
         "report/report.md",
+        "report/relevance.png",
     ):
         assert (fifo_run / name).stat().st_size > 0, name
+    # The searcher fitted NUTS (2 model-based steps): its relevance, with a spread.
+    relevance = json.loads((fifo_run / "relevance.json").read_text())
+    assert relevance["source"] == "saas-nuts" and len(relevance["dimensions"]) == 9
+    assert "## Which dimensions matter" in (fifo_run / "report" / "report.md").read_text()
     setup = json.loads((fifo_run / "adapters" / "00" / "adapter_setup.json").read_text())
     assert isinstance(setup, dict) and setup
 
@@ -163,6 +168,12 @@ def test_evaluate_and_transfer_and_report(fifo_run, capsys, tiny_search_args):
     code = main(["report", str(fifo_run), "--max-fraction", "1.0"])
     assert code == 0
     assert "Best under 100% parameters" in capsys.readouterr().out
+
+    assert main(["export-ax", str(fifo_run)]) == 0
+    from ax.api.client import Client
+
+    client = Client.load_from_json_file(str(fifo_run / "ax_experiment.json"))
+    assert len(client._experiment.trials) == 5  # noqa: SLF001
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,7 @@ def test_readme_documents_every_command_and_each_example_parses() -> None:
     assert [_subcommand(c) for c in _commands(main[1])] == [
         "search",
         "report",
+        "export-ax",
         "evaluate",
         "transfer",
     ]
@@ -109,9 +110,17 @@ def _check_search(cwd: Path, command: str, out: str) -> None:
 
 def _check_report(cwd: Path, command: str, out: str) -> None:
     report = cwd / "runs" / "pl" / "report"
-    for name in ("report.md", "pareto_front.png", "hypervolume.png"):
+    for name in ("report.md", "pareto_front.png", "hypervolume.png", "relevance.png"):
         assert (report / name).stat().st_size > 0, name
     assert "Best under 1.5% parameters" in out
+    assert "## Which dimensions matter" in (report / "report.md").read_text()
+
+
+def _check_export_ax(cwd: Path, command: str, out: str) -> None:
+    from ax.api.client import Client
+
+    client = Client.load_from_json_file(str(cwd / "runs" / "pl" / "ax_experiment.json"))
+    assert len(client._experiment.trials) == 3  # noqa: SLF001
 
 
 def _check_evaluate(cwd: Path, command: str, out: str) -> None:
@@ -135,6 +144,7 @@ def _check_transfer(cwd: Path, command: str, out: str) -> None:
 CHECKS = {
     "search": _check_search,
     "report": _check_report,
+    "export-ax": _check_export_ax,
     "evaluate": _check_evaluate,
     "transfer": _check_transfer,
 }
