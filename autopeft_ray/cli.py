@@ -331,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command in ("evaluate", "transfer"):
             from autopeft_ray.experiment.evaluate import (
                 evaluate_configurations,
+                transfer_caveat,
                 transfer_configurations,
             )
 
@@ -343,10 +344,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             else:
                 targets = [resolve_task(task, args) for task in args.to]
-                for summary in transfer_configurations(
-                    chosen, _settings(args), targets, output=output, **resources
-                ).values():
+                settings = _settings(args)
+                for task, summary in transfer_configurations(
+                    chosen, settings, targets, output=output, **resources
+                ).items():
                     _print_summary(summary)
+                    caveat = transfer_caveat(settings.task, task)
+                    if caveat:
+                        print(caveat)
             print(f"Results: {output}")
         elif args.command == "report":
             from autopeft_ray.run import best_under, write_report

@@ -9,6 +9,7 @@ deviation per metric, as in the paper's tables.
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ from autopeft_ray.space import PeftConfiguration
 from autopeft_ray.tasks import TaskSpec
 
 from .resources import check_gpus
+
+logger = logging.getLogger(__name__)
 
 
 def _label(configuration: PeftConfiguration | str) -> str:
@@ -120,6 +123,20 @@ def summarise(
     return {"task": task, "configuration": configuration, "seeds": len(runs), "metrics": stats}
 
 
+def transfer_caveat(source: Any, target: str) -> str | None:
+    """Why scores on ``target`` of configurations found on ``source`` are no transfer result."""
+    from autopeft_ray.tasks import get_task, shared_source
+
+    source_name = get_task(source).name
+    corpus = shared_source(source_name, target)
+    if corpus is None:
+        return None
+    return (
+        f"Not a transfer result: {source_name} and {target} both come from {corpus}; "
+        f"the scores on {target} show the configurations on the same data, not on a new task."
+    )
+
+
 def transfer_configurations(
     configurations: Sequence[PeftConfiguration | str],
     settings: TrainingSettings,
@@ -136,6 +153,10 @@ def transfer_configurations(
     from autopeft_ray.tasks import get_task
 
     specs = [get_task(task) for task in tasks]  # fail before any training on a bad task
+    for spec in specs:
+        caveat = transfer_caveat(settings.task, spec.name)
+        if caveat:
+            logger.warning(caveat)
     return {
         spec.name: evaluate_configurations(
             configurations,

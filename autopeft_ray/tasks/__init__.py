@@ -18,6 +18,7 @@ from autopeft_ray.tasks.registry import (
     TASKS,
     TaskSpec,
     get_task,
+    shared_source,
 )
 from autopeft_ray.tasks.tokenization import (
     default_cache_dir,
@@ -45,6 +46,7 @@ __all__ = [
     "load_tokenizer",
     "prepare_data",
     "resolve_data_files",
+    "shared_source",
     "task_from_data",
     "tokenize_task",
     "tokenized_cache_path",

@@ -308,6 +308,21 @@ SUPERGLUE_TASKS = ("cb", "copa", "wic", "boolq")
 OFFLINE_TASKS = ("rotten_tomatoes", "pang_lee_polarity")
 
 
+#: Corpora behind more than one registered task. SST-2 was built from Pang & Lee's
+#: Rotten Tomatoes snippets, as both offline tasks are: a configuration found on one
+#: and scored on another says nothing about transfer.
+SHARED_SOURCES: dict[str, tuple[str, ...]] = {
+    "Pang & Lee's Rotten Tomatoes snippets": ("rotten_tomatoes", "pang_lee_polarity", "sst2"),
+}
+
+
+def shared_source(a: str, b: str) -> str | None:
+    """The corpus two different registered tasks both come from, or ``None``."""
+    if a == b:
+        return None
+    return next((c for c, tasks in SHARED_SOURCES.items() if a in tasks and b in tasks), None)
+
+
 def _normalise(name: str) -> str:
     return name.strip().lower().replace("-", "").replace(" ", "")
 

@@ -139,6 +139,7 @@ def _check_transfer(cwd: Path, command: str, out: str) -> None:
     rows = json.loads((run / "transfer" / "transfer_rotten_tomatoes.json").read_text())
     assert len(rows) == len(_front_under(run, 0.015))
     assert all(r["task"] == "rotten_tomatoes" and r["seeds"] == 1 for r in rows)
+    assert "Not a transfer result: pang_lee_polarity and rotten_tomatoes both come from" in out
 
 
 CHECKS = {

@@ -8,6 +8,7 @@ from autopeft_ray.config import SearchOptions, TrainingSettings
 from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.experiment import evaluate_configurations
 from autopeft_ray.experiment.evaluate import summarise
+from autopeft_ray.tasks import get_task
 
 
 def test_summary_is_mean_and_spread_over_seeds():
@@ -43,3 +44,23 @@ def test_bad_input_fails_before_ray(kwargs, match, tmp_path):
         evaluate_configurations(
             args.pop("configurations"), TrainingSettings(), output=tmp_path, **args
         )
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "caveat"),
+    [
+        ("pang_lee_polarity", "rotten_tomatoes", True),
+        ("rotten_tomatoes", "sst2", True),  # SST-2 was built from the same snippets
+        ("rotten_tomatoes", "rotten_tomatoes", False),  # evaluate, not transfer
+        ("rte", "mrpc", False),
+        ({**get_task("sst2").to_dict(), "name": "reviews"}, "sst2", False),  # your own data
+    ],
+)
+def test_transfer_between_tasks_of_one_corpus_is_called_no_transfer(source, target, caveat):
+    from autopeft_ray.experiment.evaluate import transfer_caveat
+
+    text = transfer_caveat(source, target)
+    assert bool(text) == caveat
+    if caveat:
+        assert text.startswith("Not a transfer result: ")
+        assert "Pang & Lee's Rotten Tomatoes snippets" in text and target in text
