@@ -57,7 +57,8 @@ def save_relevance(
 
     Taken from ``searcher.relevance()`` when the searcher has fitted a score
     model, else refitted (MAP SAAS) from the completed trials. ``None``, with
-    nothing written, when fewer than ``MIN_COMPLETED`` trials completed.
+    nothing written, when fewer than ``MIN_COMPLETED`` trials completed or the
+    fit fails (logged: a search's end must not fail for want of a chart).
     """
     from autopeft_ray.searchers import fit_relevance
 
@@ -67,7 +68,11 @@ def save_relevance(
         if len(done) < MIN_COMPLETED:
             return None
         results = [(space.from_trial_config(r["configuration"]), r["metrics"][SCORE]) for r in done]
-        relevance = fit_relevance(space, results, seed=seed)
+        try:
+            relevance = fit_relevance(space, results, seed=seed)
+        except (RuntimeError, ValueError):
+            logger.exception("%s: fitting which dimensions matter failed; skipped.", run.path)
+            return None
     run.write_relevance(relevance)
     return relevance
 

@@ -120,3 +120,15 @@ def test_report_refits_which_dimensions_matter(tmp_path, capsys):
 def test_export_ax_of_a_missing_folder_exits_2(tmp_path, capsys):
     assert main(["export-ax", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_failing_relevance_fit_does_not_fail_the_run(tmp_path, monkeypatch, caplog):
+    import autopeft_ray.searchers as searchers
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("Cholesky failed")  # as a numerically singular fit would
+
+    monkeypatch.setattr(searchers, "fit_relevance", fail)
+    run = _run(tmp_path, 4)
+    assert save_relevance(run, SPACE) is None and run.read_relevance() is None
+    assert "fitting which dimensions matter failed" in caplog.text
