@@ -22,6 +22,7 @@ from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FIDELITY, PARAM_FRACTION, SCORE
 from autopeft_ray.run import RunFolder
 from autopeft_ray.space import SearchSpace
+from autopeft_ray.validation import finite_number
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +126,10 @@ def export_ax(folder: str | os.PathLike[str], path: str | os.PathLike[str] | Non
         )
         named.add(signature)
         metrics = record["metrics"]
-        data = {k: float(metrics[k]) for k in (SCORE, PARAM_FRACTION) if _finite(metrics.get(k))}
-        progression = int(metrics[FIDELITY]) if _finite(metrics.get(FIDELITY)) else None
+        values = {k: finite_number(metrics.get(k)) for k in (SCORE, PARAM_FRACTION, FIDELITY)}
+        data = {k: v for k, v in values.items() if v is not None and k != FIDELITY}
+        fidelity = values[FIDELITY]
+        progression = None if fidelity is None else int(fidelity)
         if record["status"] == COMPLETED:
             client.complete_trial(index, raw_data=data, progression=progression)
         elif record["status"] == EARLY_STOPPED:
@@ -139,7 +142,3 @@ def export_ax(folder: str | os.PathLike[str], path: str | os.PathLike[str] | Non
     out.parent.mkdir(parents=True, exist_ok=True)
     client.save_to_json_file(str(out))
     return out
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
