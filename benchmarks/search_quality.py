@@ -10,6 +10,8 @@ compared over ``--seeds`` seeds (the seed also draws the problem's noise):
 * AutoPEFT: ``--initial`` random configurations, then SAAS GP + qLogNEHVI,
   once with the paper's fully Bayesian SAAS GP (NUTS 128/64/4) and once with
   the cheap MAP SAAS GP (``surrogate="saas-map"``);
+* the same search through Ax (``AxPEFTSearcher``: Ax's ``Client`` with a SAAS
+  GP per objective, NUTS or MAP, and qLogNEHVI), same initial design;
 * random search (ours, no repeats) with twice the budget, also read at 1x;
 * Ray Tune ``OptunaSearch`` multi-objective (metric ``["score",
   "param_fraction"]``, mode ``["max", "min"]``) with TPE and with NSGA-II
@@ -30,6 +32,9 @@ fit of a new padded size compiles NUTS unless JAX's cache already holds it;
     python benchmarks/search_quality.py --part cost       # part 2 only: about 20 min
     python benchmarks/search_quality.py --part failures --seeds 3   # about 15 min
     python benchmarks/search_quality.py --quick           # smoke run, about 1 minute
+    # AutoPEFT vs the Ax-backed searcher, both with MAP SAAS, 3 seeds: about 25 min
+    python benchmarks/search_quality.py --part quality --methods autopeft-map,ax-map \
+        --seeds 3 --budget 30 --initial 10
 
 Measured on a quiet 2-core machine (12 layers x 768; BENCHMARKS.md): one
 suggestion with the paper's NUTS takes about 30 s at 20-50 observations, 51 s
@@ -53,14 +58,18 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 from autopeft_ray.objectives import PARAM_FRACTION, SCORE  # noqa: E402
 from autopeft_ray.objectives.pareto import hypervolume, hypervolume_trace, reference_point_for  # noqa: E402
-from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher  # noqa: E402
+from autopeft_ray.searchers import (  # noqa: E402
+    AutoPEFTSearcher,
+    AxPEFTSearcher,
+    RandomPEFTSearcher,
+)
 from autopeft_ray.space import SearchSpace  # noqa: E402
 from autopeft_ray.testing.synthetic import SyntheticPeftProblem  # noqa: E402
 
 PAPER_NUTS = (128, 64, 4)
 CHEAP_NUTS = (32, 16, 2)
 TINY_NUTS = (8, 5, 1)
-METHODS = ("autopeft", "autopeft-map", "random", "tpe", "nsga2")
+METHODS = ("autopeft", "autopeft-map", "ax", "ax-map", "random", "tpe", "nsga2")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -78,6 +87,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--methods", default=",".join(METHODS), help=f"part 1 methods (default {','.join(METHODS)})"
     )
+    parser.add_argument(
+        "--nuts",
+        type=int,
+        nargs=3,
+        metavar=("WARMUP", "SAMPLES", "THINNING"),
+        default=None,
+        help="part 1: NUTS of the autopeft and ax methods (default: the paper's 128 64 4)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument(
         "--cost-settings",
@@ -91,7 +108,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.initial, args.observations = 1, 12, 6, "10,20"
-    args.nuts = TINY_NUTS if args.quick else PAPER_NUTS
+    args.nuts = TINY_NUTS if args.quick else tuple(args.nuts or PAPER_NUTS)
     args.cost_settings = (
         [("tiny NUTS", {"nuts": TINY_NUTS}), ("MAP", {"surrogate": "saas-map"})]
         if args.quick
@@ -139,6 +156,22 @@ def autopeft(
     )
 
 
+def ax_searcher(
+    args: argparse.Namespace, space: SearchSpace, cost: Any, seed: int, surrogate: str
+) -> AxPEFTSearcher:
+    warmup, samples, thinning = args.nuts
+    return AxPEFTSearcher(
+        space,
+        cost,
+        num_initial=args.initial,
+        surrogate=surrogate,
+        nuts_warmup=warmup,
+        nuts_samples=samples,
+        nuts_thinning=thinning,
+        seed=seed,
+    )
+
+
 def optuna_searcher(space: SearchSpace, sampler: Any) -> Any:
     from ray import tune
     from ray.tune.search.optuna import OptunaSearch
@@ -161,6 +194,16 @@ def methods(args: argparse.Namespace, space: SearchSpace, cost: Any, seed: int) 
         "autopeft-map": (
             "AutoPEFT (SAAS-MAP + qLogNEHVI)",
             lambda: autopeft(args, space, cost, seed, surrogate="saas-map"),
+            args.budget,
+        ),
+        "ax": (
+            "Ax-backed (AxPEFTSearcher, SAAS-NUTS)",
+            lambda: ax_searcher(args, space, cost, seed, "saas-nuts"),
+            args.budget,
+        ),
+        "ax-map": (
+            "Ax-backed (AxPEFTSearcher, SAAS-MAP)",
+            lambda: ax_searcher(args, space, cost, seed, "saas-map"),
             args.budget,
         ),
         "random": (
@@ -309,6 +352,8 @@ def quality(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]
                         "hv": value,
                         "regret": best - value,
                         "s_per_suggestion": statistics.mean(run["seconds"]),
+                        # after the initial design: the model-based steps
+                        "s_per_model_step": statistics.mean(run["seconds"][args.initial :]),
                         "wall_s": run["wall_s"],
                         "repeats": run["repeats"],
                     }
@@ -326,6 +371,9 @@ def quality(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]
                 "HV IQR": f"{quartiles[0]:.5f}-{quartiles[2]:.5f}",
                 "median regret x1e3": f"{1e3 * statistics.median(r['regret'] for r in per_seed):.2f}",
                 "s / suggestion": f"{statistics.median(r['s_per_suggestion'] for r in per_seed):.2f}",
+                "s / model-based step": (
+                    f"{statistics.median(r['s_per_model_step'] for r in per_seed):.2f}"
+                ),
                 "repeats": sum(r["repeats"] for r in per_seed),
             }
         )

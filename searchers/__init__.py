@@ -1,6 +1,7 @@
 """Ray Tune searchers for AutoPEFT (installed as ``autopeft_ray.searchers``).
 
 * :class:`AutoPEFTSearcher`: SAAS GP + qLogNEHVI over (score, parameter fraction).
+* :class:`AxPEFTSearcher`: the same search through Ax's ``Client`` (Ax-native option).
 * :class:`RandomPEFTSearcher`: the paper's random-search baseline.
 * :class:`FixedConfigurations`: a given list of trial configs (evaluate, transfer).
 
@@ -23,6 +24,7 @@ if not _logging.getLogger("autopeft_ray").isEnabledFor(_logging.DEBUG):
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from .autopeft import AutoPEFTSearcher
+from .axsearch import AxPEFTSearcher
 from .base import PeftSearcherBase
 from .fixed import FixedConfigurations
 from .random_search import RandomPEFTSearcher
@@ -32,6 +34,7 @@ from .surrogate import NutsSettings
 
 __all__ = [
     "AutoPEFTSearcher",
+    "AxPEFTSearcher",
     "FixedConfigurations",
     "NutsSettings",
     "PeftSearcherBase",

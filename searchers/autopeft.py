@@ -41,15 +41,16 @@ import torch
 from botorch.models.model import Model
 
 from autopeft_ray.config import SURROGATES
-from autopeft_ray.exceptions import ConfigurationError, invalid_value
+from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.objectives import SCORE, to_maximization
-from autopeft_ray.objectives.pareto import pareto_mask, reference_point_for
+from autopeft_ray.objectives.pareto import pareto_mask
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.space.encoding import canonical_encoding as encode
-from autopeft_ray.validation import check_int, check_reference_point
+from autopeft_ray.validation import check_int
 
 from .base import PeftSearcherBase
 from .numerics import count_harmless_warnings
+from .reference import HypervolumeReference
 from .relevance import model_relevance
 from .surrogate import (
     DTYPE,
@@ -76,7 +77,7 @@ def derive_seed(seed: int, *parts: object) -> int:
     return zlib.crc32(repr((seed, *parts)).encode()) & 0x7FFFFFFF
 
 
-class AutoPEFTSearcher(PeftSearcherBase):
+class AutoPEFTSearcher(HypervolumeReference, PeftSearcherBase):
     """AutoPEFT: SAAS-GP + qLogNEHVI search for Pareto-optimal PEFT configurations.
 
     Args:
@@ -186,36 +187,16 @@ class AutoPEFTSearcher(PeftSearcherBase):
             raise invalid_value("jax_cache_dir", jax_cache_dir, expected="a folder path or None")
         self.jax_cache_dir = None if jax_cache_dir is None else os.path.expanduser(jax_cache_dir)
         self._cost: Callable[[PeftConfiguration], float] = cost_fn
-        default = reference_point_for(space, cost_fn)
-        self.reference_point: tuple[float, float] | None = None
-        if reference_point is not None:
-            self.reference_point = check_reference_point(reference_point)
-        self._default_fraction = default[1]
-        self._check_mode_has_reference()
+        self._init_reference(space, cost_fn, reference_point)
         self._model_cache: tuple[int, Model] | None = None
         self._known_cost: KnownCost | None = None
         #: Known-harmless numerical warnings while fitting: "Category: message" -> count.
         self.numerical_warnings: dict[str, int] = {}
 
-    def _check_mode_has_reference(self) -> None:
-        if self._mode == "min" and self.reference_point is None:
-            raise ConfigurationError(
-                f"`reference_point` is required when mode='min' (metric {self._metric!r}): "
-                "the default score bound 0.0 suits maximised scores only. Pass "
-                "reference_point=(worst acceptable value, largest acceptable fraction)."
-            )
-
-    def set_search_properties(
-        self, metric: Any, mode: Any, config: dict[str, Any], **spec: Any
-    ) -> bool:
-        accepted = super().set_search_properties(metric, mode, config, **spec)
-        self._check_mode_has_reference()
-        return accepted
-
     @property
     def reference_max(self) -> tuple[float, float]:
         """The reference point in the "maximise both" convention of the model outputs."""
-        score, fraction = self.reference_point or (0.0, self._default_fraction)
+        score, fraction = self.reference
         return to_maximization(self.utility(score), fraction)
 
     # -- proposals -----------------------------------------------------------

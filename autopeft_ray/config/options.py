@@ -19,9 +19,9 @@ from autopeft_ray.validation import check_int, check_reference_point, check_tria
 from .fields import option
 from .settings import TrainingSettings
 
-SEARCHERS = ("autopeft", "random")
+SEARCHERS = ("autopeft", "random", "ax")
 SCHEDULERS = ("fifo", "asha", "hyperband")
-#: Score models of the autopeft searcher: the paper's fully Bayesian SAAS GP
+#: Score models of the autopeft and ax searchers: the paper's fully Bayesian SAAS GP
 #: (NUTS), or its MAP fit (cheap at hundreds of observations).
 SURROGATES = ("saas-nuts", "saas-map")
 #: The fields that say where and how many trials run (search, evaluate, transfer).
@@ -46,7 +46,8 @@ class SearchOptions:
     )
     searcher: str = option(
         "autopeft",
-        help="autopeft (SAAS GP + qLogNEHVI) or random (the paper's baseline)",
+        help="autopeft (SAAS GP + qLogNEHVI), random (the paper's baseline), or ax (the "
+        "same search through Ax's Client: slower, Ax-native)",
         choices=SEARCHERS,
     )
     num_initial: int = option(100, help="random initial configurations", flag="--initial")

@@ -38,12 +38,13 @@ def prepare(options: SearchOptions) -> tuple[SearchSpace, Any, int]:
 
 
 def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
-    from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher
+    from autopeft_ray.searchers import AutoPEFTSearcher, AxPEFTSearcher, RandomPEFTSearcher
 
     if options.searcher == "random":
         return RandomPEFTSearcher(space, cost_fn=cost, seed=options.seed)
     warmup, samples, thinning = options.nuts
-    return AutoPEFTSearcher(
+    model_based = AxPEFTSearcher if options.searcher == "ax" else AutoPEFTSearcher
+    return model_based(
         space,
         cost_fn=cost,
         num_initial=options.num_initial,

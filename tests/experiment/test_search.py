@@ -53,3 +53,22 @@ def _unloadable():
     from autopeft_ray.config import TrainingSettings
 
     return TrainingSettings(task="rte", data_files=str(Path("/no/such/folder")))
+
+
+@pytest.mark.parametrize(
+    ("searcher", "cls"),
+    [("autopeft", "AutoPEFTSearcher"), ("ax", "AxPEFTSearcher"), ("random", "RandomPEFTSearcher")],
+)
+def test_each_searcher_name_builds_its_searcher_with_the_options(searcher, cls):
+    from autopeft_ray.experiment.search import make_searcher
+    from autopeft_ray.objectives import ParamCost
+    from autopeft_ray.space import SearchSpace
+
+    options = SearchOptions(
+        searcher=searcher, num_initial=7, nuts=(8, 5, 1), surrogate="saas-map", seed=3
+    )
+    space = SearchSpace(num_layers=2, hidden_size=8)
+    built = make_searcher(options, space, ParamCost(8, 10_000))
+    assert type(built).__name__ == cls and built.seed == 3
+    if searcher != "random":
+        assert (built.num_initial, built.surrogate, built.nuts.warmup_steps) == (7, "saas-map", 8)

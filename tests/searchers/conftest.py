@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from autopeft_ray.searchers import AutoPEFTSearcher, PeftSearcherBase, RandomPEFTSearcher
+from autopeft_ray.searchers import (
+    AutoPEFTSearcher,
+    AxPEFTSearcher,
+    PeftSearcherBase,
+    RandomPEFTSearcher,
+)
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.testing.synthetic import SyntheticPeftProblem
 
@@ -21,6 +26,8 @@ TINY_MODEL = {
     "raw_samples": 64,
     "mc_samples": 16,
 }
+#: The Ax-backed searcher with Ax's MAP SAAS model: no NUTS, seconds per step.
+TINY_AX = {"num_initial": 5, "surrogate": "saas-map"}
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +58,7 @@ def jax_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 def make_searcher(
     space: SearchSpace, problem: SyntheticPeftProblem, jax_cache: str
 ) -> Callable[..., PeftSearcherBase]:
-    """``make_searcher(kind, **overrides)`` for kind ``"autopeft"`` or ``"random"``."""
+    """``make_searcher(kind, **overrides)`` for kind ``"autopeft"``, ``"ax"`` or ``"random"``."""
 
     def make(kind: str, **overrides: Any) -> PeftSearcherBase:
         kwargs: dict[str, Any] = {"cost_fn": problem.cost, "seed": 0}
@@ -59,6 +66,10 @@ def make_searcher(
             kwargs.update(TINY_MODEL, jax_cache_dir=jax_cache)
             kwargs.update(overrides)
             return AutoPEFTSearcher(space, **kwargs)
+        if kind == "ax":
+            kwargs.update(TINY_AX, jax_cache_dir=jax_cache)
+            kwargs.update(overrides)
+            return AxPEFTSearcher(space, **kwargs)
         kwargs.update(overrides)
         return RandomPEFTSearcher(space, **kwargs)
 

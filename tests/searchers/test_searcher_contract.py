@@ -1,7 +1,8 @@
 """One contract, every searcher: the Ray Tune Searcher steps driven without Ray.
 
-The AutoPEFT searcher runs here with a tiny NUTS budget and only a couple of
-model-based steps; its model-specific behaviour is in test_autopeft_searcher.py.
+The AutoPEFT searcher runs here with a tiny NUTS budget and the Ax-backed one
+with Ax's MAP SAAS model, each for only a couple of model-based steps; their
+model-specific behaviour is in test_autopeft_searcher.py and test_axsearch.py.
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ from autopeft_ray.objectives import (
 )
 from autopeft_ray.space import SearchSpace
 
-# Runs of 7 trials: 5 random + 2 model-based suggestions for the AutoPEFT searcher.
+# Runs of 7 trials: 5 random + 2 model-based suggestions for the model-based searchers.
 KINDS = [
     pytest.param("random", 7, id="random"),
     pytest.param("autopeft", 7, id="autopeft", marks=pytest.mark.slow),
+    pytest.param("ax", 7, id="ax", marks=pytest.mark.slow),
 ]
-# Steps that stay in the random initial design: fast for both.
-FAST_KINDS = [pytest.param("random", 0, id="random"), pytest.param("autopeft", 0, id="autopeft")]
+# Steps that stay in the random initial design: fast for all.
+FAST_KINDS = [
+    pytest.param("random", 0, id="random"),
+    pytest.param("autopeft", 0, id="autopeft"),
+    pytest.param("ax", 0, id="ax"),
+]
 
 
 SA8 = SearchSpace(num_layers=4, hidden_size=64).configuration(sa_size=8).to_dict()
@@ -298,7 +304,7 @@ def test_tune_domains_outside_the_peft_keys_are_refused(make_searcher):
         ({"cost_fn": 0.5}, "cost_fn"),
     ],
 )
-@pytest.mark.parametrize("kind", ["random", "autopeft"])
+@pytest.mark.parametrize("kind", ["random", "autopeft", "ax"])
 def test_bad_arguments_raise_clear_errors(make_searcher, kind, overrides, match):
     with pytest.raises(ConfigurationError, match=match):
         make_searcher(kind, **overrides)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autopeft_ray.objectives import COMPLETED, PARAM_FRACTION, SCORE
-from autopeft_ray.searchers import AutoPEFTSearcher, RandomPEFTSearcher
+from autopeft_ray.searchers import AutoPEFTSearcher, AxPEFTSearcher, RandomPEFTSearcher
 
 pytestmark = pytest.mark.slow
 
@@ -137,3 +137,38 @@ def test_param_space_narrows_the_search_and_the_grid_gives_the_pareto_set(
     assert not front.empty and set(front["config/sa_size"]) <= {0, 8}
     best = results.get_best_result(metric=SCORE, mode="max")
     assert best.metrics[SCORE] == max(r.metrics[SCORE] for r in results)
+
+
+def test_ax_searcher_in_a_tuner(ray_session, space, problem, tmp_path):
+    """Ax proposes inside Tune, and the Ax experiment rebuilt from Tune's state matches."""
+    from ray import tune
+
+    searcher = AxPEFTSearcher(
+        space,
+        problem.cost,
+        num_initial=3,
+        surrogate="saas-map",
+        seed=0,
+        fixed_config={"task": "synthetic"},
+    )
+    tuner = tune.Tuner(
+        make_trainable(space.to_dict()),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher, num_samples=5, max_concurrent_trials=2, metric=SCORE, mode="max"
+        ),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="ax", verbose=0),
+    )
+    results = tuner.fit()
+    assert len(results) == 5 and not results.errors
+
+    restored = AxPEFTSearcher(space, problem.cost, surrogate="saas-map")
+    restored.restore_from_dir(str(tmp_path / "ax"))
+    assert len(restored.completed) == 5 and restored.pending == {}
+    model_steps = [t for t in restored.timings if "total_s" in t]
+    assert len(model_steps) == 2 and all(t["fallback"] is None for t in model_steps)
+    summary = restored.client.summarize()
+    assert sorted(summary["arm_name"]) == sorted(r.metrics["trial_id"] for r in results)
+    assert set(summary["trial_status"]) == {"COMPLETED"}
+    by_arm = dict(zip(summary["arm_name"], summary[SCORE], strict=True))
+    for result in results:
+        assert by_arm[result.metrics["trial_id"]] == pytest.approx(result.metrics[SCORE])

@@ -1,0 +1,361 @@
+"""A searcher backed by Ax: AutoPEFT's loop, Ax's ``Client`` and generation strategy.
+
+For users of the Ax ecosystem: every suggestion comes from
+``ax.api.client.Client.get_next_trials`` on an Ax experiment that holds the
+search's trials, so the run is an Ax experiment all along (``client``), with
+Ax's own model, transforms, acquisition optimiser and bookkeeping. Ray's
+``AxSearch`` does not work with Ax 1.3.1 (FACTS.md) and is single-objective.
+
+What differs from :class:`~.autopeft.AutoPEFTSearcher` (same arguments where
+they mean the same):
+
+* Ax models **both** objectives (one SAAS GP each). It has no notion of a
+  known objective, so the parameter fraction, exact before training, is
+  learned like the score.
+* The generation strategy is one Ax node: ``BOTORCH_MODULAR`` with
+  BoTorch's ``SaasFullyBayesianSingleTaskGP`` (NUTS with the given settings)
+  or its MAP SAAS ensemble (``surrogate="saas-map"``), and
+  ``qLogNoisyExpectedHypervolumeImprovement``, the objective thresholds at the
+  reference point. Ax chooses the acquisition optimiser (it enumerates small
+  discrete spaces and alternates discrete and continuous steps on large ones).
+* The initial design is this searcher's own (``num_initial`` uniform draws
+  with ``seed``, as in AutoPEFT), attached to Ax as trials; Ax's Sobol step is
+  not used.
+* Running trials are Ax trials in state RUNNING: Ax treats them as pending.
+  Failed trials are marked failed (Ax does not fit them); early-stopped ones
+  are marked abandoned, because the fidelity policy fits only results at the
+  target fidelity (``min_fidelity`` reclassifies those above it as complete).
+
+State: the Ax experiment is rebuilt from the searcher's JSON state (records
+and running trials) after :meth:`restore`, or when a record changes status
+(a retried failure, a trial reclassified when a larger fidelity appears).
+A proposal that builds the same model as one already seen
+(:meth:`PeftConfiguration.canonical`) is marked abandoned in Ax and asked
+again, then replaced by a random configuration.
+
+Cost: slower than :class:`~.autopeft.AutoPEFTSearcher` per suggestion (two
+GPs, Ax's larger optimiser settings and its bookkeeping); BENCHMARKS.md gives
+seconds per suggestion and hypervolume side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from autopeft_ray.config import SURROGATES
+from autopeft_ray.exceptions import invalid_value
+from autopeft_ray.objectives import COMPLETED, FAILED, PARAM_FRACTION, SCORE
+from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.validation import check_int
+
+from .autopeft import DEFAULT_JAX_CACHE_DIR, MIN_OBSERVATIONS, derive_seed
+from .base import PeftSearcherBase
+from .records import TrialRecord
+from .reference import HypervolumeReference
+from .surrogate import NutsSettings, enable_compilation_cache
+
+logger = logging.getLogger(__name__)
+
+#: Attempts at an Ax proposal not seen before, then a random configuration.
+_ATTEMPTS = 3
+
+
+@contextmanager
+def _quiet_ax() -> Iterator[None]:
+    """Ax logs every attach and completion at INFO; keep that out unless debugging."""
+    if logging.getLogger("autopeft_ray").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    import ax.api.client  # noqa: F401  (creates Ax's loggers, so that they can be quietened)
+
+    names = [n for n in logging.root.manager.loggerDict if n == "ax" or n.startswith("ax.")]
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
+def _model_errors() -> tuple[type[BaseException], ...]:
+    from ax.exceptions.core import AxError
+    from botorch.exceptions.errors import BotorchError
+
+    return (AxError, BotorchError, RuntimeError, ValueError)
+
+
+class AxPEFTSearcher(HypervolumeReference, PeftSearcherBase):
+    """AutoPEFT's search through Ax's ``Client`` (see the module docstring).
+
+    Args:
+        space: the search space.
+        cost_fn: ``configuration -> parameter fraction``, reported to Ax as the
+            second objective.
+        metric: result key of the score.
+        mode: ``"max"`` or ``"min"`` for ``metric``.
+        num_initial: random configurations before Ax's model is used.
+        surrogate: ``"saas-nuts"`` (fully Bayesian SAAS GP per objective, NUTS)
+            or ``"saas-map"`` (BoTorch's ``EnsembleMapSaasSingleTaskGP``).
+        nuts_warmup: NUTS warmup steps (paper: 128).
+        nuts_samples: NUTS samples (paper: 64).
+        nuts_thinning: keep every ``nuts_thinning``-th sample (paper: 4).
+        reference_point: ``(score, param_fraction)`` in natural units, the Ax
+            objective thresholds. Default: score 0.0 and the fraction of the
+            space's largest configuration; required when ``mode="min"``.
+        seed: seeds the initial design, Ax's client and each step's torch RNG.
+        min_fidelity: also fit early-stopped results at or above this fidelity.
+        max_t: target fidelity of results that do not report ``target_fidelity``.
+        fixed_config: settings merged into every trial config.
+        max_concurrent: ``suggest`` returns ``None`` while this many trials run.
+        points_to_evaluate: configurations to try first (count towards ``num_initial``).
+        jax_cache_dir: JAX's persistent compilation cache for NUTS (see
+            :class:`~.autopeft.AutoPEFTSearcher`); ``None`` leaves JAX alone.
+
+    Example:
+        >>> searcher = AxPEFTSearcher(space, ParamCost.from_model(name), num_initial=20)
+        >>> tune.Tuner(trainable, tune_config=tune.TuneConfig(search_alg=searcher))
+        >>> searcher.client.get_pareto_frontier()  # Ax's own analyses, on the live search
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        cost_fn: Callable[[PeftConfiguration], float],
+        metric: str = SCORE,
+        mode: str = "max",
+        num_initial: int = 100,
+        surrogate: str = "saas-nuts",
+        nuts_warmup: int = 128,
+        nuts_samples: int = 64,
+        nuts_thinning: int = 4,
+        reference_point: Sequence[float] | None = None,
+        seed: int | None = None,
+        min_fidelity: float | None = None,
+        max_t: float | None = None,
+        fixed_config: Mapping[str, Any] | None = None,
+        max_concurrent: int | None = None,
+        points_to_evaluate: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
+        jax_cache_dir: str | None = DEFAULT_JAX_CACHE_DIR,
+    ) -> None:
+        if not callable(cost_fn):
+            raise invalid_value(
+                "cost_fn",
+                cost_fn,
+                expected="a callable configuration -> parameter fraction",
+                fix="Pass autopeft_ray.objectives.ParamCost.from_model(model_name).",
+            )
+        super().__init__(
+            space,
+            cost_fn=cost_fn,
+            metric=metric,
+            mode=mode,
+            seed=seed,
+            fixed_config=fixed_config,
+            max_concurrent=max_concurrent,
+            points_to_evaluate=points_to_evaluate,
+            min_fidelity=min_fidelity,
+            max_t=max_t,
+        )
+        self.num_initial = check_int("num_initial", num_initial, minimum=0)
+        if surrogate not in SURROGATES:
+            raise invalid_value("surrogate", surrogate, valid=SURROGATES)
+        self.surrogate = surrogate
+        self.nuts = NutsSettings(nuts_warmup, nuts_samples, nuts_thinning)
+        if jax_cache_dir is not None and not isinstance(jax_cache_dir, (str, os.PathLike)):
+            raise invalid_value("jax_cache_dir", jax_cache_dir, expected="a folder path or None")
+        self.jax_cache_dir = None if jax_cache_dir is None else os.path.expanduser(jax_cache_dir)
+        self._cost: Callable[[PeftConfiguration], float] = cost_fn
+        self._init_reference(space, cost_fn, reference_point)
+        self._reset_client()
+
+    # -- the Ax experiment ---------------------------------------------------
+    def _reset_client(self) -> None:
+        self._client: Any = None
+        #: Ray trial id -> Ax trial index, for trials attached while running.
+        self._ax_index: dict[str, int] = {}
+        #: (trial id, status) of the records already reported to Ax, in order.
+        self._ax_reported: list[tuple[str, str]] = []
+        #: Canonical configuration -> Ax trial index of the last accepted proposal.
+        self._generated: dict[PeftConfiguration, int] = {}
+
+    @property
+    def client(self) -> Any:
+        """The Ax ``Client`` holding this search, up to date (built on first use)."""
+        with _quiet_ax():
+            return self._synced_client()
+
+    def _new_client(self) -> Any:
+        from ax.api.client import Client
+
+        client = Client(random_seed=derive_seed(self.seed, "ax"))
+        client.configure_experiment(
+            parameters=self.space.to_ax_parameters(), name="autopeft", description=repr(self)
+        )
+        score, fraction = self.reference
+        better = ">=" if self._mode == "max" else "<="
+        client.configure_optimization(
+            objective=f"{'' if self._mode == 'max' else '-'}{SCORE}, -{PARAM_FRACTION}",
+            outcome_constraints=[f"{SCORE} {better} {score}", f"{PARAM_FRACTION} <= {fraction}"],
+        )
+        client.set_generation_strategy(self._generation_strategy())
+        return client
+
+    def _generation_strategy(self) -> Any:
+        from ax.adapter.registry import Generators
+        from ax.generation_strategy.generation_node import GenerationNode
+        from ax.generation_strategy.generation_strategy import GenerationStrategy
+        from ax.generation_strategy.generator_spec import GeneratorSpec
+        from ax.generators.torch.botorch_modular.surrogate import SurrogateSpec
+        from ax.generators.torch.botorch_modular.utils import ModelConfig
+        from botorch.acquisition.multi_objective.logei import (
+            qLogNoisyExpectedHypervolumeImprovement,
+        )
+        from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
+        from botorch.models.map_saas import EnsembleMapSaasSingleTaskGP
+
+        if self.surrogate == "saas-map":
+            config = ModelConfig(botorch_model_class=EnsembleMapSaasSingleTaskGP, name="MAP-SAAS")
+        else:
+            config = ModelConfig(
+                botorch_model_class=SaasFullyBayesianSingleTaskGP,
+                mll_options={
+                    "warmup_steps": self.nuts.warmup_steps,
+                    "num_samples": self.nuts.num_samples,
+                    "thinning": self.nuts.thinning,
+                    "max_tree_depth": self.nuts.max_tree_depth,
+                    "disable_progbar": True,
+                },
+                name="SAAS-NUTS",
+            )
+        spec = GeneratorSpec(
+            generator_enum=Generators.BOTORCH_MODULAR,
+            generator_kwargs={
+                "surrogate_spec": SurrogateSpec(model_configs=[config]),
+                "botorch_acqf_class": qLogNoisyExpectedHypervolumeImprovement,
+            },
+        )
+        node = GenerationNode(name="SAAS+qLogNEHVI", generator_specs=[spec])
+        return GenerationStrategy(name=f"autopeft-ax:{self.surrogate}", nodes=[node])
+
+    def _synced_client(self) -> Any:
+        """Bring the Ax experiment up to date with ``records`` and running trials."""
+        reported = [(r.trial_id, r.status) for r in self.records[: len(self._ax_reported)]]
+        if self._client is None or reported != self._ax_reported:
+            self._reset_client()
+            self._client = self._new_client()
+        for record in self.records[len(self._ax_reported) :]:
+            self._report(self._trial_index(record.trial_id, record.config), record)
+            self._ax_reported.append((record.trial_id, record.status))
+        for trial_id, config in self._pending.items():
+            self._ax_index[trial_id] = self._trial_index(trial_id, config)
+        return self._client
+
+    def _trial_index(self, trial_id: str, config: PeftConfiguration) -> int:
+        """The Ax trial of a Ray trial: proposed by Ax, or attached now."""
+        index = self._ax_index.pop(trial_id, None)
+        if index is None:
+            index = self._generated.pop(config.canonical(), None)
+        if index is None:
+            parameters = {k: int(v) for k, v in config.to_dict().items()}
+            index = int(self._client.attach_trial(parameters, arm_name=trial_id))
+        return index
+
+    def _report(self, index: int, record: TrialRecord) -> None:
+        client = self._client
+        if record.status == COMPLETED and record.score is not None:
+            fraction = record.param_fraction
+            if fraction is None:
+                fraction = float(self._cost(record.config))
+            client.complete_trial(index, raw_data={SCORE: record.score, PARAM_FRACTION: fraction})
+        elif record.status == FAILED:
+            client.mark_trial_failed(index, failed_reason=record.reason)
+        else:  # stopped early: not fitted (the fidelity policy), never proposed again
+            client.mark_trial_abandoned(index)
+
+    # -- proposals -----------------------------------------------------------
+    def _propose(self) -> PeftConfiguration | None:
+        if self.num_suggested < self.num_initial:
+            return self._random_unseen()
+        if len(self.completed) < MIN_OBSERVATIONS:
+            return None if self._pending else self._random_unseen()
+        try:
+            config = self._ax_step()
+        except _model_errors():
+            logger.exception("Ax step failed; sampling at random instead.")
+            self.timings.append({"n_observations": len(self.completed), "fallback": "error"})
+            return self._random_unseen()
+        return config if config is not None else self._random_unseen()
+
+    def _ax_step(self) -> PeftConfiguration | None:
+        start = time.perf_counter()
+        if self.surrogate == "saas-nuts":
+            enable_compilation_cache(self.jax_cache_dir)
+        step_seed = derive_seed(self.seed, "ax-step", self.num_suggested)
+        numpy_state = np.random.get_state()
+        config = None
+        try:
+            with _quiet_ax(), torch.random.fork_rng():
+                torch.manual_seed(step_seed)
+                np.random.seed(step_seed)
+                client = self._synced_client()
+                for _ in range(_ATTEMPTS):
+                    ((index, parameters),) = client.get_next_trials(max_trials=1).items()
+                    proposal = self.space.from_trial_config(parameters)
+                    if proposal.canonical() not in self._seen:
+                        self._generated[proposal.canonical()] = int(index)
+                        config = proposal
+                        break
+                    # The same model as one seen (a degenerate encoding): ask again.
+                    client.mark_trial_abandoned(index)
+        finally:
+            np.random.set_state(numpy_state)
+        self.timings.append(
+            {
+                "n_observations": len(self.completed),
+                "n_pending": len(self._pending),
+                "total_s": round(time.perf_counter() - start, 4),
+                "fallback": None if config is not None else "no unseen candidate",
+            }
+        )
+        return config
+
+    # -- state ---------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        settings = super()._settings()
+        settings.update(
+            num_initial=self.num_initial,
+            surrogate=self.surrogate,
+            nuts_warmup=self.nuts.warmup_steps,
+            nuts_samples=self.nuts.num_samples,
+            nuts_thinning=self.nuts.thinning,
+            reference_point=self.reference_point,
+            jax_cache_dir=self.jax_cache_dir,
+        )
+        return settings
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        super().set_state(state)
+        self._reset_client()
+
+    def _space_changed(self) -> None:
+        self._reset_client()
+
+    def _transient_attributes(self) -> tuple[str, ...]:
+        return ("_client",)
+
+    def __repr__(self) -> str:
+        return (
+            f"AxPEFTSearcher(surrogate={self.surrogate!r}, num_initial={self.num_initial}, "
+            f"seed={self.seed})"
+        )
