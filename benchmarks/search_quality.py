@@ -30,6 +30,8 @@ fit of a new padded size compiles NUTS unless JAX's cache already holds it;
     python benchmarks/search_quality.py                   # full: about 2 h on 2 cores
     python benchmarks/search_quality.py --part quality    # part 1 only: about 1.6 h
     python benchmarks/search_quality.py --part cost       # part 2 only: about 20 min
+    python benchmarks/search_quality.py --part cost --cost-settings map \
+        --observations 20,50,100,200,500                  # MAP up to 500 observations
     python benchmarks/search_quality.py --part failures --seeds 3   # about 15 min
     python benchmarks/search_quality.py --quick           # smoke run, about 1 minute
     # AutoPEFT vs the Ax-backed searcher, both with MAP SAAS, 3 seeds: about 25 min
@@ -408,7 +410,11 @@ def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
                 "fit_first_s": first[0]["fit_s"],
                 "fit_warm_s": warm[0]["fit_s"],
                 "acquisition_s": first[0]["acquisition_s"],
-                "acq_pending_s": round(statistics.mean(t["acquisition_s"] for t in first[1:]), 2),
+                "acq_pending_s": (
+                    round(statistics.mean(t["acquisition_s"] for t in first[1:]), 2)
+                    if len(first) > 1
+                    else None
+                ),
                 f"batch_of_{args.cost_batch}_s": round(sum(t["total_s"] for t in first), 2),
             }
             print(row, flush=True)
