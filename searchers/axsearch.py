@@ -267,7 +267,8 @@ class AxPEFTSearcher(HypervolumeReference, PeftSearcherBase):
         if index is None:
             index = self._generated.pop(config.canonical(), None)
         if index is None:
-            parameters = {k: int(v) for k, v in config.to_dict().items()}
+            flat = config.to_dict()  # Ax knows the searched keys only, not the fixed ones
+            parameters = {d.name: int(flat[d.name]) for d in self.space.dimensions}
             index = int(self._client.attach_trial(parameters, arm_name=trial_id))
         return index
 

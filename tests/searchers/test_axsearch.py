@@ -76,6 +76,24 @@ def test_a_status_change_rebuilds_the_experiment(make_searcher, driver):
     assert statuses(run.searcher) == {first: "ABANDONED", second: "COMPLETED"}
 
 
+@pytest.mark.parametrize("variant", ["sa-layer", "sa"])
+def test_an_ablated_space_gives_ax_only_its_searched_keys(driver, variant):
+    from autopeft_ray.space import SearchSpace
+    from autopeft_ray.testing.synthetic import SyntheticPeftProblem
+
+    space = SearchSpace(num_layers=3, hidden_size=16, variant=variant)
+    synthetic = SyntheticPeftProblem(space, seed=0)
+    run = driver(AxPEFTSearcher(space, synthetic.cost, num_initial=3, surrogate="saas-map"))
+    run.problem = synthetic
+    run.run(5)
+    assert set(run.searcher.client.summarize().columns) >= {d.name for d in space.dimensions}
+    assert not {"pa_size", "pt_length"} & set(run.searcher.client.summarize().columns)
+    steps = [t for t in run.searcher.timings if "total_s" in t]
+    assert len(steps) == 2 and all(t["fallback"] is None for t in steps)
+    keys = [c.canonical() for c in run.suggested]
+    assert len(set(keys)) == 5
+
+
 def test_a_failing_ax_step_falls_back_to_random_and_is_logged(
     make_searcher, driver, monkeypatch, caplog
 ):
