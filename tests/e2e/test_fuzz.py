@@ -63,7 +63,11 @@ bad_argument = st.one_of(
     st.tuples(st.just("--cpus-per-trial"), _floats(st.floats(max_value=0))),
     st.tuples(
         st.just("--gpus-per-trial"),
-        _floats(st.floats().filter(lambda x: x < 0 or (x > 1 and x != int(x)))),
+        _floats(
+            st.floats().filter(
+                lambda x: x < 0 or (x > 1 and not (math.isfinite(x) and x == int(x)))
+            )
+        ),
     ),
     st.tuples(st.sampled_from(CHOICES), st.one_of(text, huge).filter(lambda t: t not in _CHOSEN)),
     st.tuples(st.just("--task"), st.one_of(text, huge).filter(lambda t: t not in TASKS)),
