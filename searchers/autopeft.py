@@ -40,7 +40,6 @@ import numpy as np
 import torch
 from botorch.models.model import Model
 
-from autopeft_ray.config import SURROGATES
 from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.objectives import SCORE, to_maximization
 from autopeft_ray.objectives.pareto import pareto_mask
@@ -49,13 +48,12 @@ from autopeft_ray.space.encoding import canonical_encoding as encode
 from autopeft_ray.validation import check_int
 
 from .base import PeftSearcherBase
+from .model_based import ModelBasedSearcher, check_cost_fn
 from .numerics import count_harmless_warnings
-from .reference import HypervolumeReference
 from .relevance import model_relevance
 from .surrogate import (
     DTYPE,
     KnownCost,
-    NutsSettings,
     build_acquisition,
     build_model,
     enable_compilation_cache,
@@ -77,7 +75,7 @@ def derive_seed(seed: int, *parts: object) -> int:
     return zlib.crc32(repr((seed, *parts)).encode()) & 0x7FFFFFFF
 
 
-class AutoPEFTSearcher(HypervolumeReference, PeftSearcherBase):
+class AutoPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
     """AutoPEFT: SAAS-GP + qLogNEHVI search for Pareto-optimal PEFT configurations.
 
     Args:
@@ -152,16 +150,9 @@ class AutoPEFTSearcher(HypervolumeReference, PeftSearcherBase):
         jax_cache_dir: str | None = DEFAULT_JAX_CACHE_DIR,
         model_failures: bool = True,
     ) -> None:
-        if cost_fn is None:
-            raise invalid_value(
-                "cost_fn",
-                cost_fn,
-                expected="a callable configuration -> parameter fraction",
-                fix="Pass autopeft_ray.objectives.ParamCost.from_model(model_name).",
-            )
         super().__init__(
             space,
-            cost_fn=cost_fn,
+            cost_fn=check_cost_fn(cost_fn),
             metric=metric,
             mode=mode,
             seed=seed,
@@ -171,11 +162,15 @@ class AutoPEFTSearcher(HypervolumeReference, PeftSearcherBase):
             min_fidelity=min_fidelity,
             max_t=max_t,
         )
-        self.num_initial = check_int("num_initial", num_initial, minimum=0)
-        self.nuts = NutsSettings(nuts_warmup, nuts_samples, nuts_thinning)
-        if surrogate not in SURROGATES:
-            raise invalid_value("surrogate", surrogate, valid=SURROGATES)
-        self.surrogate = surrogate
+        self._init_model_based(
+            space,
+            cost_fn,
+            num_initial=num_initial,
+            surrogate=surrogate,
+            nuts=(nuts_warmup, nuts_samples, nuts_thinning),
+            jax_cache_dir=jax_cache_dir,
+            reference_point=reference_point,
+        )
         self.num_restarts = check_int("num_restarts", num_restarts)
         self.raw_samples = check_int("raw_samples", raw_samples)
         self.mc_samples = check_int("mc_samples", mc_samples)
@@ -183,11 +178,6 @@ class AutoPEFTSearcher(HypervolumeReference, PeftSearcherBase):
         if not isinstance(model_failures, bool):
             raise invalid_value("model_failures", model_failures, valid=[True, False])
         self.model_failures = model_failures
-        if jax_cache_dir is not None and not isinstance(jax_cache_dir, (str, os.PathLike)):
-            raise invalid_value("jax_cache_dir", jax_cache_dir, expected="a folder path or None")
-        self.jax_cache_dir = None if jax_cache_dir is None else os.path.expanduser(jax_cache_dir)
-        self._cost: Callable[[PeftConfiguration], float] = cost_fn
-        self._init_reference(space, cost_fn, reference_point)
         self._model_cache: tuple[int, Model] | None = None
         self._known_cost: KnownCost | None = None
         #: Known-harmless numerical warnings while fitting: "Category: message" -> count.

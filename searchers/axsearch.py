@@ -41,7 +41,6 @@ seconds per suggestion and hypervolume side by side.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -50,17 +49,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from autopeft_ray.config import SURROGATES
-from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.objectives import COMPLETED, FAILED, PARAM_FRACTION, SCORE
 from autopeft_ray.space import PeftConfiguration, SearchSpace
-from autopeft_ray.validation import check_int
 
 from .autopeft import DEFAULT_JAX_CACHE_DIR, MIN_OBSERVATIONS, derive_seed
 from .base import PeftSearcherBase
+from .model_based import ModelBasedSearcher, check_cost_fn
 from .records import TrialRecord
-from .reference import HypervolumeReference
-from .surrogate import NutsSettings, enable_compilation_cache
+from .surrogate import enable_compilation_cache
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +91,7 @@ def _model_errors() -> tuple[type[BaseException], ...]:
     return (AxError, BotorchError, RuntimeError, ValueError)
 
 
-class AxPEFTSearcher(HypervolumeReference, PeftSearcherBase):
+class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
     """AutoPEFT's search through Ax's ``Client`` (see the module docstring).
 
     Args:
@@ -148,16 +144,9 @@ class AxPEFTSearcher(HypervolumeReference, PeftSearcherBase):
         points_to_evaluate: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
         jax_cache_dir: str | None = DEFAULT_JAX_CACHE_DIR,
     ) -> None:
-        if not callable(cost_fn):
-            raise invalid_value(
-                "cost_fn",
-                cost_fn,
-                expected="a callable configuration -> parameter fraction",
-                fix="Pass autopeft_ray.objectives.ParamCost.from_model(model_name).",
-            )
         super().__init__(
             space,
-            cost_fn=cost_fn,
+            cost_fn=check_cost_fn(cost_fn),
             metric=metric,
             mode=mode,
             seed=seed,
@@ -167,16 +156,15 @@ class AxPEFTSearcher(HypervolumeReference, PeftSearcherBase):
             min_fidelity=min_fidelity,
             max_t=max_t,
         )
-        self.num_initial = check_int("num_initial", num_initial, minimum=0)
-        if surrogate not in SURROGATES:
-            raise invalid_value("surrogate", surrogate, valid=SURROGATES)
-        self.surrogate = surrogate
-        self.nuts = NutsSettings(nuts_warmup, nuts_samples, nuts_thinning)
-        if jax_cache_dir is not None and not isinstance(jax_cache_dir, (str, os.PathLike)):
-            raise invalid_value("jax_cache_dir", jax_cache_dir, expected="a folder path or None")
-        self.jax_cache_dir = None if jax_cache_dir is None else os.path.expanduser(jax_cache_dir)
-        self._cost: Callable[[PeftConfiguration], float] = cost_fn
-        self._init_reference(space, cost_fn, reference_point)
+        self._init_model_based(
+            space,
+            cost_fn,
+            num_initial=num_initial,
+            surrogate=surrogate,
+            nuts=(nuts_warmup, nuts_samples, nuts_thinning),
+            jax_cache_dir=jax_cache_dir,
+            reference_point=reference_point,
+        )
         self._reset_client()
 
     # -- the Ax experiment ---------------------------------------------------
