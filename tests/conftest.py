@@ -14,6 +14,20 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 import pytest  # noqa: E402
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the ``gpu`` tests, saying why, on a machine without a CUDA GPU."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in gpu_tests:
+        item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tmp_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tokenisation cache shared by the tests of one session."""

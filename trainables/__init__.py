@@ -1,8 +1,8 @@
 """Ray Tune trainables for AutoPEFT (installed as ``autopeft_ray.trainables``)."""
 
+from .device import Granted, Precision, granted_resources
 from .loop import TrainingRun, configuration_from_trial
 from .peft_trainable import (
-    granted_resources,
     peft_trainable,
     run_training,
     trial_settings,
@@ -10,6 +10,8 @@ from .peft_trainable import (
 )
 
 __all__ = [
+    "Granted",
+    "Precision",
     "TrainingRun",
     "configuration_from_trial",
     "granted_resources",

@@ -8,8 +8,10 @@ saved), and it keeps per-step overhead to one optimiser step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,13 @@ from autopeft_ray.objectives import (
 )
 from autopeft_ray.tasks import PreparedData
 
+from .device import Precision, to_device
+
 STATE_FILE = "training_state.pt"
+#: Optimiser steps between two checks that the training loss is finite on a GPU: each
+#: check waits for the GPU, so checking every step would cost throughput (on a CPU,
+#: where nothing runs ahead, every step is checked).
+GPU_LOSS_CHECK_EVERY = 16
 
 
 def configuration_from_trial(config: dict[str, Any]) -> Any:
@@ -69,7 +77,10 @@ class TrainingRun:
             problem_type="regression" if task.is_regression else None,
             seed=self.settings.seed,
         )
-        self.model = self.built.model.to(self.device)
+        with self._out_of_memory("moving the model to the device"):
+            self.model = self.built.model.to(self.device)
+        #: Autocast and fp16 gradient scaling (``settings.precision`` on this device).
+        self.precision = Precision(self.settings.precision, self.device)
         groups = parameter_groups(self.model, task_head_parameters(self.model))
         rates = group_rates(
             self.settings.learning_rate_policy,
@@ -99,7 +110,8 @@ class TrainingRun:
         self.best_score = -math.inf
         self.train_time = 0.0
         self.train_samples = 0
-        self.loss_sum = 0.0
+        # The running loss stays on the device: reading it each step would wait for a GPU.
+        self._loss_sum = torch.zeros((), device=self.device)
         self.loss_count = 0
         self._order: list[int] = []
         self._order_epoch = -1
@@ -115,41 +127,70 @@ class TrainingRun:
         size = self.settings.batch_size
         rows = self._order[index * size : (index + 1) * size]
         # dataset[rows] gives a dict of columns, which the padding collator takes as is.
-        batch = self.data.collator(self.data.train[rows])
-        return {k: v.to(self.device) for k, v in batch.items()}
+        return to_device(self.data.collator(self.data.train[rows]), self.device)
 
     def train_until(self, target_step: int) -> None:
         """Run optimiser steps until ``self.step == target_step``."""
         self.model.train()
+        check_every = 1 if self.device.type == "cpu" else GPU_LOSS_CHECK_EVERY
+        checked = self.step
+        start = time.perf_counter()
         while self.step < target_step:
             batch = self._batch(self.step)
-            start = time.perf_counter()
-            try:
-                loss = self.model(**batch).loss
-                if not torch.isfinite(loss):
-                    raise TrialFailedError(
-                        f"the training loss became {loss.item()} at step {self.step + 1} with "
-                        f"learning rates {self._rates()} for {self._describe()}. Lower "
-                        f"`learning_rate` (or `module_learning_rates`), or check the labels "
-                        f"of task {self.data.task.name!r}."
-                    )
-                loss.backward()
-                if self.settings.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(self._trained, self.settings.max_grad_norm)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-            except torch.OutOfMemoryError as exc:
-                raise TrialFailedError(
-                    f"out of memory at step {self.step + 1} with batch size "
-                    f"{self.settings.batch_size} for {self._describe()}. Lower `batch_size` or "
-                    f"`max_length`, or grant the trial more GPU memory."
-                ) from exc
-            self.train_time += time.perf_counter() - start
+            with self._out_of_memory(f"training step {self.step + 1}", "batch_size"):
+                self._optimizer_step(batch)
             self.train_samples += int(batch["input_ids"].shape[0])
-            self.loss_sum += float(loss.detach())
             self.loss_count += 1
             self.step += 1
+            if self.step - checked >= check_every or self.step == target_step:
+                self._check_loss(checked + 1, self.step)
+                checked = self.step
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the time below is the GPU's, not the launches'
+        self.train_time += time.perf_counter() - start
+
+    def _optimizer_step(self, batch: dict[str, torch.Tensor]) -> None:
+        scaler = self.precision.scaler
+        with self.precision.autocast():
+            loss = self.model(**batch).loss
+        self._last_loss = loss.detach()
+        self._loss_sum += self._last_loss.float()
+        scaler.scale(loss).backward()
+        if self.settings.max_grad_norm is not None:
+            scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+            torch.nn.utils.clip_grad_norm_(self._trained, self.settings.max_grad_norm)
+        scaler.step(self.optimizer)  # an fp16 step with inf/nan gradients is skipped
+        scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _check_loss(self, first: int, last: int) -> None:
+        """Fail the trial if the loss of steps ``first..last`` was not finite."""
+        if bool(torch.isfinite(self._loss_sum)):
+            return
+        where = f"at step {last}" if first == last else f"between steps {first} and {last}"
+        raise TrialFailedError(
+            f"the training loss became {self._last_loss.item()} {where} with learning rates "
+            f"{self._rates()} in {self.precision.name} for {self._describe()}. Lower "
+            f"`learning_rate` (or `module_learning_rates`), train in fp32 or bf16 if this was "
+            f"fp16, or check the labels of task {self.data.task.name!r}."
+        )
+
+    @contextlib.contextmanager
+    def _out_of_memory(self, what: str, size_field: str | None = None) -> Iterator[None]:
+        """Turn an out-of-memory error into a trial error that says what to change."""
+        try:
+            yield
+        except torch.OutOfMemoryError as exc:
+            lower = f"`{size_field}` or `max_length`" if size_field else "`max_length`"
+            with_size = (
+                f" with {size_field} {getattr(self.settings, size_field)}" if size_field else ""
+            )
+            raise TrialFailedError(
+                f"out of memory in {what}{with_size} on {self.device} for {self._describe()}. "
+                f"Lower {lower}, train in bf16 or fp16 (--precision) on a GPU, or grant the "
+                f"trial more GPU memory (a larger --gpus-per-trial)."
+            ) from exc
 
     @torch.inference_mode()
     def evaluate(self, split: str = "validation") -> dict[str, float]:
@@ -163,9 +204,11 @@ class TrainingRun:
         predictions, labels = [], []
         size = self.settings.eval_batch_size
         for start in range(0, len(dataset), size):
-            rows = dataset[start : start + size]
-            batch = {k: v.to(self.device) for k, v in self.data.collator(rows).items()}
-            logits = self.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            batch = to_device(self.data.collator(dataset[start : start + size]), self.device)
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            out_of_memory = self._out_of_memory(f"evaluation on {split}", "eval_batch_size")
+            with out_of_memory, self.precision.autocast():
+                logits = self.model(**inputs).logits
             predictions.append(logits.float().cpu().numpy())
             labels.append(batch["labels"].cpu().numpy())
         logits_all = np.concatenate(predictions)
@@ -184,12 +227,14 @@ class TrainingRun:
             FIDELITY: self.step,
             TARGET_FIDELITY: self.total_steps,
             "epoch": self.step / self.steps_per_epoch,
-            "train_loss": self.loss_sum / max(1, self.loss_count),
+            "train_loss": float(self._loss_sum) / max(1, self.loss_count),
             "train_samples_per_second": self.train_samples / max(self.train_time, 1e-9),
             "learning_rates": dict(self.learning_rates),
+            "precision": self.precision.name,
         }
         out.update({METRIC_PREFIX + k: float(v) for k, v in metrics.items() if k != "score"})
-        self.loss_sum, self.loss_count = 0.0, 0
+        self._loss_sum.zero_()
+        self.loss_count = 0
         return out
 
     def _rates(self) -> str:
@@ -200,7 +245,8 @@ class TrainingRun:
             return f"preset {self.configuration!r}"
         return str(self.configuration.describe())
 
-    # -- checkpoints: trained parameters only (adapters + head), optimiser, scheduler, RNG
+    # -- checkpoints: trained parameters only (adapters + head), optimiser, scheduler, RNGs,
+    # and the fp16 loss scale, so that a resumed trial continues exactly
     def save(self, folder: str | Path) -> None:
         trained = {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
         state = {
@@ -210,11 +256,16 @@ class TrainingRun:
             "step": self.step,
             "best_score": self.best_score,
             "rng": torch.get_rng_state(),
+            "precision": self.precision.name,
+            "scaler": self.precision.scaler.state_dict(),  # empty unless fp16
         }
+        if self.device.type == "cuda":  # dropout on a GPU draws from the GPU's generator
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         torch.save(state, Path(folder) / STATE_FILE)
 
     def load(self, folder: str | Path) -> None:
-        state = torch.load(Path(folder) / STATE_FILE, weights_only=True)
+        # On the CPU first: a checkpoint written on a GPU may resume on another device.
+        state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
         missing = self.model.load_state_dict(state["params"], strict=False)
         if missing.unexpected_keys:
             raise TrialFailedError(
@@ -226,3 +277,7 @@ class TrainingRun:
         self.step = int(state["step"])
         self.best_score = float(state["best_score"])
         torch.set_rng_state(state["rng"])
+        if state.get("scaler") and self.precision.scaler.is_enabled():
+            self.precision.scaler.load_state_dict(state["scaler"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)

@@ -25,24 +25,10 @@ from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.tasks import prepare_data
 from autopeft_ray.validation import check_trial_resources
 
+from .device import granted_resources, share_gpu
 from .loop import TrainingRun, configuration_from_trial
 
 Report = Callable[[dict[str, Any], str], None]
-
-
-def granted_resources() -> tuple[torch.device, int]:
-    """The device and thread count matching what Ray granted this trial."""
-    try:
-        import ray
-
-        if ray.is_initialized():
-            granted = ray.get_runtime_context().get_assigned_resources()
-            cpus = max(1, int(granted.get("CPU", 1)))
-            gpu = granted.get("GPU", 0) > 0 and torch.cuda.is_available()
-            return torch.device("cuda" if gpu else "cpu"), cpus
-    except Exception:  # outside a Ray worker: fall back to this process's view
-        pass
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu"), torch.get_num_threads()
 
 
 def trial_settings(
@@ -81,9 +67,12 @@ def run_training(
     started = time.perf_counter()
     settings = trial_settings(config, settings)
     configuration = configuration_from_trial(config)
-    granted_device, threads = granted_resources()
-    torch.set_num_threads(threads)
-    run = TrainingRun(settings, configuration, prepare_data(settings), device or granted_device)
+    granted = granted_resources()
+    torch.set_num_threads(granted.threads)
+    device = device or granted.device
+    # Before the model is built: a shared GPU's memory is capped from the first allocation.
+    memory_share = share_gpu(device, granted.gpus)
+    run = TrainingRun(settings, configuration, prepare_data(settings), device)
     if restore_from is not None:
         run.load(restore_from)
     ready = time.perf_counter() - started
@@ -96,8 +85,10 @@ def run_training(
         if step == steps[-1] and settings.evaluate_test:
             result.update({f"test_{k}": v for k, v in run.evaluate("test").items()})
         result["seconds_to_first_step"] = ready
-        result["threads"] = threads
+        result["threads"] = granted.threads
         result["device"] = str(run.device)
+        if memory_share is not None:
+            result["gpu_memory_fraction"] = memory_share
         with tempfile.TemporaryDirectory(prefix="autopeft_ckpt_") as folder:
             run.save(folder)
             report(result, folder)

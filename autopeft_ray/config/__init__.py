@@ -11,6 +11,7 @@
 from .learning_rates import POLICIES, POLICY_NAMES, group_rates
 from .options import RESOURCE_FIELDS, SCHEDULERS, SEARCHERS, SURROGATES, SearchOptions
 from .settings import (
+    PRECISIONS,
     PRESET_KEY,
     TRIAL_SETTINGS_KEY,
     TrainingSettings,
@@ -21,6 +22,7 @@ from .settings import (
 __all__ = [
     "POLICIES",
     "POLICY_NAMES",
+    "PRECISIONS",
     "PRESET_KEY",
     "RESOURCE_FIELDS",
     "SCHEDULERS",

@@ -33,6 +33,9 @@ from .learning_rates import POLICY_NAMES, check_rates
 
 TRIAL_SETTINGS_KEY = "trial_settings"
 PRESET_KEY = "preset"
+#: Mixed precision of training and evaluation; ``auto`` is bf16 on GPUs that support it,
+#: else fp32 (resolved on the trial's device, ``autopeft_ray.trainables.device``).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def parse_data_files(text: str) -> dict[str, str] | str:
@@ -123,6 +126,13 @@ class TrainingSettings:
         1.0, help="clip the gradient norm to this (as HF Trainer); none: no clipping"
     )
     weight_decay: float = option(0.0, help="AdamW weight decay")
+    precision: str = option(
+        "auto",
+        help="autocast of training and evaluation: fp32, bf16, or fp16 (with a gradient "
+        "scaler); auto: bf16 on GPUs that support it, else fp32 (on a CPU without bf16 "
+        "units, bf16 and fp16 run but are slower than fp32)",
+        choices=PRECISIONS,
+    )
     seed: int = option(0, help="data order, initialisation, dropout, and the searcher's draws")
     cache_dir: str | None = option(
         None, help="tokenisation cache folder (default: $AUTOPEFT_RAY_CACHE or ~/.cache)"
@@ -153,6 +163,8 @@ class TrainingSettings:
         check_number("max_grad_norm", self.max_grad_norm, low=0, allow_none=True)
         check_number("weight_decay", self.weight_decay, low=0, low_open=False)
         check_int("seed", self.seed, minimum=0)
+        if self.precision not in PRECISIONS:
+            raise invalid_value("precision", self.precision, valid=PRECISIONS)
 
     @property
     def task_name(self) -> str:

@@ -61,6 +61,9 @@ KEPT_RESULT_KEYS = (
     "node_id",
     "training_iteration",
     "seconds_to_first_step",
+    "device",
+    "precision",
+    "gpu_memory_fraction",
 )
 #: Statuses written by earlier versions, read as today's.
 _OLD_STATUSES = {"stopped_early": EARLY_STOPPED, "error": FAILED}

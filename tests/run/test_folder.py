@@ -31,6 +31,10 @@ def test_records_keep_the_configuration_and_the_metrics_that_matter():
     assert "trial_settings" not in record["configuration"]
     assert record["metrics"] == {"score": 0.8, "param_fraction": 0.01, "fidelity": 4}
     assert objective_point(record) == (0.8, 0.01)
+    where = {"device": "cuda", "precision": "bf16", "gpu_memory_fraction": 0.5}
+    config = {"sa_size": 8, "pa_size": 0, "pt_length": 0, "layer_0": 1}
+    on_gpu = trial_record("g", config, {"score": 0.8, **where}, COMPLETED)
+    assert where.items() <= on_gpu["metrics"].items(), "the record says where the trial ran"
 
 
 def test_appended_records_are_read_back_the_latest_per_trial(tmp_path):

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from autopeft_ray.config import TrainingSettings, trial_config
+from autopeft_ray.config import trial_config
 from autopeft_ray.exceptions import ConfigurationError, TrialFailedError
 from autopeft_ray.models import DEFAULT_MODEL
 from autopeft_ray.objectives import BEST_SCORE, FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
@@ -23,19 +23,6 @@ from autopeft_ray.trainables import (
 
 SPACE = SearchSpace(6, 384)
 CONFIG = SPACE.configuration(sa_size=8, pa_size=4, pt_length=2, active_layers=[3, 4, 5])
-
-
-@pytest.fixture(scope="module")
-def settings(tmp_cache) -> TrainingSettings:
-    return TrainingSettings(
-        task="pang_lee_polarity",
-        max_length=48,
-        batch_size=8,
-        max_steps=6,
-        num_evaluations=3,
-        max_eval_examples=16,
-        cache_dir=tmp_cache,
-    )
 
 
 def _collect(results: list, checkpoints: list | None = None):
@@ -59,6 +46,8 @@ def test_reports_both_objectives_and_fidelity(settings):
     assert last[BEST_SCORE] == max(r[SCORE] for r in results)
     assert last[PARAM_FRACTION] == pytest.approx(ParamCost.from_model(DEFAULT_MODEL)(CONFIG))
     assert last["train_samples_per_second"] > 0 and last["seconds_to_first_step"] > 0
+    assert (last["device"], last["precision"]) == ("cpu", "fp32"), "auto is fp32 on a CPU"
+    assert "gpu_memory_fraction" not in last, "only a trial on a shared GPU caps its memory"
 
 
 def test_resume_from_checkpoint_matches_uninterrupted_training(settings, tmp_path):
