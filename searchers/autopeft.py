@@ -24,6 +24,11 @@ fitted observations, the acquisition's from ``seed`` and the number of
 suggestions, so the same seed and the same results give the same suggestions,
 also after :meth:`restore`. A fitted model is cached until new results arrive:
 a batch of suggestions costs one fit.
+
+Off the event loop: with ``background=True``, fitting and acquisition run in
+a background thread that keeps a small queue of candidates ready, so
+``suggest`` and ``on_trial_complete`` return at once (see
+:mod:`searchers.background`, which also says what stays reproducible).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.space.encoding import canonical_encoding as encode
 from autopeft_ray.validation import check_int
 
+from .background import BackgroundProposals
 from .base import PeftSearcherBase
 from .model_based import ModelBasedSearcher, check_cost_fn
 from .numerics import count_harmless_warnings
@@ -75,7 +81,7 @@ def derive_seed(seed: int, *parts: object) -> int:
     return zlib.crc32(repr((seed, *parts)).encode()) & 0x7FFFFFFF
 
 
-class AutoPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
+class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase):
     """AutoPEFT: SAAS-GP + qLogNEHVI search for Pareto-optimal PEFT configurations.
 
     Args:
@@ -123,7 +129,14 @@ class AutoPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         jax_cache_dir: JAX's persistent compilation cache, set on the first fit
             unless JAX already has one (compiled NUTS programs are reused across
             fits and runs: ~1-2 s per fit instead of ~6 s); ``None`` leaves JAX alone.
+        background: fit and optimise in a background thread, so that
+            ``suggest`` and ``on_trial_complete`` return at once instead of
+            holding Tune's event loop for the length of a fit (see
+            :mod:`searchers.background`, which also says what stays reproducible).
+        queue_size: candidates the background thread keeps ready.
     """
+
+    _background_caches = ("_model_cache", "_known_cost")
 
     def __init__(
         self,
@@ -149,6 +162,8 @@ class AutoPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         pad_multiple: int = 32,
         jax_cache_dir: str | None = DEFAULT_JAX_CACHE_DIR,
         model_failures: bool = True,
+        background: bool = False,
+        queue_size: int = 2,
     ) -> None:
         super().__init__(
             space,
@@ -182,6 +197,12 @@ class AutoPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         self._known_cost: KnownCost | None = None
         #: Known-harmless numerical warnings while fitting: "Category: message" -> count.
         self.numerical_warnings: dict[str, int] = {}
+        if not isinstance(background, bool):
+            raise invalid_value("background", background, valid=[True, False])
+        self.background = background
+        self.queue_size = check_int("queue_size", queue_size)
+        self._background = None
+        self._data_version = 0
 
     @property
     def reference_max(self) -> tuple[float, float]:
@@ -196,6 +217,12 @@ class AutoPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         if len(self.completed) < MIN_OBSERVATIONS:
             # Wait for results while trials run; sample when nothing would arrive.
             return None if self._pending else self._random_unseen()
+        if self.background:
+            return self._background_proposal()
+        return self._model_based_or_random()
+
+    def _model_based_or_random(self) -> PeftConfiguration | None:
+        """One model-based configuration, or a random one if the model step fails."""
         try:
             config = self._model_based()
         except (RuntimeError, ValueError):
@@ -346,15 +373,27 @@ class AutoPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
             pad_multiple=self.pad_multiple,
             jax_cache_dir=self.jax_cache_dir,
             model_failures=self.model_failures,
+            background=self.background,
+            queue_size=self.queue_size,
         )
         return settings
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        super().on_trial_complete(trial_id, result, error)
+        if self.background:
+            self._new_results()
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         super().set_state(state)
         self._model_cache = None
+        self._stop_background()  # its snapshot predates the restored state
+        self._data_version = len(self.records)
 
     def _space_changed(self) -> None:
         self._model_cache, self._known_cost = None, None
+        self._stop_background()
 
     def _transient_attributes(self) -> tuple[str, ...]:
-        return ("_model_cache", "_known_cost")
+        return ("_model_cache", "_known_cost", "_background")

@@ -182,14 +182,17 @@ class TrainingRun:
         try:
             yield
         except torch.OutOfMemoryError as exc:
-            lower = f"`{size_field}` or `max_length`" if size_field else "`max_length`"
-            with_size = (
-                f" with {size_field} {getattr(self.settings, size_field)}" if size_field else ""
-            )
+            more = "grant the trial more GPU memory (a larger --gpus-per-trial)"
+            if size_field is None:  # the weights alone do not fit
+                where, fix = "", f"Use a smaller model, or {more}."
+            else:
+                where = f" with {size_field} {getattr(self.settings, size_field)}"
+                fix = (
+                    f"Lower `{size_field}` or `max_length`, train in bf16 or fp16 "
+                    f"(--precision) on a GPU, or {more}."
+                )
             raise TrialFailedError(
-                f"out of memory in {what}{with_size} on {self.device} for {self._describe()}. "
-                f"Lower {lower}, train in bf16 or fp16 (--precision) on a GPU, or grant the "
-                f"trial more GPU memory (a larger --gpus-per-trial)."
+                f"out of memory in {what}{where} on {self.device} for {self._describe()}. {fix}"
             ) from exc
 
     @torch.inference_mode()

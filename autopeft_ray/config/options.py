@@ -71,6 +71,13 @@ class SearchOptions:
         help="score model: fully Bayesian SAAS (paper) or MAP SAAS (cheap at many observations)",
         choices=SURROGATES,
     )
+    background: bool = option(
+        False,
+        help="fit and optimise the autopeft searcher's model in a background thread, so "
+        "that suggestions never hold Ray Tune's event loop (model-based suggestions then "
+        "depend on when results arrive, not only on the seed)",
+        flag="--background-suggestions",
+    )
     reference_point: tuple[float, float] | None = option(
         None,
         help="hypervolume reference (score, fraction); unset: score 0 and the largest "
@@ -119,6 +126,14 @@ class SearchOptions:
                 f"`scheduler` {self.scheduler!r} stops trials at intermediate evaluations, but "
                 f"`num_evaluations` is {self.settings.num_evaluations}. Set num_evaluations >= 2 "
                 f"(e.g. 3), or use scheduler='fifo'."
+            )
+        if not isinstance(self.background, bool):
+            raise invalid_value("background", self.background, valid=[True, False])
+        if self.background and self.searcher != "autopeft":
+            raise ConfigurationError(
+                f"`background` suggestions are built into the autopeft searcher; "
+                f"--searcher {self.searcher} computes its suggestions on the event loop. "
+                f"Use --searcher autopeft, or drop --background-suggestions."
             )
         if self.reference_point is not None:
             check_reference_point(self.reference_point)

@@ -43,9 +43,7 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
     if options.searcher == "random":
         return RandomPEFTSearcher(space, cost_fn=cost, seed=options.seed)
     warmup, samples, thinning = options.nuts
-    model_based = AxPEFTSearcher if options.searcher == "ax" else AutoPEFTSearcher
-    return model_based(
-        space,
+    common: dict[str, Any] = dict(
         cost_fn=cost,
         num_initial=options.num_initial,
         nuts_warmup=warmup,
@@ -55,6 +53,9 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
         reference_point=options.reference_point,
         seed=options.seed,
     )
+    if options.searcher == "ax":
+        return AxPEFTSearcher(space, **common)
+    return AutoPEFTSearcher(space, background=options.background, **common)
 
 
 def make_scheduler(options: SearchOptions, target_steps: int) -> Any:

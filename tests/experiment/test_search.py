@@ -72,3 +72,15 @@ def test_each_searcher_name_builds_its_searcher_with_the_options(searcher, cls):
     assert type(built).__name__ == cls and built.seed == 3
     if searcher != "random":
         assert (built.num_initial, built.surrogate, built.nuts.warmup_steps) == (7, "saas-map", 8)
+
+
+def test_background_suggestions_reach_the_autopeft_searcher_only():
+    from autopeft_ray.experiment.search import make_searcher
+    from autopeft_ray.objectives import ParamCost
+    from autopeft_ray.space import SearchSpace
+
+    space = SearchSpace(num_layers=2, hidden_size=8)
+    built = make_searcher(SearchOptions(background=True), space, ParamCost(8, 10_000))
+    assert built.background and not make_searcher(SearchOptions(), space, built.cost_fn).background
+    with pytest.raises(ConfigurationError, match=r"--searcher ax computes its suggestions on"):
+        SearchOptions(searcher="ax", background=True)
