@@ -16,7 +16,8 @@ Reported per run:
   (N x wall time)``, wall time from the first trial's start to the last one's
   end (what the searcher adds is this minus the control's);
 * suggestion latency as Tune sees it: each ``suggest`` call's duration, p50,
-  p99 and max, and how many returned ``None`` (Tune asks again later);
+  p99 and max, and how many returned ``None`` with a slot free (Tune asks
+  again later);
 * the longest single block of Tune's event loop inside any searcher call
   (``suggest``, ``on_trial_result``, ``on_trial_complete``, ``save``).
 
@@ -53,9 +54,11 @@ def timed(cls: type) -> type:
         method = getattr(cls, name)
 
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            free = self.max_concurrent is None or len(self.pending) < self.max_concurrent
             start = time.perf_counter()
             out = method(self, *args, **kwargs)
-            self.calls.append((name, time.perf_counter() - start, out is None))
+            # A None that left a free slot waiting (not one at the concurrency limit).
+            self.calls.append((name, time.perf_counter() - start, out is None and free))
             return out
 
         return call
@@ -173,7 +176,7 @@ def main() -> None:
     )
     print(
         "| N | surrogate | searcher | idle | suggest p50 / p99 ms | suggest max s | "
-        "None returns | longest block s (in) | wall s |"
+        "None, slot free | longest block s (in) | wall s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
