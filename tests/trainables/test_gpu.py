@@ -121,6 +121,7 @@ def test_out_of_memory_is_a_clear_trial_error(settings):
         settings.replace(batch_size=128, max_length=512), CONFIG, prepare_data(settings), CUDA
     )
     total = torch.cuda.get_device_properties(CUDA).total_memory
+    torch.cuda.empty_cache()  # what earlier tests freed would otherwise stay reserved
     # Leave this process a few MiB beyond what it holds: the first training step cannot fit.
     torch.cuda.set_per_process_memory_fraction((torch.cuda.memory_reserved() + 2**22) / total)
     try:
