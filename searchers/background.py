@@ -149,9 +149,8 @@ class BackgroundWorker:
         return self._thread is not None and not self._thread.is_alive() and not self._stop
 
     def restart(self) -> None:
+        """A new thread after one died (its ``finally`` already cleared ``_running``)."""
         self.restarts += 1
-        with self._lock:
-            self._running = None
         self._thread = None
         self._ensure_thread()
 
