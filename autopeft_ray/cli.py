@@ -14,7 +14,6 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from autopeft_ray.config import RESOURCE_FIELDS, SearchOptions, TrainingSettings
@@ -144,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("transfer", "evaluate configurations found on one task on other tasks"),
     ):
         e = sub.add_parser(name, help=help_text)
-        e.add_argument("run", help="run folder of a finished search (its Pareto set is used)")
+        e.add_argument(
+            "run", help="run folder (or URI) of a finished search (its Pareto set is used)"
+        )
         e.add_argument(
             "--max-fraction",
             type=float,
@@ -171,9 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
         _resource_arguments(e)
 
     r = sub.add_parser("report", help="Pareto plot, hypervolume trace and table of a run")
-    r.add_argument("run", help="run folder")
+    r.add_argument("run", help="run folder (or URI: s3://bucket/prefix/name)")
     r.add_argument(
         "--compare", nargs="*", default=[], help="other run folders (e.g. a random search)"
+    )
+    r.add_argument(
+        "--report-dir",
+        default=None,
+        help="local folder for the report (default: <run>/report, in the bucket for a URI)",
     )
     r.add_argument(
         "--max-fraction",
@@ -251,8 +257,9 @@ def demo_options(output: str | None, searcher: str = "autopeft") -> Any:
     )
 
 
-def _print_front(folder: Path) -> None:
+def _print_front(folder: str) -> None:
     from autopeft_ray.run import RunFolder, baselines_table, markdown_table, top_dimensions
+    from autopeft_ray.run.report import REPORT_FILE
 
     run = RunFolder(folder)
     pareto = run.read_pareto()
@@ -263,7 +270,8 @@ def _print_front(folder: Path) -> None:
     relevance = run.read_relevance()
     if relevance is not None:
         print(f"\nDimensions that matter most (SAAS GP relevance): {top_dimensions(relevance)}")
-    print(f"\nRun folder: {folder}\nReport:     {run.report_dir / 'report.md'}")
+    report = run.location.uri(RunFolder.REPORT, REPORT_FILE)
+    print(f"\nRun folder: {folder}\nReport:     {report}")
 
 
 def _refit_relevance(folder: str) -> None:
@@ -336,7 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
             chosen = _chosen(args)
-            output = args.output or str(Path(args.run) / args.command)
+            from autopeft_ray.run import RunFolder
+
+            output = args.output or RunFolder(args.run).location.child(args.command).uri()
             resources = {"seeds": args.seeds, **given_values(SearchOptions, args, RESOURCE_FIELDS)}
             if args.command == "evaluate":
                 _print_summary(
@@ -357,8 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from autopeft_ray.run import best_under, write_report
 
             _refit_relevance(args.run)
-            run = write_report(args.run, compare=args.compare)
-            print(f"Report: {run.report_dir / 'report.md'}")
+            report = write_report(args.run, compare=args.compare, report_dir=args.report_dir)
+            print(f"Report: {report}")
             if args.max_fraction is not None:
                 best = best_under(args.run, args.max_fraction)
                 print(

@@ -40,7 +40,10 @@ class SearchOptions:
     settings: TrainingSettings = option(
         default_factory=TrainingSettings, help="how each configuration is trained", cli=False
     )
-    output: str = option("autopeft_runs/search", help="run folder")
+    output: str = option(
+        "autopeft_runs/search",
+        help="run folder: a local path or a URI (s3://bucket/prefix/name, gs://...)",
+    )
     variant: str = option(
         "full", help="full or an ablated space of the paper", flag="--space", choices=VARIANTS
     )

@@ -23,6 +23,7 @@ from autopeft_ray.config import (
     trial_config_dict,
 )
 from autopeft_ray.exceptions import invalid_value
+from autopeft_ray.run.storage import Location
 from autopeft_ray.space import PeftConfiguration
 from autopeft_ray.tasks import TaskSpec
 
@@ -39,7 +40,7 @@ def evaluate_configurations(
     configurations: Sequence[PeftConfiguration | str],
     settings: TrainingSettings,
     *,
-    output: str | Path,
+    output: str | Path | Location,
     seeds: Sequence[int] = (0, 1, 2),
     concurrency: int = SearchOptions.concurrency,
     cpus_per_trial: float = SearchOptions.cpus_per_trial,
@@ -51,6 +52,7 @@ def evaluate_configurations(
 ) -> list[dict[str, Any]]:
     """Train each configuration (or preset) once per seed; return per-configuration summaries.
 
+    ``output`` is a local folder or a URI (``s3://...``), as a run folder.
     Resources default to a search's (:class:`SearchOptions`). Summaries follow
     the order of ``configurations``. With ``test``, the test split is scored at
     the end of each training too (``test_*`` metrics).
@@ -73,8 +75,8 @@ def evaluate_configurations(
         for c in configurations
         for s in seeds
     ]
-    output = Path(output).resolve()
-    output.mkdir(parents=True, exist_ok=True)
+    where = Location(output)
+    where.check_writable("output")
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=None, log_to_driver=False)
     results = tune.Tuner(
@@ -86,7 +88,7 @@ def evaluate_configurations(
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=str(output),
+            **where.tune_storage(),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             verbose=1,
         ),
@@ -100,7 +102,7 @@ def evaluate_configurations(
         runs.setdefault(key, []).append(result.metrics)
     order = [json.dumps(trial_config_dict(c), sort_keys=True) for c in configurations]
     summary = [summarise(json.loads(k), runs[k], settings.task_name) for k in order if k in runs]
-    (output / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    where.write_text(json.dumps(summary, indent=2) + "\n", f"{name}.json")
     return summary
 
 
@@ -142,7 +144,7 @@ def transfer_configurations(
     settings: TrainingSettings,
     tasks: Sequence[str | TaskSpec | dict[str, Any]],
     *,
-    output: str | Path,
+    output: str | Path | Location,
     **kwargs: Any,
 ) -> dict[str, list[dict[str, Any]]]:
     """Evaluate configurations found on one task on each of ``tasks`` (the paper's transfer).

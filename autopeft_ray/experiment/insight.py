@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def _searched(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _check_enough(run: RunFolder, completed: int, what: str) -> None:
     if completed < MIN_COMPLETED:
         raise ConfigurationError(
-            f"{run.path} has {completed} completed trial{'s' * (completed != 1)}; {what} "
+            f"{run} has {completed} completed trial{'s' * (completed != 1)}; {what} "
             f"needs at least {MIN_COMPLETED}. Let the search run longer (more "
             f"--num-trials), or resume it with --resume."
         )
@@ -72,14 +73,16 @@ def save_relevance(
         try:
             relevance = fit_relevance(space, results, seed=seed)
         except (RuntimeError, ValueError):
-            logger.exception("%s: fitting which dimensions matter failed; skipped.", run.path)
+            logger.exception("%s: fitting which dimensions matter failed; skipped.", run)
             return None
     run.write_relevance(relevance)
     return relevance
 
 
-def export_ax(folder: str | os.PathLike[str], path: str | os.PathLike[str] | None = None) -> Path:
-    """Write the run's trials as an Ax experiment JSON; return its path.
+def export_ax(
+    folder: str | os.PathLike[str], path: str | os.PathLike[str] | None = None
+) -> Path | str:
+    """Write the run's trials as an Ax experiment JSON; return its path (or URI).
 
     Each ended trial is attached with its configuration as parameters;
     completed trials carry ``score`` and ``param_fraction`` (the two
@@ -109,8 +112,8 @@ def export_ax(folder: str | os.PathLike[str], path: str | os.PathLike[str] | Non
     client = Client(random_seed=run.read_options().seed)
     client.configure_experiment(
         parameters=space.to_ax_parameters(),
-        name=run.path.name,
-        description=f"AutoPEFT search exported from {run.path}",
+        name=run.name,
+        description=f"AutoPEFT search exported from {run}",
     )
     client.configure_optimization(
         objective=f"{SCORE}, -{PARAM_FRACTION}",
@@ -138,6 +141,11 @@ def export_ax(folder: str | os.PathLike[str], path: str | os.PathLike[str] | Non
             client.mark_trial_early_stopped(index)
         else:
             client.mark_trial_failed(index, failed_reason=record.get("error"))
+    if path is None and not run.is_local:  # Ax writes local files: write one, then upload it
+        with tempfile.TemporaryDirectory(prefix="autopeft-ax-") as tmp:
+            client.save_to_json_file(str(Path(tmp) / RunFolder.AX_EXPERIMENT))
+            run.location.upload(tmp)
+        return run.location.uri(RunFolder.AX_EXPERIMENT)
     out = Path(path) if path is not None else run.file(RunFolder.AX_EXPERIMENT)
     out.parent.mkdir(parents=True, exist_ok=True)
     client.save_to_json_file(str(out))

@@ -13,10 +13,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
+
 from autopeft_ray.config import SearchOptions, trial_config_dict
 from autopeft_ray.exceptions import ConfigurationError, SearchInterrupted, invalid_value
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
 from autopeft_ray.run import RunFolder, RunLog, pareto_records
+from autopeft_ray.run.storage import Location, is_uri
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 
 from .resources import check_cluster_resources, check_gpus
@@ -77,16 +80,24 @@ def make_scheduler(options: SearchOptions, target_steps: int) -> Any:
 
 
 def run_search(
-    options: SearchOptions, *, resume: bool = False, trust_run_folder: bool = False
-) -> Path:
-    """Run (or resume) a search; return the run folder with its Pareto set and report.
+    options: SearchOptions,
+    *,
+    resume: bool = False,
+    trust_run_folder: bool = False,
+    filesystem: pafs.FileSystem | None = None,
+) -> str:
+    """Run (or resume) a search; return the run folder (a path or URI) with its Pareto set and report.
 
     Args:
         options: the search (with ``resume``, only ``output`` and ``address`` are read).
+            ``output`` is a local folder or a URI (``s3://bucket/prefix/name``,
+            ``gs://...``: :mod:`autopeft_ray.run.storage`).
         resume: continue the search in ``options.output``.
         trust_run_folder: resume even when the folder is writable by others or
             not owned by this user (a run folder is code to Ray: resume only
             your own).
+        filesystem: a ``pyarrow.fs.FileSystem`` in which ``output`` is a path,
+            as Ray Tune's ``storage_filesystem`` (instead of a URI).
 
     Raises:
         SearchInterrupted: after Ctrl-C, once what ended is written to the run
@@ -97,13 +108,14 @@ def run_search(
 
     from autopeft_ray.trainables import with_resources
 
-    output = Path(options.output).expanduser().resolve()
-    run = RunFolder(output)
+    run = RunFolder(options.output, filesystem)
+    output = run.location.uri()
+    run.check_writable()  # object storage: one marker object, before anything else
     if resume:
         if not run.has_options():
             raise invalid_value(
                 "output",
-                str(output),
+                output,
                 expected=f"a run folder holding {RunFolder.OPTIONS}",
                 fix="Pass the folder of the search to resume as --output.",
             )
@@ -116,18 +128,17 @@ def run_search(
                 f"--trust-run-folder if you know who wrote it."
             )
         options = replace(run.read_options(), address=options.address)
-        check_not_moved(options.output, output)
+        check_not_moved(options.output, run)
         run.repair_records()
         run.read_records()  # a damaged trials.jsonl fails here, before Ray starts
-    elif run.tune_dir.exists():
+    elif run.tune.exists():
         raise invalid_value(
             "output",
-            str(output),
+            output,
             expected="a new folder",
             fix="It holds a search already: pass --resume to continue it, or another --output.",
         )
-    run.check_writable()
-    options = replace(options, output=str(output))  # absolute: check_not_moved reads it
+    options = replace(options, output=output)  # absolute: check_not_moved reads it
     space, cost, train_size = prepare(options)
     if options.reference_point is None:
         from autopeft_ray.objectives.pareto import reference_point_for
@@ -146,8 +157,12 @@ def run_search(
         options.cpus_per_trial, options.gpus_per_trial, settings=options.settings
     )
     searcher = None  # a restored Tuner restores its own; relevance is then refitted
-    if resume and tune.Tuner.can_restore(str(run.tune_dir)):
-        tuner = tune.Tuner.restore(str(run.tune_dir), trainable, resume_errored=True)
+    tune_path, storage = run.tune.root, run.location.tune_storage()
+    tune_fs = storage.get("storage_filesystem")
+    if resume and tune.Tuner.can_restore(tune_path, storage_filesystem=tune_fs):
+        tuner = tune.Tuner.restore(
+            tune_path, trainable, resume_errored=True, storage_filesystem=tune_fs
+        )
     else:
         searcher = make_searcher(options, space, cost)
         tuner = tune.Tuner(
@@ -162,7 +177,7 @@ def run_search(
             ),
             run_config=tune.RunConfig(
                 name=RunFolder.TUNE,
-                storage_path=str(output),
+                **storage,
                 failure_config=tune.FailureConfig(max_failures=options.max_failures),
                 # num_to_keep makes Tune snapshot its experiment state (trials, searcher)
                 # after every trial checkpoint, i.e. every report, before the trial can end
@@ -182,7 +197,7 @@ def run_search(
     # A trial whose node was lost may also stay RUNNING in the saved state (Ray
     # 2.60 marks it ERROR without saving); trials.jsonl knows that it ended.
     ended = {r["trial_id"] for r in records}
-    saved_trials = tune.ExperimentAnalysis(str(run.tune_dir)).trials
+    saved_trials = tune.ExperimentAnalysis(tune_path, storage_filesystem=tune_fs).trials
     if any(
         t.status not in ("TERMINATED", "ERROR") and t.trial_id not in ended for t in saved_trials
     ):
@@ -211,7 +226,7 @@ def run_baselines(
     summary = evaluate_configurations(
         list(chosen.values()),
         options.settings,
-        output=run.file(RunFolder.BASELINES_DIR),
+        output=run.location.child(RunFolder.BASELINES_DIR),
         seeds=[options.settings.seed],
         name=RunFolder.BASELINES_DIR,
         test=False,
@@ -226,31 +241,36 @@ def run_baselines(
     return rows
 
 
-def check_not_moved(saved: str, output: Path) -> None:
+def check_not_moved(saved: str, run: RunFolder) -> None:
     """Refuse to resume a run folder that was moved since the search started.
 
     Ray Tune 2.60 keeps each trial's absolute folder in its saved state: after a
     move, a trial that was running at the interruption fails on resume (tried:
     it errored twice, looking for its checkpoint at the old place). ``saved`` is
-    the folder recorded in ``search.json``: it must be absolute and, resolved
-    (symbolic links, ``..``), the same folder as ``output``.
+    the folder recorded in ``search.json``: a local one must be absolute and,
+    resolved (symbolic links, ``..``), the same folder as ``run``'s; a URI must
+    name the same bucket and path (its query, such as an endpoint, may change).
     """
-    path = Path(saved)
-    if not path.is_absolute():
+    shown = run.location.uri()
+    if not (is_uri(saved) or Path(saved).is_absolute()):
         raise invalid_value(
             "output",
-            str(output),
+            shown,
             expected=f"a run folder whose {RunFolder.OPTIONS} names its absolute path",
             fix=f"{RunFolder.OPTIONS} says {saved!r}: this folder was not written by "
             f"`autopeft-ray search` as it is, so it is not resumed.",
         )
-    if path.resolve() != output.resolve():
+    try:
+        same = Location(saved) == run.location
+    except ConfigurationError:
+        same = False
+    if not same:
         raise invalid_value(
             "output",
-            str(output),
-            expected=f"the folder the search was started in, {path}",
+            shown,
+            expected=f"the folder the search was started in, {saved}",
             fix=f"Ray Tune keeps absolute trial paths in its state, so a moved run folder "
-            f"cannot be resumed: move it back to {path} and resume it there.",
+            f"cannot be resumed: move it back to {saved} and resume it there.",
         )
 
 
@@ -272,23 +292,18 @@ def finalize(
     run.write_tables(records, pareto)
     for rank, record in enumerate(pareto):
         configuration = space.from_trial_config(record["configuration"])
-        folder = run.adapter_folder(rank)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "adapter_setup.json").write_text(
-            json.dumps(adapter_setup_dict(configuration, hidden_size=space.hidden_size), indent=2)
-            + "\n"
-        )
-        configuration.to_json(folder / "configuration.json")
+        setup = adapter_setup_dict(configuration, hidden_size=space.hidden_size)
+        run.write_adapter_setup(rank, setup, configuration)
     save_relevance(run, space, searcher)
     write_report(run, reference_point=reference_point)
     return records
 
 
 def configurations_from_run(
-    folder: str | Path, *, max_fraction: float | None = None
+    folder: str | Path | RunFolder, *, max_fraction: float | None = None
 ) -> list[PeftConfiguration]:
     """The Pareto set of a finished run, optionally only those under a parameter budget."""
-    run = RunFolder(folder)
+    run = folder if isinstance(folder, RunFolder) else RunFolder(folder)
     pareto = run.read_pareto()
     chosen = [
         PeftConfiguration.from_dict(r["configuration"])
@@ -299,6 +314,6 @@ def configurations_from_run(
         raise invalid_value(
             "max_fraction",
             max_fraction,
-            expected=f"at least the smallest parameter fraction on the front in {run.path}",
+            expected=f"at least the smallest parameter fraction on the front in {run}",
         )
     return chosen

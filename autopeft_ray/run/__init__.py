@@ -1,15 +1,17 @@
 """A search's run folder: what is written as trials end, and what is read back.
 
 * :mod:`.folder`: :class:`RunFolder`, which owns every path of a run folder
-  and every read and write, and the trial record;
+  and every read and write;
+* :mod:`.records`: the trial record, and the Pareto set of records;
+* :mod:`.storage`: where a run folder lives (local, or a ``pyarrow.fs`` URI);
 * :mod:`.callback`: :class:`RunLog`, the one Ray Tune callback of a search;
 * :mod:`.metrics`: the metrics it exports;
 * :mod:`.report`: the report (figures and tables).
 """
 
 from .callback import RunLog
-from .folder import (
-    RunFolder,
+from .folder import RunFolder
+from .records import (
     completed_points,
     ended_status,
     objective_point,

@@ -16,8 +16,9 @@ from ray.tune import Callback
 from autopeft_ray.objectives import COMPLETED, FAILED, PARAM_FRACTION, SCORE
 from autopeft_ray.objectives.pareto import ParetoFront
 
-from .folder import RunFolder, ended_status, objective_point, trial_record
+from .folder import RunFolder
 from .metrics import BEST_SCORE, HYPERVOLUME, SUGGESTION_SECONDS, TRIALS_FINISHED, create_metrics
+from .records import ended_status, objective_point, trial_record
 
 
 class RunLog(Callback):
@@ -77,7 +78,7 @@ class RunLog(Callback):
         total_num_samples: int | None = None,
         **info: Any,
     ) -> None:
-        self._metrics = create_metrics(str(self.run.path))
+        self._metrics = create_metrics(str(self.run))
         records = self.run.read_records()
         self.front = ParetoFront(self.reference_point)
         self.best_score, self.hypervolume, self.ended = None, 0.0, len(records)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.objectives import PARAM_FRACTION, SCORE
 from autopeft_ray.space import PeftConfiguration
 
-from .folder import RunFolder, objective_point, pareto_records
+from .folder import RunFolder
+from .records import objective_point, pareto_records
 
 Folder = str | os.PathLike[str] | RunFolder
+#: The report's text, beside its figures.
+REPORT_FILE = "report.md"
 
 
 def _run(folder: Folder) -> RunFolder:
@@ -125,8 +130,13 @@ def write_report(
     *,
     reference_point: tuple[float, float] | None = None,
     compare: Sequence[Folder] = (),
-) -> RunFolder:
+    report_dir: str | os.PathLike[str] | None = None,
+) -> str:
     """Write ``report/`` in a run folder: ``pareto_front.png``, ``hypervolume.png``, ``report.md``.
+
+    Returns where ``report.md`` is. A run folder in object storage gets its
+    report there too (drawn in a local temporary folder, then uploaded), unless
+    ``report_dir`` names a local folder to write it to instead.
 
     ``reference_point`` defaults to the search's. ``compare`` adds the
     hypervolume traces of other run folders (e.g. a random search) to
@@ -135,6 +145,24 @@ def write_report(
     dimensions matter (``relevance.json``) is tabled and drawn in
     ``relevance.png``.
     """
+    run = _run(folder)
+    run.check_exists()
+    reference = reference_point or reference_point_of(run)
+    if report_dir is not None or run.is_local:
+        out = Path(report_dir) if report_dir is not None else run.report_dir
+        out.mkdir(parents=True, exist_ok=True)
+        _draw(run, out, reference, compare)
+        return str(out / REPORT_FILE)
+    with tempfile.TemporaryDirectory(prefix="autopeft-report-") as tmp:
+        _draw(run, Path(tmp), reference, compare)
+        run.location.upload(tmp, RunFolder.REPORT)
+    return run.location.uri(RunFolder.REPORT, REPORT_FILE)
+
+
+def _draw(
+    run: RunFolder, out: Path, reference: tuple[float, float], compare: Sequence[Folder]
+) -> None:
+    """Draw the figures and write ``report.md`` into the local folder ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,11 +170,6 @@ def write_report(
 
     from autopeft_ray.objectives.pareto import hypervolume_trace
 
-    run = _run(folder)
-    run.check_exists()
-    reference = reference_point or reference_point_of(run)
-    out = run.report_dir
-    out.mkdir(parents=True, exist_ok=True)
     done = run.completed()
     points = [objective_point(r) for r in done]
     on_front = pareto_records(done)
@@ -172,7 +195,7 @@ def write_report(
         ax.annotate(b["name"], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
     ax.set_xlabel("trainable parameters (% of base model)")
     ax.set_ylabel("dev score")
-    ax.set_title(f"Pareto front: {run.path.name}")
+    ax.set_title(f"Pareto front: {run.name}")
     if points:
         ax.legend()
     fig.tight_layout()
@@ -184,7 +207,7 @@ def write_report(
         other_points = [objective_point(r) for r in other.completed()]
         if other_points:
             trace = hypervolume_trace(other_points, reference)
-            ax.plot(range(1, len(trace) + 1), trace, label=other.path.name)
+            ax.plot(range(1, len(trace) + 1), trace, label=other.name)
     ax.set_xlabel("evaluations")
     ax.set_ylabel("hypervolume")
     if ax.get_lines():
@@ -198,7 +221,7 @@ def write_report(
         _plot_relevance(relevance, out / "relevance.png")
 
     text = [
-        f"# AutoPEFT report: {run.path.name}",
+        f"# AutoPEFT report: {run.name}",
         "",
         f"{len(done)} completed evaluations; {len(on_front)} on the Pareto front.",
         "",
@@ -223,5 +246,4 @@ def write_report(
         "",
         *relevance_text(relevance, len(done)),
     ]
-    (out / "report.md").write_text("\n".join(text))
-    return run
+    (out / REPORT_FILE).write_text("\n".join(text))

@@ -212,3 +212,52 @@ def test_resume_after_interruption_loses_nothing_and_repeats_nothing(
     assert pareto and {json.dumps(r["configuration"], sort_keys=True) for r in pareto} <= {
         json.dumps(r["configuration"], sort_keys=True) for r in finished
     }
+
+
+@pytest.mark.slow
+def test_a_search_in_object_storage_resumes_from_its_uri(
+    runs: Runs, tmp_path: Path, tiny_search_args: list[str]
+) -> None:
+    """The run folder lives on a real S3 API (moto's server, loopback): the driver is
+    killed after a trial ended, resumed from the URI alone, and nothing measured is lost
+    or trained twice; ``report`` and ``evaluate`` read the URI too."""
+    from autopeft_ray.run import RunFolder
+    from autopeft_ray.testing.object_store import FAKE_CREDENTIALS, moto_s3
+
+    with moto_s3() as s3:
+        runs.env.update(FAKE_CREDENTIALS)
+        uri = s3.uri("team/run")
+        budget = ["--max-steps", "2", "--concurrency", "1", *SEARCHERS["random"]]
+        first = runs.start(["search", *tiny_search_args, *budget, "--output", uri], "first")
+        deadline = time.monotonic() + 300
+        while not s3.keys("team/run/trials/"):
+            assert first.poll() is None, runs.log("first")
+            assert time.monotonic() < deadline, "no trial ended within 300 s"
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)
+        assert first.wait() == -signal.SIGKILL
+        assert not _wait_gone(runs), "Ray processes outlived the killed search"
+        before = RunFolder(uri).read_records()
+        assert 1 <= len(before) < BUDGET
+
+        resumed = runs.start(["search", "--output", uri, "--resume"], "resumed")
+        assert resumed.wait(timeout=600) == 0, runs.log("resumed")
+        latest = {r["trial_id"]: r for r in RunFolder(uri).read_records()}
+        assert len(latest) == BUDGET and all(r["status"] == "completed" for r in latest.values())
+        for record in before:
+            assert latest[record["trial_id"]]["metrics"] == record["metrics"], "trained again"
+        assert len({_canonical(r) for r in latest.values()}) == BUDGET, "a configuration twice"
+        keys = set(s3.keys("team/run/"))
+        assert {"team/run/pareto.json", "team/run/report/report.md"} <= keys
+        assert any(k.startswith("team/run/tune/") and k.endswith("tuner.pkl") for k in keys)
+
+        report = runs.start(["report", uri, "--report-dir", str(tmp_path / "report")], "report")
+        assert report.wait(timeout=300) == 0, runs.log("report")
+        assert (tmp_path / "report" / "report.md").exists()
+        smallest = min(r["metrics"]["param_fraction"] for r in latest.values())
+        argv = ["evaluate", uri, "--seeds", "0", "--max-fraction", str(smallest)]
+        evaluate = runs.start([*argv, *tiny_search_args[-2:]], "evaluate")
+        assert evaluate.wait(timeout=600) == 0, runs.log("evaluate")
+        summary = json.loads(s3.read("team/run/evaluate/evaluation.json"))
+        assert len(summary) == 1 and "test_score" in summary[0]["metrics"], summary
+        assert not _wait_gone(runs), "Ray processes outlived the runs"

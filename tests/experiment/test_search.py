@@ -15,16 +15,27 @@ from autopeft_ray.run import RunFolder
 @pytest.mark.parametrize("saved", ["runs/rel", "./run", "../x/run"])
 def test_a_relative_folder_in_the_options_is_not_resumed(tmp_path, saved):
     with pytest.raises(ConfigurationError, match=r"names its absolute path.*says"):
-        check_not_moved(saved, tmp_path)
+        check_not_moved(saved, RunFolder(tmp_path))
 
 
 def test_the_same_folder_by_another_path_resumes(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    check_not_moved(str(tmp_path / "link"), tmp_path / "real")
-    check_not_moved(str(tmp_path / "real" / ".." / "real"), tmp_path / "real")
+    real = RunFolder(tmp_path / "real")
+    check_not_moved(str(tmp_path / "link"), real)
+    check_not_moved(str(tmp_path / "real" / ".." / "real"), real)
     with pytest.raises(ConfigurationError, match="move it back"):
-        check_not_moved(str(tmp_path / "elsewhere"), tmp_path / "real")
+        check_not_moved(str(tmp_path / "elsewhere"), real)
+
+
+def test_a_bucket_folder_resumes_at_the_same_uri_only(tmp_path):
+    """The same bucket and path resumes whatever the endpoint option; another path does not."""
+    run = RunFolder("s3://bucket/runs/a?region=us-west-2&endpoint_override=http://127.0.0.1:1")
+    check_not_moved("s3://bucket/runs/a?region=us-west-2", run)
+    with pytest.raises(ConfigurationError, match="move it back to s3://bucket/runs/b"):
+        check_not_moved("s3://bucket/runs/b?region=us-west-2", run)
+    with pytest.raises(ConfigurationError, match="move it back"):
+        check_not_moved(str(tmp_path / "runs" / "a"), run)
 
 
 def test_resume_refuses_a_folder_others_can_write_before_ray(tmp_path):

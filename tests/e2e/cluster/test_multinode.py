@@ -4,8 +4,10 @@ The cluster: a head with no CPUs (as in ``cluster/``: trials stay off it) and wo
 nodes with 1 CPU each, each started with ``ray start --block`` in its own process
 group and Ray temp dir, so that the tests end exactly the processes they started
 (``ray stop`` would end every Ray of this user, e.g. a benchmark's). The driver is
-``autopeft-ray search --address ...`` in a subprocess, as on a real head node; all
-nodes share this host's disk, which stands in for the shared run folder.
+``autopeft-ray search --address ...`` in a subprocess, as on a real head node. The
+first test keeps the run folder in object storage (a real S3 API on loopback, moto's
+server), as an autoscaling cloud cluster without a shared disk would; the others use
+this host's disk, which stands in for a shared folder.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ from pathlib import Path
 import psutil
 import pytest
 
+from autopeft_ray.testing.object_store import FAKE_CREDENTIALS, moto_s3
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 # `ray start --head` turns on token authentication by default in Ray 2.60 (token in
 # ~/.ray/auth_token); the nodes and drivers that join must ask for it too.
-RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+# Every node gets the fake credentials of the moto server (as a cloud node gets its role).
+RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", **FAKE_CREDENTIALS}
 
 
 _GIVEN_PORTS: set[int] = set()
@@ -180,18 +185,24 @@ def cluster(tmp_path_factory):
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+#: The log file of each driver started by _search, by process id.
+LOGS: dict[int, Path] = {}
+
+
 def _search(
-    cluster: LoopbackCluster, output: Path, tiny: list[str], *args: str
+    cluster: LoopbackCluster, output: Path, tiny: list[str], *args: str, uri: str = ""
 ) -> subprocess.Popen:
     log = output.parent / f"{output.name}.log"
-    return subprocess.Popen(
+    driver = subprocess.Popen(
         [str(BIN / "autopeft-ray"), "search", "--address", cluster.address, *tiny]
-        + ["--searcher", "random", *args, "--output", str(output)],
+        + ["--searcher", "random", *args, "--output", uri or str(output)],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
         env={**os.environ, **RAY_ENV},
         start_new_session=True,
     )
+    LOGS[driver.pid] = log
+    return driver
 
 
 def _finish(driver: subprocess.Popen, timeout: float = 420) -> tuple[int, str]:
@@ -200,8 +211,7 @@ def _finish(driver: subprocess.Popen, timeout: float = 420) -> tuple[int, str]:
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-    log = Path(driver.args[driver.args.index("--output") + 1] + ".log")
-    return code, log.read_text()
+    return code, LOGS[driver.pid].read_text()
 
 
 def _reports(output: Path) -> dict[str, list[dict]]:
@@ -221,26 +231,47 @@ def _records(output: Path) -> list[dict]:
     return RunFolder(output).read_records()
 
 
-def test_trials_run_on_the_worker_nodes(cluster, tmp_path, tiny_search_args):
+def test_trials_run_on_the_worker_nodes_with_the_run_folder_in_object_storage(
+    cluster, tmp_path, tiny_search_args
+):
+    """No shared folder: Tune's state, the checkpoints the workers write and every file of
+    the run folder go to the bucket; nothing of the run is written to this host's disk."""
+    from autopeft_ray.run import RunFolder
+
     output = tmp_path / "run"
     started = time.monotonic()
-    code, log = _finish(
-        _search(
-            cluster,
-            output,
-            tiny_search_args,
-            *("--max-steps", "2", "--initial", "2", "--model-based", "0", "--concurrency", "2"),
+    with moto_s3() as s3:
+        uri = s3.uri("cluster/run")
+        code, log = _finish(
+            _search(
+                cluster,
+                output,
+                tiny_search_args,
+                *("--max-steps", "2", "--initial", "2", "--model-based", "0", "--concurrency", "2"),
+                uri=uri,
+            )
         )
-    )
-    assert code == 0, log[-3000:]
-    records = _records(output)
+        assert code == 0, log[-3000:]
+        records = RunFolder(uri).read_records()
+        results = [
+            json.loads(line)
+            for key in s3.keys("cluster/run/tune/")
+            if key.endswith("/result.json")
+            for line in s3.read(key).decode().splitlines()
+            if line.strip()
+        ]
+        keys = s3.keys("cluster/run/")
     assert [r["status"] for r in records] == ["completed", "completed"], records
     assert all(r["metrics"]["node_ip"] for r in records)
     head = cluster.nodes[0].node_id
     workers = {n.node_id for n in cluster.workers()}
-    used = {r["node_id"] for results in _reports(output).values() for r in results}
-    assert used <= workers and head not in used, (used, workers, head)
-    print(f"search on 2 workers: {time.monotonic() - started:.0f} s, nodes used: {len(used)}")
+    used = {r["node_id"] for r in results}
+    assert used and used <= workers and head not in used, (used, workers, head)
+    assert "cluster/run/pareto.json" in keys and len(results) == 2
+    assert not output.exists(), "nothing of the run on the local disk"
+    print(
+        f"search on 2 workers, storage on S3: {time.monotonic() - started:.0f} s, nodes: {len(used)}"
+    )
 
 
 @pytest.mark.parametrize(

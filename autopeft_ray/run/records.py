@@ -1,0 +1,124 @@
+"""Trial records: what a run folder keeps of each ended trial, and the Pareto set of them.
+
+A record is one JSON object: the trial id, its status (one of
+:data:`autopeft_ray.objectives.STATUSES`), its configuration, the metrics
+kept (``KEPT_RESULT_KEYS``, ``metric_*``, ``test_*``), an error file for a
+failed trial, and when it ended. :class:`.folder.RunFolder` stores them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from autopeft_ray.config import TRIAL_SETTINGS_KEY
+from autopeft_ray.exceptions import RunFolderError, shorten
+from autopeft_ray.objectives import (
+    BEST_SCORE,
+    COMPLETED,
+    EARLY_STOPPED,
+    FAILED,
+    FIDELITY,
+    PARAM_FRACTION,
+    SCORE,
+    TARGET_FIDELITY,
+)
+
+#: Result keys kept in a trial record besides the task metrics (``metric_*``, ``test_*``).
+KEPT_RESULT_KEYS = (
+    SCORE,
+    BEST_SCORE,
+    PARAM_FRACTION,
+    FIDELITY,
+    TARGET_FIDELITY,
+    "train_loss",
+    "train_samples_per_second",
+    "time_total_s",
+    "node_ip",
+    "node_id",
+    "training_iteration",
+    "seconds_to_first_step",
+    "device",
+    "precision",
+    "gpu_memory_fraction",
+)
+#: Statuses written by earlier versions, read as today's.
+_OLD_STATUSES = {"stopped_early": EARLY_STOPPED, "error": FAILED}
+
+
+def ended_status(result: Mapping[str, Any] | None) -> str:
+    """``completed`` if a result reached its target fidelity, else ``early_stopped``."""
+    result = result or {}
+    done = result.get(FIDELITY, 0) >= result.get(TARGET_FIDELITY, 0)
+    return COMPLETED if done else EARLY_STOPPED
+
+
+def trial_record(
+    trial_id: str,
+    config: Mapping[str, Any],
+    result: Mapping[str, Any] | None,
+    status: str,
+    error: str | None = None,
+) -> dict[str, Any]:
+    """One line of ``trials.jsonl``: configuration, metrics, fidelity and status."""
+    configuration = {k: v for k, v in config.items() if k != TRIAL_SETTINGS_KEY}
+    metrics = {
+        key: value
+        for key, value in (result or {}).items()
+        if key in KEPT_RESULT_KEYS or key.startswith(("metric_", "test_"))
+    }
+    return {
+        "trial_id": trial_id,
+        "status": status,
+        "configuration": configuration,
+        "metrics": metrics,
+        "error": error,
+        "finished_at": time.time(),
+    }
+
+
+def objective_point(record: Mapping[str, Any]) -> tuple[float, float]:
+    """``(score, param_fraction)`` of a trial record."""
+    return float(record["metrics"][SCORE]), float(record["metrics"][PARAM_FRACTION])
+
+
+def completed_points(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records of trials that reached their target fidelity and have both objectives."""
+    return [
+        r
+        for r in records
+        if r["status"] == COMPLETED and SCORE in r["metrics"] and PARAM_FRACTION in r["metrics"]
+    ]
+
+
+def pareto_records(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The completed records on the Pareto front, by increasing parameter fraction."""
+    from autopeft_ray.objectives.pareto import pareto_mask
+
+    if not done:
+        return []
+    mask = pareto_mask([objective_point(r) for r in done])
+    front = [r for r, keep in zip(done, mask, strict=True) if keep]
+    return sorted(front, key=lambda r: r["metrics"][PARAM_FRACTION])
+
+
+def parse_record(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        record = json.loads(raw)
+        record["status"] = _OLD_STATUSES.get(record["status"], record["status"])
+        record["trial_id"]  # noqa: B018 (required)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise RunFolderError(
+            f"{where} is not a trial record ({type(exc).__name__}: {shorten(str(exc))}). "
+            f"Restore it from a copy, or delete it (its trial will count as never run)."
+        ) from None
+    return dict(record)
+
+
+def keep_latest(latest: dict[str, dict[str, Any]], record: dict[str, Any]) -> None:
+    """Keep ``record`` unless its trial already has one that ended later."""
+    old = latest.get(record["trial_id"])
+    if old is None or record.get("finished_at", 0) >= old.get("finished_at", 0):
+        latest[record["trial_id"]] = record

@@ -1,0 +1,307 @@
+"""Where a run folder lives: a local folder, or any URI ``pyarrow.fs`` resolves.
+
+Autoscaling clusters in the cloud have no shared disk, so a run folder can be
+``s3://bucket/prefix/name``, ``gs://bucket/prefix/name`` or any other URI
+that :func:`pyarrow.fs.FileSystem.from_uri` knows, as Ray Tune's
+``storage_path`` can. S3 options go in the URI's query, as pyarrow reads them
+(``s3://bucket/run?region=us-west-2&endpoint_override=http://127.0.0.1:9000``).
+The Python API also takes a :class:`pyarrow.fs.FileSystem` and a path in it,
+as Tune's ``storage_filesystem`` does.
+
+Object stores have no append and no rename: every write here is one whole
+object (:meth:`Location.write_bytes`); on a local disk it is written to a
+temporary file and renamed, so that a reader never sees half of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import re
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from autopeft_ray.exceptions import ConfigurationError, invalid_value, shorten
+
+#: What a run folder can be, for error messages.
+ACCEPTED = (
+    "a local folder or a URI that pyarrow.fs resolves (s3://bucket/prefix, gs://bucket/prefix, "
+    "file:///path)"
+)
+#: The object :meth:`Location.check_writable` writes and deletes.
+PROBE = ".autopeft-write-probe"
+
+
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    """True for ``scheme://...`` (a ``file://`` URI included), False for a plain path."""
+    return "://" in str(location)
+
+
+class Location:
+    """A folder on a ``pyarrow.fs`` filesystem: local, or in object storage.
+
+    Args:
+        location: a local path, or a URI (its query, if any, configures the
+            filesystem and is kept for the locations under this one).
+        filesystem: a filesystem to use as is; ``location`` is then a path in it.
+
+    Raises:
+        ConfigurationError: a URI whose scheme or options pyarrow does not know.
+    """
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | Location,
+        filesystem: pafs.FileSystem | None = None,
+        *,
+        field: str = "output",
+    ) -> None:
+        self.fs: pafs.FileSystem
+        self.root: str
+        self._prefix = ""  # "s3://" before the path in a URI; none for a local path
+        self._query = ""  # the URI's "?..." (filesystem options), kept for the children
+        if isinstance(location, Location):
+            self.fs, self.root = location.fs, location.root
+            self._prefix, self._query = location._prefix, location._query
+            return
+        text = str(location)
+        if filesystem is not None:
+            self.fs, self.root = filesystem, text.rstrip("/") or "/"
+            self._prefix = "" if self.is_local else f"{filesystem.type_name}://"
+            if self.is_local:
+                self.root = str(Path(self.root).expanduser().resolve())
+        elif is_uri(text):
+            if "@" in text.split("://", 1)[1].split("/", 1)[0]:
+                raise invalid_value(
+                    field,
+                    _without_secret(text),
+                    expected="a URI without credentials in it",
+                    fix="They would be saved in search.json and printed in logs: set them in "
+                    "the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) or use a role.",
+                )
+            try:
+                self.fs, root = pafs.FileSystem.from_uri(text)
+            except (ValueError, OSError, ImportError) as exc:
+                raise invalid_value(
+                    field,
+                    text,
+                    expected=ACCEPTED,
+                    fix=f"pyarrow says: {shorten(str(exc).splitlines()[0])}.",
+                ) from None
+            self.root = root.rstrip("/") or "/"
+            base, _, query = text.partition("?")
+            self._query = f"?{query}" if query else ""
+            self._prefix = "" if self.is_local else base.split("://", 1)[0] + "://"
+        else:
+            self.fs = pafs.LocalFileSystem()
+            self.root = str(Path(text).expanduser().resolve())
+
+    # -- naming --------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    @property
+    def name(self) -> str:
+        """The last component (a run's name in reports)."""
+        return posixpath.basename(self.root.rstrip("/"))
+
+    @property
+    def local_path(self) -> Path:
+        """The folder on this machine's disk; only for a local location."""
+        if not self.is_local:
+            raise ConfigurationError(f"{self} is not on this machine's disk.")
+        return Path(self.root)
+
+    def uri(self, *names: str) -> str:
+        """This location (or a file under it) as a user would write it."""
+        path = self.path_of(*names)
+        return path if self.is_local else f"{self._prefix}{path}{self._query}"
+
+    def __str__(self) -> str:
+        return self.uri()
+
+    def __repr__(self) -> str:
+        return f"Location({self.uri()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        """The same kind of filesystem and the same path (an S3 endpoint may differ)."""
+        return (
+            isinstance(other, Location)
+            and self.fs.type_name == other.fs.type_name
+            and self.root == other.root
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.fs.type_name, self.root))
+
+    def path_of(self, *names: str) -> str:
+        """The path in ``fs`` of a file under this location."""
+        return posixpath.join(self.root, *names) if names else self.root
+
+    def child(self, *names: str) -> Location:
+        """The location of a folder under this one (same filesystem and options)."""
+        child = Location(self)
+        child.root = self.path_of(*names)
+        return child
+
+    def tune_storage(self) -> dict[str, Any]:
+        """``storage_path`` (and ``storage_filesystem``) for Ray Tune's ``RunConfig``/``restore``."""
+        if self.is_local:
+            return {"storage_path": self.root}
+        return {"storage_path": self.root, "storage_filesystem": self.fs}
+
+    # -- reading and writing whole objects ----------------------------------------
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Object-storage failures (credentials, permissions, network) as one clear line."""
+        try:
+            yield
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if self.is_local:
+                raise
+            raise storage_error("run folder", self.uri(), exc, action) from None
+
+    def exists(self, *names: str) -> bool:
+        with self._errors("read"):
+            return self.fs.get_file_info(self.path_of(*names)).type != pafs.FileType.NotFound
+
+    def is_file(self, *names: str) -> bool:
+        with self._errors("read"):
+            return self.fs.get_file_info(self.path_of(*names)).type == pafs.FileType.File
+
+    def read_bytes(self, *names: str) -> bytes:
+        with self._errors("read"), self.fs.open_input_stream(self.path_of(*names)) as f:
+            return bytes(f.read())
+
+    def read_text(self, *names: str) -> str:
+        return self.read_bytes(*names).decode("utf-8")
+
+    def write_bytes(self, data: bytes, *names: str) -> None:
+        """Write one whole object: a reader sees the old one or the new one, never a part."""
+        path = self.path_of(*names)
+        if self.is_local:
+            folder = os.path.dirname(path)
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return
+        with self._errors("write"), self.fs.open_output_stream(path) as f:
+            f.write(data)  # an object store commits the object when it is closed
+
+    def write_text(self, text: str, *names: str) -> None:
+        self.write_bytes(text.encode("utf-8"), *names)
+
+    def list_files(self, *names: str) -> list[str]:
+        """Names of the files directly in a folder under this location (none if it is missing)."""
+        folder = self.path_of(*names)
+        selector = pafs.FileSelector(folder, allow_not_found=True)
+        with self._errors("read"):
+            infos = self.fs.get_file_info(selector)
+        return sorted(
+            posixpath.basename(info.path) for info in infos if info.type == pafs.FileType.File
+        )
+
+    def upload(self, local_folder: str | os.PathLike[str], *names: str) -> None:
+        """Copy the files of a local folder (not its subfolders) to a folder here."""
+        for path in sorted(Path(local_folder).iterdir()):
+            if path.is_file():
+                self.write_bytes(path.read_bytes(), *names, path.name)
+
+    # -- checks before Ray starts --------------------------------------------------
+    def check_writable(self, field: str = "output") -> None:
+        """Raise a one-line error unless this user can write here.
+
+        Local: checked without creating anything. Elsewhere: one marker object
+        is written and deleted, so that a missing bucket, missing credentials or
+        a missing permission is reported before Ray starts.
+        """
+        if self.is_local:
+            _check_local_writable(Path(self.root), field, self.uri())
+            return
+        probe = self.path_of(f"{PROBE}-{uuid.uuid4().hex[:8]}")
+        try:
+            with self.fs.open_output_stream(probe) as f:
+                f.write(b"autopeft-ray checks that it can write here\n")
+            self.fs.delete_file(probe)
+        except OSError as exc:
+            raise storage_error(field, self.uri(), exc, "write") from None
+
+
+def _without_secret(uri: str) -> str:
+    scheme, rest = uri.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+#: Error codes of S3 (pyarrow's "AWS Error CODE") and GCS (gRPC status) -> what was wrong, the fix.
+_CREDENTIALS = (
+    "a location this machine has credentials for",
+    "Set credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an instance role for s3://, "
+    "GOOGLE_APPLICATION_CREDENTIALS or a service account for gs://).",
+)
+_ERRORS = {
+    "NO_SUCH_BUCKET": ("a folder in a bucket that exists", "Create the bucket, or fix its name."),
+    "INVALID_ACCESS_KEY_ID": _CREDENTIALS,
+    "SIGNATURE_DOES_NOT_MATCH": _CREDENTIALS,
+    "MISSING_AUTHENTICATION_TOKEN": _CREDENTIALS,
+    "EXPIRED_TOKEN": _CREDENTIALS,
+    "UNAUTHENTICATED": _CREDENTIALS,
+    # S3 answers a HEAD request (a read) with a bare 403 also for unknown credentials.
+    "ACCESS_DENIED": (
+        "a location these credentials may {action}",
+        "Check that these are the credentials you meant, and grant them read and write on "
+        "the bucket (cluster/README.md has a scoped policy).",
+    ),
+    "NETWORK_CONNECTION": ("a reachable object store", "Check the endpoint and the network."),
+    "UNAVAILABLE": ("a reachable object store", "Check the endpoint and the network."),
+}
+_ERRORS["PERMISSION_DENIED"] = _ERRORS["ACCESS_DENIED"]
+
+
+def storage_error(field: str, location: str, exc: OSError, action: str) -> ConfigurationError:
+    """One line for a failed read or write of object storage: what went wrong, and the fix."""
+    text = str(exc)
+    found = re.search(r"AWS Error ([A-Z_]+)", text) or re.search(
+        r"\b(" + "|".join(_ERRORS) + r")\b", text
+    )
+    expected, fix = _ERRORS.get(
+        found.group(1) if found else "",
+        ("a location this user can {action}", "Check the URI and the permissions."),
+    )
+    first = shorten(text.splitlines()[0] if text else type(exc).__name__, 200)
+    return invalid_value(
+        field, location, expected=expected.format(action=action), fix=f"{fix} ({first})"
+    )
+
+
+def _check_local_writable(path: Path, field: str, shown: str) -> None:
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise invalid_value(
+            field, shown, expected="a folder", fix=f"{existing} is a file: pick another path."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise invalid_value(
+            field,
+            shown,
+            expected="a folder this user can write",
+            fix=f"{existing} is not writable: pick another path or fix its permissions.",
+        )
