@@ -16,6 +16,7 @@ written, which the object counts printed here let you estimate.
 
     python benchmarks/object_store.py                 # about 6 minutes on 2 cores
     python benchmarks/object_store.py --repeats 1     # smoke
+    python benchmarks/object_store.py --repeats 0     # the run folder's operations only
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ def main() -> None:
 
     seconds: dict[str, list[float]] = {"local": [], "s3": []}
     with moto_s3() as s3, tempfile.TemporaryDirectory() as tmp:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        if args.repeats:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         for repeat in range(args.repeats):
             for kind in ("local", "s3") if repeat % 2 == 0 else ("s3", "local"):
                 output = (
@@ -100,8 +102,8 @@ def main() -> None:
                 run_search(options(output, args))
                 seconds[kind].append(time.perf_counter() - start)
                 print(f"[{kind}] repeat {repeat}: {seconds[kind][-1]:.1f} s", flush=True)
-        ray.shutdown()
-        keys = s3.keys("run0/")
+        ray.shutdown()  # a no-op without ray.init
+        keys = s3.keys("run0/") if args.repeats else []
         size = sum(
             item["Size"]
             for page in s3.client()
@@ -112,29 +114,30 @@ def main() -> None:
         local_write, local_read = time_folder_operations(RunFolder(Path(tmp) / "ops"), args.records)
         s3_write, s3_read = time_folder_operations(RunFolder(s3.uri("ops")), args.records)
 
-    ratios = [s / lo for s, lo in zip(seconds["s3"], seconds["local"], strict=True)]
-    local, remote = statistics.median(seconds["local"]), statistics.median(seconds["s3"])
     print()
     print(f"# {command}")
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; moto on loopback")
-    print(
-        f"tiny search ({args.trials} trials x {args.max_steps} steps, {args.evaluations} reports each):"
-    )
-    print(
-        f"  local folder  median {local:.1f} s  ({', '.join(f'{s:.1f}' for s in seconds['local'])})"
-    )
-    print(
-        f"  S3 (moto)     median {remote:.1f} s  ({', '.join(f'{s:.1f}' for s in seconds['s3'])})"
-    )
-    print(
-        f"  ratio S3/local: median {statistics.median(ratios):.3f} (per repeat: "
-        f"{', '.join(f'{r:.3f}' for r in ratios)})"
-    )
-    print(f"  extra per trial: {(remote - local) / args.trials:+.2f} s")
-    print(
-        f"  the bucket after one search: {len(keys)} objects, {size / 1e6:.1f} MB "
-        f"({len(keys) / args.trials:.1f} objects per trial)"
-    )
+    if args.repeats:
+        ratios = [s / lo for s, lo in zip(seconds["s3"], seconds["local"], strict=True)]
+        local, remote = statistics.median(seconds["local"]), statistics.median(seconds["s3"])
+        print(
+            f"tiny search ({args.trials} trials x {args.max_steps} steps, {args.evaluations} reports each):"
+        )
+        print(
+            f"  local folder  median {local:.1f} s  ({', '.join(f'{s:.1f}' for s in seconds['local'])})"
+        )
+        print(
+            f"  S3 (moto)     median {remote:.1f} s  ({', '.join(f'{s:.1f}' for s in seconds['s3'])})"
+        )
+        print(
+            f"  ratio S3/local: median {statistics.median(ratios):.3f} (per repeat: "
+            f"{', '.join(f'{r:.3f}' for r in ratios)})"
+        )
+        print(f"  extra per trial: {(remote - local) / args.trials:+.2f} s")
+        print(
+            f"  the bucket after one search: {len(keys)} objects, {size / 1e6:.1f} MB "
+            f"({len(keys) / args.trials:.1f} objects per trial)"
+        )
     print(f"run folder operations ({args.records} records):")
     print(f"  keep one trial record: local {1e3 * local_write:.2f} ms, S3 {1e3 * s3_write:.2f} ms")
     print(f"  read all records back: local {1e3 * local_read:.1f} ms, S3 {1e3 * s3_read:.1f} ms")

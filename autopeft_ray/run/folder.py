@@ -35,6 +35,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ from .records import completed_points, keep_latest, pareto_records, parse_record
 from .storage import Location
 
 logger = logging.getLogger(__name__)
+#: Trial objects read at a time from object storage.
+READ_THREADS = 16
 
 
 class RunFolder:
@@ -186,10 +189,13 @@ class RunFolder:
         cut = None
         if self.location.is_file(self.TRIALS):
             cut = self._read_lines(self.location.read_bytes(self.TRIALS), latest)
-        for name in self.location.list_files(self.TRIAL_OBJECTS):
-            where = self.location.uri(self.TRIAL_OBJECTS, name)
-            record = parse_record(self.location.read_bytes(self.TRIAL_OBJECTS, name), where)
-            keep_latest(latest, record)
+        names = self.location.list_files(self.TRIAL_OBJECTS)
+        if names:  # one request per object: many at a time (about 14 ms each on loopback)
+            with ThreadPoolExecutor(max_workers=min(READ_THREADS, len(names))) as pool:
+                blobs = pool.map(lambda n: self.location.read_bytes(self.TRIAL_OBJECTS, n), names)
+                for name, blob in zip(names, blobs, strict=True):
+                    where = self.location.uri(self.TRIAL_OBJECTS, name)
+                    keep_latest(latest, parse_record(blob, where))
         return list(latest.values()), cut
 
     def _read_lines(self, data: bytes, latest: dict[str, dict[str, Any]]) -> int | None:
