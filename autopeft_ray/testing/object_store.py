@@ -108,7 +108,8 @@ def moto_s3(bucket: str = "autopeft-runs", region: str = "us-west-2") -> Iterato
     """Start a moto S3 server with ``bucket`` and fake credentials; stop it after.
 
     The credentials are put in ``os.environ`` (and taken out after), so that
-    Ray workers started inside inherit them.
+    Ray workers started inside inherit them. moto keeps its buckets in this
+    process, not in the server: each start resets them, so use one at a time.
     """
     from moto.server import ThreadedMotoServer
 
@@ -119,6 +120,7 @@ def moto_s3(bucket: str = "autopeft-runs", region: str = "us-west-2") -> Iterato
     try:
         host, port = server.get_host_and_port()
         s3 = MotoS3(f"http://{host}:{port}", bucket, region)
+        s3._post("/moto-api/reset", b"")  # an earlier server's buckets and users are still here
         s3.client().create_bucket(
             Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region}
         )
