@@ -65,6 +65,7 @@ from .surrogate import (
     enable_compilation_cache,
     fit_map_score_model,
     fit_score_model,
+    map_hyperparameters,
     optimize_acquisition,
 )
 
@@ -109,6 +110,11 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             suggestion's time and grows linearly with it: at 40 observations on
             a 12-layer space, 13 s with 32 and 48 s with BoTorch's usual 128, for
             the same log-NEHVI values within noise.
+        max_baseline: keep at most this many observed configurations, the
+            likeliest to be Pareto-optimal, as qLogNEHVI's baseline (``None``:
+            all BoTorch keeps; 71 of 500 on the synthetic benchmark). Each
+            acquisition call is a joint posterior over them, so this bounds a
+            suggestion's cost at hundreds of observations (BENCHMARKS.md).
         reference_point: ``(score, param_fraction)`` in natural units. Default:
             score 0.0 and the fraction of the space's largest configuration
             (the role of the paper's (0.7, 26%) on RTE, for any model);
@@ -136,7 +142,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         queue_size: candidates the background thread keeps ready.
     """
 
-    _background_caches = ("_model_cache", "_known_cost")
+    _background_caches = ("_model_cache", "_known_cost", "_map_fit")
 
     def __init__(
         self,
@@ -152,6 +158,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         num_restarts: int = 10,
         raw_samples: int = 512,
         mc_samples: int = 32,
+        max_baseline: int | None = None,
         reference_point: Sequence[float] | None = None,
         seed: int | None = None,
         min_fidelity: float | None = None,
@@ -189,11 +196,17 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         self.num_restarts = check_int("num_restarts", num_restarts)
         self.raw_samples = check_int("raw_samples", raw_samples)
         self.mc_samples = check_int("mc_samples", mc_samples)
+        self.max_baseline = (
+            None if max_baseline is None else check_int("max_baseline", max_baseline)
+        )
         self.pad_multiple = check_int("pad_multiple", pad_multiple)
         if not isinstance(model_failures, bool):
             raise invalid_value("model_failures", model_failures, valid=[True, False])
         self.model_failures = model_failures
         self._model_cache: tuple[int, Model] | None = None
+        #: The last MAP fit: its observations, where it started, its hyperparameters
+        #: (the next fit starts from them). Part of the saved state.
+        self._map_fit: dict[str, Any] | None = None
         self._known_cost: KnownCost | None = None
         #: Known-harmless numerical warnings while fitting: "Category: message" -> count.
         self.numerical_warnings: dict[str, int] = {}
@@ -288,7 +301,12 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         seed = derive_seed(self.seed, "nuts", n)
         model: Model
         if self.surrogate == "saas-map":
-            model = fit_map_score_model(X, Y, seed=seed)
+            # Warm start from the last fit's mode; refitting the same data (after a
+            # restore) starts where that fit started, so it finds the same model.
+            last = self._map_fit
+            init = None if last is None else last["start" if last["n"] == n else "result"]
+            model = fit_map_score_model(X, Y, seed=seed, init=init)
+            self._map_fit = {"n": n, "start": init, "result": map_hyperparameters(model)}
         else:
             enable_compilation_cache(self.jax_cache_dir)
             model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
@@ -318,7 +336,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         pending = [encode(self.space, c) for c in self._pending.values()]
         X_pending = torch.tensor(pending, dtype=DTYPE).reshape(-1, X.shape[-1])
         acquisition = build_acquisition(
-            model, self.reference_max, X, X_pending, self.mc_samples, seed
+            model, self.reference_max, X, X_pending, self.mc_samples, seed, self.max_baseline
         )
         seen = [encode(self.space, r.config) for r in self.records] + pending
         X_avoid = torch.tensor(seen, dtype=DTYPE).reshape(-1, X.shape[-1])
@@ -369,6 +387,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             num_restarts=self.num_restarts,
             raw_samples=self.raw_samples,
             mc_samples=self.mc_samples,
+            max_baseline=self.max_baseline,
             reference_point=self.reference_point,
             pad_multiple=self.pad_multiple,
             jax_cache_dir=self.jax_cache_dir,
@@ -385,14 +404,18 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         if self.background:
             self._new_results()
 
+    def get_state(self) -> dict[str, Any]:
+        return {**super().get_state(), "map_fit": self._map_fit}
+
     def set_state(self, state: Mapping[str, Any]) -> None:
         super().set_state(state)
+        self._map_fit = state.get("map_fit")
         self._model_cache = None
         self._stop_background()  # its snapshot predates the restored state
         self._data_version = len(self.records)
 
     def _space_changed(self) -> None:
-        self._model_cache, self._known_cost = None, None
+        self._model_cache, self._known_cost, self._map_fit = None, None, None
         self._stop_background()
 
     def _transient_attributes(self) -> tuple[str, ...]:

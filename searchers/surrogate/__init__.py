@@ -7,7 +7,13 @@
 """
 
 from .acquisition import build_acquisition, load_fused_kernel
-from .fit import NutsSettings, enable_compilation_cache, fit_map_score_model, fit_score_model
+from .fit import (
+    NutsSettings,
+    enable_compilation_cache,
+    fit_map_score_model,
+    fit_score_model,
+    map_hyperparameters,
+)
 from .model import DTYPE, CanonicalModelList, KnownCost, PaddedSaasGP, build_model
 from .optimize import optimize_acquisition
 
@@ -23,5 +29,6 @@ __all__ = [
     "fit_map_score_model",
     "fit_score_model",
     "load_fused_kernel",
+    "map_hyperparameters",
     "optimize_acquisition",
 ]

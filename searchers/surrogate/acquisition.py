@@ -9,6 +9,7 @@ import torch
 from botorch.acquisition.multi_objective.logei import (
     qLogNoisyExpectedHypervolumeImprovement,
 )
+from botorch.acquisition.multi_objective.utils import prune_inferior_points_multi_objective
 from botorch.sampling import IIDNormalSampler, ListSampler
 from botorch.sampling.index_sampler import IndexSampler
 from torch import Tensor
@@ -48,19 +49,33 @@ def build_acquisition(
     X_pending: Tensor | None,
     mc_samples: int,
     seed: int,
+    max_baseline: int | None = None,
 ) -> qLogNoisyExpectedHypervolumeImprovement:
     """qLogNEHVI in the "maximise both" space; ``ref_point`` is ``(score, -fraction)``.
 
     The sampler is seeded; pending configurations (``X_pending``, running
-    trials) are integrated over, so concurrent suggestions differ.
+    trials) are integrated over, so concurrent suggestions differ. BoTorch
+    keeps the baseline points with any probability of being Pareto-optimal;
+    ``max_baseline`` keeps at most that many, the likeliest (BoTorch's
+    ``prune_inferior_points_multi_objective`` with ``max_frac``): each
+    acquisition call takes a joint posterior over the kept points, so at
+    hundreds of observations this bounds its cost (BENCHMARKS.md).
     """
     load_fused_kernel()
+    ref = torch.tensor(ref_point, dtype=DTYPE)
+    X_baseline = X_baseline.to(DTYPE)
+    if max_baseline is not None and len(X_baseline) > max_baseline:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            X_baseline = prune_inferior_points_multi_objective(
+                model, X_baseline, ref, num_samples=512, max_frac=max_baseline / len(X_baseline)
+            )
     shape = torch.Size([mc_samples])
     sampler = ListSampler(IIDNormalSampler(shape, seed=seed), IndexSampler(shape, seed=seed))
     return qLogNoisyExpectedHypervolumeImprovement(
         model=model,
-        ref_point=torch.tensor(ref_point, dtype=DTYPE),
-        X_baseline=X_baseline.to(DTYPE),
+        ref_point=ref,
+        X_baseline=X_baseline,
         sampler=sampler,
         X_pending=None if X_pending is None or len(X_pending) == 0 else X_pending.to(DTYPE),
         prune_baseline=True,

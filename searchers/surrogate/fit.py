@@ -11,7 +11,9 @@ cache (:func:`enable_compilation_cache`) can reuse it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from botorch.models.map_saas import get_map_saas_model
@@ -93,8 +95,19 @@ def fit_score_model(
     return model
 
 
-def fit_map_score_model(train_X: Tensor, train_Y: Tensor, seed: int) -> Model:
+def fit_map_score_model(
+    train_X: Tensor,
+    train_Y: Tensor,
+    seed: int,
+    init: Mapping[str, Sequence[Any]] | None = None,
+) -> Model:
     """Fit the score with BoTorch's MAP SAAS GP: one GP, hyperparameters at the posterior mode.
+
+    ``init`` (from :func:`map_hyperparameters` of the previous fit) starts
+    L-BFGS from the last mode instead of the prior's defaults, as Ax refits
+    its models: with one observation more the mode moves little, and the fit
+    takes a fraction of the iterations (BENCHMARKS.md). A mismatch (another
+    space) is ignored and the fit starts cold.
 
     The cheap alternative to NUTS (``surrogate="saas-map"``): the same SAAS
     prior (half-Cauchy global shrinkage on the inverse lengthscales), fitted by
@@ -112,9 +125,31 @@ def fit_map_score_model(train_X: Tensor, train_Y: Tensor, seed: int) -> Model:
         model = get_map_saas_model(
             train_X.to(DTYPE), train_Y.to(DTYPE), outcome_transform=Standardize(m=1)
         )
+        if init is not None:
+            _load_hyperparameters(model, init)
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
     model.eval()
     return model
+
+
+def map_hyperparameters(model: Model) -> dict[str, list[Any]]:
+    """The fitted (raw) hyperparameters of a MAP model, as JSON-ready lists."""
+    return {name: p.detach().tolist() for name, p in model.named_parameters()}
+
+
+def _load_hyperparameters(model: Model, init: Mapping[str, Sequence[Any]]) -> None:
+    parameters = dict(model.named_parameters())
+    values = {}
+    for name, value in init.items():
+        tensor = torch.tensor(value, dtype=DTYPE)
+        if name not in parameters or parameters[name].shape != tensor.shape:
+            return  # another model or space: start cold
+        values[name] = tensor
+    if set(values) != set(parameters):
+        return
+    with torch.no_grad():
+        for name, tensor in values.items():
+            parameters[name].copy_(tensor)
 
 
 def enable_compilation_cache(path: str | None) -> None:

@@ -202,3 +202,52 @@ def test_map_surrogate_fits_one_saas_gp_and_proposes_unseen_configurations(
 def test_unknown_surrogate_is_rejected_with_the_valid_values(make_searcher):
     with pytest.raises(ConfigurationError, match=r"surrogate.*saas-nuts.*saas-map.*saas-gp"):
         make_searcher("autopeft", surrogate="saas-gp")
+
+
+def test_map_fits_start_from_the_last_fit_and_a_restore_refits_the_same_model(
+    make_searcher, driver
+):
+    """Each MAP fit starts from the last one's hyperparameters (saved with the state);
+    a restored searcher refitting the same data starts where that fit started, so it
+    proposes what the searcher it was saved from proposes."""
+    searcher = make_searcher("autopeft", num_initial=6, surrogate="saas-map")
+    run = driver(searcher)
+    run.run(6, concurrency=1)
+    run.suggest()  # the first fit: from the prior's defaults
+    first = searcher._map_fit
+    assert first["n"] == 6 and first["start"] is None and first["result"]
+    run.finish_oldest()
+    run.suggest()  # one result more: starts from the first fit's mode
+    assert searcher._map_fit["n"] == 7 and searcher._map_fit["start"] == first["result"]
+
+    restored = make_searcher("autopeft", num_initial=6, surrogate="saas-map")
+    restored.set_state(pickle.loads(pickle.dumps(searcher.get_state())))
+    assert restored._map_fit == searcher._map_fit and restored._model_cache is None
+    assert restored.suggest("next") == searcher.suggest("next")
+
+
+def test_max_baseline_keeps_the_likeliest_pareto_points_only(space, problem):
+    import random
+
+    import torch
+
+    from autopeft_ray.searchers.surrogate import (
+        DTYPE,
+        KnownCost,
+        build_acquisition,
+        build_model,
+        fit_map_score_model,
+    )
+
+    rng = random.Random(0)
+    configs = {c.canonical(): c for c in (space.sample(rng) for _ in range(40))}.values()
+    X = torch.tensor([encode(space, c) for c in configs], dtype=DTYPE)
+    Y = torch.tensor([[problem.score(c)] for c in configs], dtype=DTYPE)
+    model = build_model(space, fit_map_score_model(X, Y, seed=0), KnownCost(space, problem.cost))
+    reference = (0.0, -1.0)
+    kept = build_acquisition(model, reference, X, None, 8, seed=0).X_baseline
+    capped = build_acquisition(model, reference, X, None, 8, seed=0, max_baseline=3).X_baseline
+    assert len(capped) <= 3 < len(kept)
+    assert {tuple(x) for x in capped.tolist()} <= {tuple(x) for x in X.tolist()}
+    with pytest.raises(ConfigurationError, match="`max_baseline`"):
+        AutoPEFTSearcher(space, problem.cost, max_baseline=0)
