@@ -405,7 +405,9 @@ def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
                 for i in range(args.cost_batch if repeat == 0 else 1):
                     searcher.suggest(f"t{i}")
                 if repeat == 1:  # one result more: the next fit starts from the last one
-                    searcher.on_trial_complete("t0", {SCORE: problem.score(searcher._pending["t0"])})
+                    searcher.on_trial_complete(
+                        "t0", {SCORE: problem.score(searcher._pending["t0"])}
+                    )
                     searcher.suggest("next")
                 steps.append(searcher.timings)
             first, warm = steps
