@@ -34,10 +34,8 @@ a background thread that keeps a small queue of candidates ready, so
 from __future__ import annotations
 
 import logging
-import os
 import random
 import time
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -47,14 +45,19 @@ from botorch.models.model import Model
 
 from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.objectives import SCORE, to_maximization
-from autopeft_ray.objectives.pareto import pareto_mask
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.space.encoding import canonical_encoding as encode
 from autopeft_ray.validation import check_int
 
 from .background import BackgroundProposals
 from .base import PeftSearcherBase
-from .model_based import ModelBasedSearcher, check_cost_fn
+from .model_based import (
+    DEFAULT_JAX_CACHE_DIR,
+    MIN_OBSERVATIONS,
+    ModelBasedSearcher,
+    check_cost_fn,
+    derive_seed,
+)
 from .numerics import count_harmless_warnings
 from .relevance import model_relevance
 from .surrogate import (
@@ -67,19 +70,10 @@ from .surrogate import (
     fit_score_model,
     map_hyperparameters,
     optimize_acquisition,
+    pareto_neighbour_starts,
 )
 
 logger = logging.getLogger(__name__)
-
-#: JAX's persistent compilation cache unless JAX is configured otherwise.
-DEFAULT_JAX_CACHE_DIR = os.path.join("~", ".cache", "autopeft_ray", "jax")
-#: The GP needs a few full-budget results before the first model-based step.
-MIN_OBSERVATIONS = 2
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A stable 31-bit seed from the searcher seed and a purpose."""
-    return zlib.crc32(repr((seed, *parts)).encode()) & 0x7FFFFFFF
 
 
 class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase):
@@ -340,7 +334,9 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         )
         seen = [encode(self.space, r.config) for r in self.records] + pending
         X_avoid = torch.tensor(seen, dtype=DTYPE).reshape(-1, X.shape[-1])
-        initial = self._initial_conditions(data, random.Random(seed))
+        initial = pareto_neighbour_starts(
+            self.space, data, self._cost, self._seen, self.num_restarts, random.Random(seed)
+        )
         for _ in range(3):
             candidate, value = optimize_acquisition(
                 acquisition,
@@ -356,24 +352,6 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             # Another encoding of a model already seen (degenerate): exclude, retry.
             X_avoid = torch.cat([X_avoid, candidate.reshape(1, -1)])
         return None, None
-
-    def _initial_conditions(
-        self, data: list[tuple[PeftConfiguration, float]], rng: random.Random
-    ) -> torch.Tensor | None:
-        """Random unseen neighbours of the Pareto-set members (paper: 10 restarts)."""
-        points = [(utility, self._cost(config)) for config, utility in data]
-        mask = pareto_mask(points)
-        members = [config for (config, _), keep in zip(data, mask, strict=True) if keep]
-        neighbours: dict[PeftConfiguration, list[float]] = {}
-        for config in members:
-            for near in self.space.neighbours(config):
-                key = near.canonical()
-                if key not in self._seen and key not in neighbours:
-                    neighbours[key] = encode(self.space, near)
-        if not neighbours:
-            return None
-        chosen = rng.sample(list(neighbours.values()), min(self.num_restarts, len(neighbours)))
-        return torch.tensor(chosen, dtype=DTYPE)
 
     # -- state ---------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:

@@ -52,9 +52,14 @@ import torch
 from autopeft_ray.objectives import COMPLETED, FAILED, PARAM_FRACTION, SCORE
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 
-from .autopeft import DEFAULT_JAX_CACHE_DIR, MIN_OBSERVATIONS, derive_seed
 from .base import PeftSearcherBase
-from .model_based import ModelBasedSearcher, check_cost_fn
+from .model_based import (
+    DEFAULT_JAX_CACHE_DIR,
+    MIN_OBSERVATIONS,
+    ModelBasedSearcher,
+    check_cost_fn,
+    derive_seed,
+)
 from .records import TrialRecord
 from .surrogate import enable_compilation_cache
 

@@ -12,6 +12,7 @@ A minimised score has no natural default bound, so it needs one given.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,16 @@ from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.validation import check_int, check_reference_point
 
 from .surrogate import NutsSettings
+
+#: JAX's persistent compilation cache unless JAX is configured otherwise.
+DEFAULT_JAX_CACHE_DIR = os.path.join("~", ".cache", "autopeft_ray", "jax")
+#: The GP needs a few full-budget results before the first model-based step.
+MIN_OBSERVATIONS = 2
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A stable 31-bit seed from the searcher seed and a purpose."""
+    return zlib.crc32(repr((seed, *parts)).encode()) & 0x7FFFFFFF
 
 
 def check_cost_fn(cost_fn: Any) -> Callable[[PeftConfiguration], float]:

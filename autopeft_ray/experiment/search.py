@@ -58,7 +58,9 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
     )
     if options.searcher == "ax":
         return AxPEFTSearcher(space, **common)
-    return AutoPEFTSearcher(space, background=options.background, **common)
+    return AutoPEFTSearcher(
+        space, background=options.background, max_baseline=options.max_baseline, **common
+    )
 
 
 def make_scheduler(options: SearchOptions, target_steps: int) -> Any:
@@ -108,7 +110,7 @@ def run_search(
 
     from autopeft_ray.trainables import with_resources
 
-    run = RunFolder(options.output, filesystem)
+    run = RunFolder(options.output, filesystem, field="output")
     output = run.location.uri()
     run.check_writable()  # object storage: one marker object, before anything else
     if resume:

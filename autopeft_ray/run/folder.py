@@ -60,6 +60,7 @@ class RunFolder:
             :mod:`.storage`); created by the first write.
         filesystem: a ``pyarrow.fs.FileSystem`` in which ``location`` is a
             path, as Ray Tune's ``storage_filesystem``.
+        field: what a bad ``location`` is called in the error (``output`` for a search).
 
     On a local disk ``trials.jsonl`` is appended and flushed as each trial ends.
     Object stores cannot append: there each ended trial is one object,
@@ -85,8 +86,10 @@ class RunFolder:
         self,
         location: str | os.PathLike[str] | Location,
         filesystem: pafs.FileSystem | None = None,
+        *,
+        field: str = "run folder",
     ) -> None:
-        self.location = Location(location, filesystem)
+        self.location = Location(location, filesystem, field=field)
 
     def __repr__(self) -> str:
         return f"RunFolder({self.location.uri()!r})"

@@ -15,7 +15,7 @@ from .fit import (
     map_hyperparameters,
 )
 from .model import DTYPE, CanonicalModelList, KnownCost, PaddedSaasGP, build_model
-from .optimize import optimize_acquisition
+from .optimize import optimize_acquisition, pareto_neighbour_starts
 
 __all__ = [
     "DTYPE",
@@ -31,4 +31,5 @@ __all__ = [
     "load_fused_kernel",
     "map_hyperparameters",
     "optimize_acquisition",
+    "pareto_neighbour_starts",
 ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Collection
+
 import torch
 from botorch.acquisition.multi_objective.logei import (
     qLogNoisyExpectedHypervolumeImprovement,
@@ -9,7 +12,9 @@ from botorch.acquisition.multi_objective.logei import (
 from botorch.optim.optimize import optimize_acqf_discrete_local_search
 from torch import Tensor
 
-from autopeft_ray.space import SearchSpace
+from autopeft_ray.objectives.pareto import pareto_mask
+from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.space.encoding import canonical_encoding
 
 from .model import DTYPE
 
@@ -46,3 +51,28 @@ def optimize_acquisition(
         max_batch_size=max_batch_size,
     )
     return candidate[0], float(value.reshape(-1)[0])
+
+
+def pareto_neighbour_starts(
+    space: SearchSpace,
+    data: list[tuple[PeftConfiguration, float]],
+    cost: Callable[[PeftConfiguration], float],
+    seen: Collection[PeftConfiguration],
+    num_restarts: int,
+    rng: random.Random,
+) -> Tensor | None:
+    """Random unseen neighbours of the Pareto-set members of ``(configuration, utility)``
+    data, as local-search starts (paper: 10 restarts); ``None`` if there are none."""
+    points = [(utility, cost(config)) for config, utility in data]
+    mask = pareto_mask(points)
+    members = [config for (config, _), keep in zip(data, mask, strict=True) if keep]
+    neighbours: dict[PeftConfiguration, list[float]] = {}
+    for config in members:
+        for near in space.neighbours(config):
+            key = near.canonical()
+            if key not in seen and key not in neighbours:
+                neighbours[key] = canonical_encoding(space, near)
+    if not neighbours:
+        return None
+    chosen = rng.sample(list(neighbours.values()), min(num_restarts, len(neighbours)))
+    return torch.tensor(chosen, dtype=DTYPE)

@@ -95,3 +95,17 @@ def test_background_suggestions_reach_the_autopeft_searcher_only():
     assert built.background and not make_searcher(SearchOptions(), space, built.cost_fn).background
     with pytest.raises(ConfigurationError, match=r"--searcher ax computes its suggestions on"):
         SearchOptions(searcher="ax", background=True)
+
+
+def test_make_searcher_passes_max_baseline_on_and_other_searchers_refuse_it():
+    from autopeft_ray.experiment.search import make_searcher
+    from autopeft_ray.objectives import ParamCost
+    from autopeft_ray.space import SearchSpace
+
+    space = SearchSpace(num_layers=2, hidden_size=8)
+    built = make_searcher(SearchOptions(max_baseline=32), space, ParamCost(8, 10_000))
+    assert built.max_baseline == 32 and built.get_state()["settings"]["max_baseline"] == 32
+    with pytest.raises(ConfigurationError, match=r"`max_baseline` .* --searcher ax has none"):
+        SearchOptions(searcher="ax", max_baseline=32)
+    with pytest.raises(ConfigurationError, match=r"`max_baseline` should be a positive integer"):
+        SearchOptions(max_baseline=0)
