@@ -317,9 +317,6 @@ class RunFolder:
         self._write_json(setup, *folder, "adapter_setup.json")
         self.location.write_text(configuration.to_json() + "\n", *folder, "configuration.json")
 
-    def adapter_folder(self, rank: int) -> Path:
-        return self.path / self.ADAPTERS / f"{rank:02d}"
-
     def write_baselines(self, rows: list[dict[str, Any]]) -> None:
         self._write_json(rows, self.BASELINES)
 
