@@ -146,7 +146,8 @@ def run_searches(plan: list[tuple[str, str, int, int]], args: argparse.Namespace
         row = run_one_search(method, space, seed, evaluations, args, root)
         scores = sorted(round(s, 3) for s, _ in row["points"])
         print(
-            f"{row['key']}: HV {row['trace'][-1]:.5f}, wall {row['wall_s']:.0f} s, scores {scores}",
+            f"{row['key']}: HV {hypervolume_trace(row['points'], row['reference_point'])[-1]:.5f} "
+            f"(its own reference), wall {row['wall_s']:.0f} s, scores {scores}",
             flush=True,
         )
 
