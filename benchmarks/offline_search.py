@@ -24,7 +24,9 @@ time with one CPU each):
 ``ablation``
     The paper's ablation at equal budget: AutoPEFT on the ``--spaces``
     (``sa``: serial adapter size only; ``sa-layer``: plus the layers) against
-    the full space of ``search``, same seeds, same reference point.
+    the full space of ``search``, same seeds, same reference point. A space
+    the budget enumerates (``sa``: 10 models) is searched with one seed: every
+    seed would train the same models with the same training seed.
 
 Every search and evaluation is kept in ``--output`` (``searches.jsonl``,
 ``test.json``); a part that is run again skips what is already there, so a
@@ -136,6 +138,19 @@ def suggestion_seconds(run: RunFolder) -> float:
         timings = json.loads(state.read_text()).get("timings", [])
         seconds = sum(t.get("total_s", 0.0) for t in timings)
     return seconds
+
+
+def exhaustive(space: str, budget: int) -> bool:
+    """Whether ``budget`` evaluations see every model of ``space`` (``sa``: 10 of them).
+
+    Then every seed's search trains the same models with the same training
+    seed, so one seed gives the final figure of all.
+    """
+    from autopeft_ray.models import load_config
+    from autopeft_ray.space import SearchSpace
+
+    settings = demo_options(None).settings
+    return SearchSpace.from_model_config(load_config(settings.model), space).num_distinct <= budget
 
 
 def run_searches(plan: list[tuple[str, str, int, int]], args: argparse.Namespace, root: Path):
@@ -304,7 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     if "test" in args.part:
         run_test(args, root)
     if "ablation" in args.part:
-        plan = [("autopeft", s, seed, budget) for seed in range(args.seeds) for s in args.spaces]
+        plan = [
+            ("autopeft", space, seed, budget)
+            for space in args.spaces
+            for seed in range(1 if exhaustive(space, budget) else args.seeds)
+        ]
         run_searches(plan, args, root)
     print_summary(args, root)
     print(
