@@ -181,15 +181,8 @@ def best_under(row: dict[str, Any], max_fraction: float) -> dict[str, Any] | Non
     return {"configuration": row["configurations"][i], "dev_score": score, "fraction": -negative}
 
 
-def run_test(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
-    import ray
-
-    from autopeft_ray.config import trial_config_dict
-    from autopeft_ray.experiment import evaluate_configurations
-    from autopeft_ray.space import PeftConfiguration
-
-    if (root / "test.json").exists():
-        return json.loads((root / "test.json").read_text())
+def found_configurations(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
+    """The best configuration under ``--max-fraction`` of each AutoPEFT search (no repeats)."""
     searches = load_searches(root)
     found: list[dict[str, Any]] = []
     for seed in range(args.seeds):
@@ -197,6 +190,39 @@ def run_test(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
         best = row and best_under(row, args.max_fraction)
         if best and best["configuration"] not in [f["configuration"] for f in found]:
             found.append({**best, "search_seed": seed})
+    return found
+
+
+def label_summaries(
+    summaries: list[dict[str, Any]], found: list[dict[str, Any]], presets: list[str]
+) -> None:
+    """Name each ``evaluate`` summary and attach the search it came from (presets: none)."""
+    from autopeft_ray.config import trial_config_dict
+    from autopeft_ray.space import PeftConfiguration
+
+    entries = [
+        (PeftConfiguration.from_dict(f["configuration"]), f"found (seed {f['search_seed']})", f)
+        for f in found
+    ] + [(preset, preset, {}) for preset in presets]
+    labels = {
+        json.dumps(trial_config_dict(c), sort_keys=True): (name, origin)
+        for c, name, origin in entries
+    }
+    for summary in summaries:
+        summary["name"], summary["search"] = labels[
+            json.dumps(summary["configuration"], sort_keys=True)
+        ]
+
+
+def run_test(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    import ray
+
+    from autopeft_ray.experiment import evaluate_configurations
+    from autopeft_ray.space import PeftConfiguration
+
+    if (root / "test.json").exists():
+        return json.loads((root / "test.json").read_text())
+    found = found_configurations(args, root)
     demo = demo_options(None).settings
     settings = demo.replace(
         train_examples=demo.train_examples * args.test_fidelity, max_eval_examples=None
@@ -213,15 +239,7 @@ def run_test(args: argparse.Namespace, root: Path) -> list[dict[str, Any]]:
     )
     ray.shutdown()
     wall = time.perf_counter() - start
-    names = {
-        json.dumps(trial_config_dict(c), sort_keys=True): f"found (seed {f['search_seed']})"
-        for c, f in zip(contestants, found, strict=True)
-    }
-    names.update({json.dumps({"preset": p}, sort_keys=True): p for p in args.presets})
-    origin = {n: f for n, f in zip(names.values(), found, strict=False)}
-    for summary in summaries:
-        name = names[json.dumps(summary["configuration"], sort_keys=True)]
-        summary.update(name=name, search=origin.get(name, {}))
+    label_summaries(summaries, found, args.presets)
     result = {"summaries": summaries, "wall_s": wall, "settings": settings.to_dict()}
     (root / "test.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
