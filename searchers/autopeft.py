@@ -10,11 +10,13 @@ started from random neighbours of the current Pareto set and never returning
 an evaluated or pending configuration.
 
 Fidelity policy: only results that reached their target fidelity (or
-``min_fidelity``) are fitted. Early-stopped results (ASHA) are kept apart;
-their configurations count as evaluated and are never proposed again.
+``min_fidelity``) are fitted; with ``multi_fidelity=True`` early-stopped ones
+(ASHA) too, the fidelity being one more model input, and the acquisition is
+taken at the target (:mod:`searchers.surrogate.fidelity`). An early-stopped
+configuration counts as evaluated and is never proposed again.
 
-Waiting: after the initial design, while fewer than 2 full-budget results
-exist and trials are running, :meth:`suggest` returns ``None`` (Tune asks
+Waiting: after the initial design, while fewer than 2 fitted results exist
+and trials are running, :meth:`suggest` returns ``None`` (Tune asks
 again later); with nothing running it samples at random. A model step that
 raises (numerical trouble) is logged, recorded in :attr:`timings` and replaced
 by a random configuration, so a long search does not stop.
@@ -59,18 +61,21 @@ from .model_based import (
     derive_seed,
 )
 from .numerics import count_harmless_warnings
+from .records import Observation, observations
 from .relevance import model_relevance
 from .surrogate import (
     DTYPE,
+    FIDELITY_INPUT,
+    AtTargetFidelity,
     KnownCost,
     build_acquisition,
     build_model,
     enable_compilation_cache,
-    fit_map_score_model,
     fit_score_model,
-    map_hyperparameters,
+    model_inputs,
     optimize_acquisition,
     pareto_neighbour_starts,
+    warm_map_fit,
 )
 
 logger = logging.getLogger(__name__)
@@ -123,9 +128,12 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         pad_multiple: NUTS sees data padded to a multiple of this many rows, so
             JAX recompiles once per ``pad_multiple`` observations (1: no padding).
         model_failures: fit failed trials (raised, or no finite score) with a
-            score just below the worst completed one, so that suggestions avoid
-            regions that fail (see :meth:`_training_data`); ``False`` fits
-            completed results only.
+            score just below the worst fitted one, so that suggestions avoid
+            regions that fail (:func:`~.records.observations`); ``False`` fits
+            results only.
+        multi_fidelity: also fit early-stopped results, with their fidelity as
+            a model input, and take the acquisition at the target fidelity
+            (for ASHA or Hyperband, where most trials stop at a low rung).
         jax_cache_dir: JAX's persistent compilation cache, set on the first fit
             unless JAX already has one (compiled NUTS programs are reused across
             fits and runs: ~1-2 s per fit instead of ~6 s); ``None`` leaves JAX alone.
@@ -165,6 +173,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         model_failures: bool = True,
         background: bool = False,
         queue_size: int = 2,
+        multi_fidelity: bool = False,
     ) -> None:
         super().__init__(
             space,
@@ -194,9 +203,10 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             None if max_baseline is None else check_int("max_baseline", max_baseline)
         )
         self.pad_multiple = check_int("pad_multiple", pad_multiple)
-        if not isinstance(model_failures, bool):
-            raise invalid_value("model_failures", model_failures, valid=[True, False])
-        self.model_failures = model_failures
+        for name, flag in (("model_failures", model_failures), ("multi_fidelity", multi_fidelity)):
+            if not isinstance(flag, bool):
+                raise invalid_value(name, flag, valid=[True, False])
+        self.model_failures, self.multi_fidelity = model_failures, multi_fidelity
         self._model_cache: tuple[int, Model] | None = None
         #: The last MAP fit: its observations, where it started, its hyperparameters
         #: (the next fit starts from them). Part of the saved state.
@@ -221,7 +231,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
     def _propose(self) -> PeftConfiguration | None:
         if self.num_suggested < self.num_initial:
             return self._random_unseen()
-        if len(self.completed) < MIN_OBSERVATIONS:
+        if len(self._observations()) < MIN_OBSERVATIONS:
             # Wait for results while trials run; sample when nothing would arrive.
             return None if self._pending else self._random_unseen()
         if self.background:
@@ -238,30 +248,22 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             return self._random_unseen()
         return config if config is not None else self._random_unseen()
 
-    def _training_data(self) -> list[tuple[PeftConfiguration, float]]:
-        """Completed results, and failed trials imputed just below the worst of them.
-
-        A trial that raised (out of memory for a large configuration, say) or
-        reported no finite score teaches the model that its region is poor: its
-        utility is the worst completed one minus a tenth of their range, so the
-        acquisition steers away from regions that fail. ``model_failures=False``
-        fits completed results only.
-        """
-        data = [(r.config, self.utility(r.score)) for r in self.completed if r.score is not None]
-        if not self.model_failures or not data:
-            return data
-        values = [utility for _, utility in data]
-        floor = min(values) - 0.1 * ((max(values) - min(values)) or 1.0)
-        return data + [(r.config, floor) for r in self.failed]
+    def _observations(self, failures: bool = False) -> list[Observation]:
+        """What the model fits (:func:`~.records.observations`); ``failures``: imputed too."""
+        return observations(
+            self.records,
+            self.utility,
+            model_failures=failures,
+            multi_fidelity=self.multi_fidelity,
+            default_target=self.max_t if self.max_t is not None else self.max_fidelity_seen,
+        )
 
     def _model_based(self) -> PeftConfiguration | None:
         start = time.perf_counter()
-        completed = [
-            (r.config, self.utility(r.score)) for r in self.completed if r.score is not None
-        ]
-        data = self._training_data()
-        X = torch.tensor([encode(self.space, config) for config, _ in data], dtype=DTYPE)
-        Y = torch.tensor([[utility] for _, utility in data], dtype=DTYPE)
+        results = self._observations()
+        data = self._observations(self.model_failures)
+        X = model_inputs(self.space, data, self.multi_fidelity)
+        Y = torch.tensor([[utility] for _, utility, _ in data], dtype=DTYPE)
         step_seed = derive_seed(self.seed, "acquisition", self.num_suggested)
         numpy_state = np.random.get_state()
         try:
@@ -270,14 +272,16 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
                 np.random.seed(step_seed)
                 model = self._fitted_model(X, Y)
                 fitted = time.perf_counter()
-                config, value = self._optimize(model, X, completed, step_seed)
+                model = AtTargetFidelity(model) if self.multi_fidelity else model
+                baseline = model_inputs(self.space, data, multi_fidelity=False)
+                config, value = self._optimize(model, baseline, results, step_seed)
         finally:
             np.random.set_state(numpy_state)
         done = time.perf_counter()
         self.timings.append(
             {
                 "n_observations": len(data),
-                "n_failed_imputed": len(data) - len(completed),
+                "n_failed_imputed": len(data) - len(results),
                 "n_pending": len(self._pending),
                 "fit_s": round(fitted - start, 4),
                 "acquisition_s": round(done - fitted, 4),
@@ -297,10 +301,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         if self.surrogate == "saas-map":
             # Warm start from the last fit's mode; refitting the same data (after a
             # restore) starts where that fit started, so it finds the same model.
-            last = self._map_fit
-            init = None if last is None else last["start" if last["n"] == n else "result"]
-            model = fit_map_score_model(X, Y, seed=seed, init=init)
-            self._map_fit = {"n": n, "start": init, "result": map_hyperparameters(model)}
+            model, self._map_fit = warm_map_fit(X, Y, seed, self._map_fit)
         else:
             enable_compilation_cache(self.jax_cache_dir)
             model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
@@ -315,13 +316,16 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         if self._model_cache is None:
             return None
         n, model = self._model_cache
-        return model_relevance(self.space, model, source=self.surrogate, n_observations=n)
+        extra = (FIDELITY_INPUT,) if self.multi_fidelity else ()
+        return model_relevance(
+            self.space, model, source=self.surrogate, n_observations=n, extra_inputs=extra
+        )
 
     def _optimize(
         self,
         score_model: Model,
         X: torch.Tensor,
-        data: list[tuple[PeftConfiguration, float]],
+        data: list[Observation],
         seed: int,
     ) -> tuple[PeftConfiguration | None, float | None]:
         if self._known_cost is None:
@@ -372,15 +376,9 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             model_failures=self.model_failures,
             background=self.background,
             queue_size=self.queue_size,
+            multi_fidelity=self.multi_fidelity,
         )
         return settings
-
-    def on_trial_complete(
-        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
-    ) -> None:
-        super().on_trial_complete(trial_id, result, error)
-        if self.background:
-            self._new_results()
 
     def get_state(self) -> dict[str, Any]:
         return {**super().get_state(), "map_fit": self._map_fit}

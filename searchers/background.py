@@ -234,6 +234,13 @@ class BackgroundProposals:
     _rng: random.Random
     _random_unseen: Callable[[], PeftConfiguration | None]
 
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        super().on_trial_complete(trial_id, result, error)  # type: ignore[misc]
+        if self.background:
+            self._new_results()
+
     def _background_proposal(self) -> PeftConfiguration | None:
         """A queued candidate (``None``: none ready yet), and a refill if one is due."""
         worker = self._background_worker()

@@ -11,12 +11,16 @@ statuses of :mod:`autopeft_ray.objectives` (one vocabulary with the run folder):
   is never proposed again.
 * ``failed``: the trial raised, or ended without a finite value of the metric.
   The configuration is not pending any more and is not proposed again.
+
+:func:`observations` turns records into what a score model is fitted on,
+with early-stopped results included at their fidelity when asked.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,3 +147,60 @@ def below_largest_fidelity(records: list[TrialRecord], largest: float) -> list[T
         else r
         for r in records
     ]
+
+
+#: What a score model is fitted on: ``(configuration, utility, fidelity input)``.
+Observation = tuple[PeftConfiguration, float, float]
+
+#: Decades below the target that the model's fidelity input spans: a result at
+#: 1/1000 of its target fidelity (or less) has input 0, one at the target 1.
+FIDELITY_DECADES = 3.0
+
+
+def fidelity_input(fidelity: float | None, target: float | None) -> float:
+    """A result's fidelity as a model input: ``1 + log10(fidelity / target) / 3`` in [0, 1].
+
+    ASHA's rungs are geometric (grace period times powers of the reduction
+    factor), so on this scale they are evenly spaced; the target is 1. A
+    result without a fidelity or a target counts as a full one.
+    """
+    if fidelity is None or target is None or target <= 0:
+        return 1.0
+    if fidelity <= 0:
+        return 0.0
+    return min(1.0, max(0.0, 1.0 + math.log10(fidelity / target) / FIDELITY_DECADES))
+
+
+def observations(
+    records: list[TrialRecord],
+    utility: Callable[[float], float],
+    *,
+    model_failures: bool = True,
+    multi_fidelity: bool = False,
+    default_target: float | None = None,
+) -> list[Observation]:
+    """What the score model is fitted on: ``(configuration, utility, fidelity input)``.
+
+    Completed results always; early-stopped ones too with ``multi_fidelity``,
+    each at its :func:`fidelity_input` (its reported target, else
+    ``default_target``). Without ``multi_fidelity`` every input is 1.
+
+    With ``model_failures``, a trial that raised (out of memory for a large
+    configuration, say) or reported no finite score teaches the model that its
+    region is poor: it is fitted at the worst fitted utility minus a tenth of
+    their range, at input 1, so the acquisition steers away from regions that
+    fail. Failures come last, after the results in the order they ended.
+    """
+    data: list[Observation] = []
+    for r in records:
+        fitted = r.status == COMPLETED or (multi_fidelity and r.status == EARLY_STOPPED)
+        if not fitted or r.score is None:
+            continue
+        target = r.target_fidelity if r.target_fidelity is not None else default_target
+        level = fidelity_input(r.fidelity, target) if multi_fidelity else 1.0
+        data.append((r.config, utility(r.score), level))
+    if not model_failures or not data:
+        return data
+    values = [value for _, value, _ in data]
+    floor = min(values) - 0.1 * ((max(values) - min(values)) or 1.0)
+    return data + [(r.config, floor, 1.0) for r in records if r.status == FAILED]

@@ -81,6 +81,13 @@ class SearchOptions:
         "depend on when results arrive, not only on the seed)",
         flag="--background-suggestions",
     )
+    multi_fidelity: bool = option(
+        False,
+        help="autopeft searcher with --scheduler asha or hyperband: also fit the results of "
+        "trials stopped at a low rung, with the fidelity as a model input, and choose the "
+        "next configuration for the full budget",
+        flag="--multi-fidelity",
+    )
     max_baseline: int | None = option(
         None,
         help="autopeft searcher: keep at most this many observed configurations, the likeliest "
@@ -143,6 +150,17 @@ class SearchOptions:
                 f"`background` suggestions are built into the autopeft searcher; "
                 f"--searcher {self.searcher} computes its suggestions on the event loop. "
                 f"Use --searcher autopeft, or drop --background-suggestions."
+            )
+        if not isinstance(self.multi_fidelity, bool):
+            raise invalid_value("multi_fidelity", self.multi_fidelity, valid=[True, False])
+        if self.multi_fidelity and (self.searcher != "autopeft" or self.scheduler == "fifo"):
+            used = (
+                f"--searcher {self.searcher}" if self.searcher != "autopeft" else "--scheduler fifo"
+            )
+            raise ConfigurationError(
+                f"`multi_fidelity` fits the results of trials that the autopeft searcher's "
+                f"scheduler stopped early; with {used} there are none to fit. Use "
+                f"--searcher autopeft with --scheduler asha or hyperband, or drop --multi-fidelity."
             )
         if self.max_baseline is not None:
             check_int("max_baseline", self.max_baseline)

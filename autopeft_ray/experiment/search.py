@@ -59,7 +59,11 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
     if options.searcher == "ax":
         return AxPEFTSearcher(space, **common)
     return AutoPEFTSearcher(
-        space, background=options.background, max_baseline=options.max_baseline, **common
+        space,
+        background=options.background,
+        max_baseline=options.max_baseline,
+        multi_fidelity=options.multi_fidelity,
+        **common,
     )
 
 

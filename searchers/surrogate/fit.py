@@ -132,6 +132,22 @@ def fit_map_score_model(
     return model
 
 
+def warm_map_fit(
+    X: Tensor, Y: Tensor, seed: int, last: Mapping[str, Any] | None
+) -> tuple[Model, dict[str, Any]]:
+    """:func:`fit_map_score_model` warm-started from the last fit; the model and this fit's record.
+
+    ``last`` is the previous record ``{"n", "start", "result"}`` (``None``:
+    start cold). Refitting the same number of observations (after a restore)
+    starts where that fit started, so it finds the same model; otherwise the
+    fit starts from the last mode.
+    """
+    n = len(X)
+    init = None if last is None else last["start" if last["n"] == n else "result"]
+    model = fit_map_score_model(X, Y, seed=seed, init=init)
+    return model, {"n": n, "start": init, "result": map_hyperparameters(model)}
+
+
 def map_hyperparameters(model: Model) -> dict[str, list[Any]]:
     """The fitted (raw) hyperparameters of a MAP model, as JSON-ready lists."""
     return {name: p.detach().tolist() for name, p in model.named_parameters()}

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 import torch
 from botorch.acquisition.multi_objective.logei import (
@@ -55,17 +56,17 @@ def optimize_acquisition(
 
 def pareto_neighbour_starts(
     space: SearchSpace,
-    data: list[tuple[PeftConfiguration, float]],
+    data: Sequence[Sequence[Any]],
     cost: Callable[[PeftConfiguration], float],
     seen: Collection[PeftConfiguration],
     num_restarts: int,
     rng: random.Random,
 ) -> Tensor | None:
-    """Random unseen neighbours of the Pareto-set members of ``(configuration, utility)``
-    data, as local-search starts (paper: 10 restarts); ``None`` if there are none."""
-    points = [(utility, cost(config)) for config, utility in data]
+    """Random unseen neighbours of the Pareto-set members of ``(configuration, utility,
+    ...)`` data, as local-search starts (paper: 10 restarts); ``None`` if there are none."""
+    points = [(utility, cost(config)) for config, utility, *_ in data]
     mask = pareto_mask(points)
-    members = [config for (config, _), keep in zip(data, mask, strict=True) if keep]
+    members = [row[0] for row, keep in zip(data, mask, strict=True) if keep]
     neighbours: dict[PeftConfiguration, list[float]] = {}
     for config in members:
         for near in space.neighbours(config):

@@ -92,7 +92,11 @@ def test_search_trains_baselines_at_its_fidelity(fifo_run):
 
 
 @pytest.mark.slow
-def test_search_with_asha_stops_by_pareto_rungs(ray_session, tmp_path, tiny_search_args):
+def test_search_with_asha_stops_by_pareto_rungs_and_fits_every_rung(
+    ray_session, tmp_path, tiny_search_args
+):
+    """3 random trials under ASHA, then one model-based (MAP) step with
+    --multi-fidelity: it fits all 3 ended trials, whichever rung they reached."""
     out = tmp_path / "asha"
     code = main(
         [
@@ -104,12 +108,13 @@ def test_search_with_asha_stops_by_pareto_rungs(ray_session, tmp_path, tiny_sear
             "2",
             "--scheduler",
             "asha",
-            "--searcher",
-            "random",
+            "--multi-fidelity",
+            "--surrogate",
+            "saas-map",
             "--initial",
-            "4",
+            "3",
             "--model-based",
-            "0",
+            "1",
             "--output",
             str(out),
         ]
@@ -119,6 +124,12 @@ def test_search_with_asha_stops_by_pareto_rungs(ray_session, tmp_path, tiny_sear
     assert len(records) == 4
     assert {r["status"] for r in records} <= {"completed", "early_stopped"}
     assert all(r["metrics"]["fidelity"] in (2, 4) for r in records)
+    states = sorted(out.glob("tune/**/searcher-state-*.pkl"))
+    assert states, "Tune saved the searcher's state"
+    state = json.loads(states[-1].read_text())
+    assert state["settings"]["multi_fidelity"] is True
+    steps = [t for t in state["timings"] if "total_s" in t]
+    assert [t["n_observations"] for t in steps] == [3]
 
 
 @pytest.mark.slow

@@ -16,8 +16,18 @@ import pytest
 
 from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.searchers import AutoPEFTSearcher
+from autopeft_ray.searchers.background import _stop_workers
 
 BACKGROUND = {"background": True, "surrogate": "saas-map", "num_initial": 5}
+
+
+@pytest.fixture(autouse=True)
+def no_worker_outlives_its_test():
+    """Stop every worker after each test. A worker left computing its queue could
+    otherwise call the next test's monkeypatched method (seen under load: an old
+    worker took the one planned death of the next test, whose worker then lived)."""
+    yield
+    _stop_workers()
 
 
 def wait_until(condition, timeout: float = 120.0) -> None:

@@ -1,0 +1,120 @@
+"""Learning from every rung: early-stopped results fitted with their fidelity as an input."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+import pytest
+import torch
+
+from autopeft_ray.exceptions import ConfigurationError
+from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FAILED
+from autopeft_ray.searchers.records import TrialRecord, fidelity_input, observations
+from autopeft_ray.searchers.surrogate import (
+    DTYPE,
+    AtTargetFidelity,
+    fit_map_score_model,
+    model_inputs,
+)
+from autopeft_ray.space.encoding import canonical_encoding as encode
+
+
+def test_fidelity_input_spaces_geometric_rungs_evenly_and_clips():
+    rungs = [fidelity_input(f, 81) for f in (1, 3, 9, 27, 81)]
+    steps = [b - a for a, b in zip(rungs, rungs[1:], strict=False)]
+    assert rungs[-1] == 1.0 and steps == pytest.approx([steps[0]] * 4)
+    assert fidelity_input(0.01, 100) == 0.0 and fidelity_input(200, 100) == 1.0
+    assert fidelity_input(None, 100) == fidelity_input(10, None) == 1.0
+    assert fidelity_input(0, 100) == 0.0
+
+
+def test_observations_fit_early_stopped_results_only_when_asked(space):
+    configs = [space.sample(random.Random(i)) for i in range(4)]
+    records = [
+        TrialRecord("a", configs[0], COMPLETED, 0.8, fidelity=100, target_fidelity=100),
+        TrialRecord("b", configs[1], EARLY_STOPPED, 0.7, fidelity=10, target_fidelity=100),
+        TrialRecord("c", configs[2], EARLY_STOPPED, 0.6, fidelity=1),  # target not reported
+        TrialRecord("d", configs[3], FAILED, None, reason="error"),
+    ]
+    plain = observations(records, float)
+    assert [(c, u, f) for c, u, f in plain[:1]] == [(configs[0], 0.8, 1.0)]
+    assert [c for c, _, _ in plain] == [configs[0], configs[3]]  # the failure imputed
+    both = observations(records, float, multi_fidelity=True, default_target=1000)
+    assert [c for c, _, _ in both] == configs
+    assert [f for _, _, f in both] == [1.0, pytest.approx(2 / 3), 0.0, 1.0]
+    floor = 0.6 - 0.1 * (0.8 - 0.6)
+    assert both[-1][1] == pytest.approx(floor)
+    assert len(observations(records, float, model_failures=False, multi_fidelity=True)) == 3
+    X = model_inputs(space, both, multi_fidelity=True)
+    assert X.shape == (4, len(space.dimensions) + 1)
+    assert X[:, -1].tolist() == pytest.approx([1.0, 2 / 3, 0.0, 1.0])
+    assert X[0, :-1].tolist() == encode(space, configs[0])
+
+
+def test_at_target_fidelity_is_the_model_at_fidelity_one(space):
+    torch.manual_seed(0)
+    d = len(space.dimensions)
+    X = torch.rand(12, d + 1, dtype=DTYPE)
+    Y = X.sum(-1, keepdim=True) + X[:, -1:]
+    model = fit_map_score_model(X, Y, seed=0)
+    wrapped = AtTargetFidelity(model)
+    configs = torch.rand(5, d, dtype=DTYPE)
+    full = torch.cat([configs, torch.ones(5, 1, dtype=DTYPE)], dim=-1)
+    assert torch.allclose(wrapped.posterior(configs).mean, model.posterior(full).mean)
+    assert wrapped.num_outputs == 1 and not wrapped._is_fully_bayesian
+
+
+def test_multi_fidelity_must_be_a_bool(make_searcher):
+    with pytest.raises(ConfigurationError, match="multi_fidelity"):
+        make_searcher("autopeft", multi_fidelity="yes")
+
+
+@pytest.mark.slow
+def test_every_rung_is_fitted_with_its_fidelity_and_the_step_proposes_unseen(
+    make_searcher, driver, space, problem
+):
+    """NUTS (tiny) on 2 completed and 4 early-stopped results: 6 observations, the
+    right fidelity inputs, an unseen proposal; relevance names the fidelity."""
+    searcher = make_searcher("autopeft", num_initial=6, multi_fidelity=True)
+    run = driver(searcher)
+    for _ in range(6):
+        run.suggest()
+    for i in range(6):
+        fidelity = 100 if i in (0, 3) else (1, 11)[i % 2]
+        run.finish_oldest(problem.evaluate(run.suggested[i], fidelity=fidelity))
+    assert len(searcher.completed) == 2 and len(searcher.early_stopped) == 4
+
+    assert isinstance(run.suggest(), dict)
+    assert searcher.timings[-1]["n_observations"] == 6
+    assert searcher.timings[-1]["fallback"] is None
+    fitted = searcher._model_cache[1].train_inputs[0]
+    inputs = sorted(round(x, 6) for x in fitted[:, -1].tolist())
+    expected = sorted(round(fidelity_input(f, 100), 6) for f in (100, 100, 1, 1, 11, 11))
+    assert inputs == expected
+    seen = {c.canonical() for c in run.suggested[:6]}
+    assert run.suggested[6].canonical() not in seen
+    names = [row["name"] for row in searcher.relevance()["dimensions"]]
+    assert "fidelity" in names and len(names) == len(space.dimensions) + 1
+
+
+def test_early_stopped_results_alone_start_the_model_and_restore_repeats_it(
+    make_searcher, driver, problem
+):
+    """MAP: with only early-stopped results the model still starts (a full-only searcher
+    would wait); the saved state restores to the same next suggestion."""
+    searcher = make_searcher("autopeft", num_initial=4, surrogate="saas-map", multi_fidelity=True)
+    full_only = make_searcher("autopeft", num_initial=4, surrogate="saas-map")
+    runs = [driver(searcher), driver(full_only)]
+    for run in runs:
+        for _ in range(4):
+            run.suggest()
+        for i in range(3):
+            run.finish_oldest(problem.evaluate(run.suggested[i], fidelity=11))
+    assert runs[1].suggest() is None, "a full-only searcher waits for full results"
+    assert isinstance(runs[0].suggest(), dict)
+    assert searcher.timings[-1]["n_observations"] == 3
+
+    restored = make_searcher("autopeft", num_initial=4, surrogate="saas-map", multi_fidelity=True)
+    restored.set_state(pickle.loads(pickle.dumps(searcher.get_state())))
+    assert restored.suggest("next") == searcher.suggest("next")
