@@ -65,7 +65,6 @@ from .records import Observation, observations
 from .relevance import model_relevance
 from .surrogate import (
     DTYPE,
-    FIDELITY_INPUT,
     AtTargetFidelity,
     KnownCost,
     build_acquisition,
@@ -133,7 +132,8 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             results only.
         multi_fidelity: also fit early-stopped results, with their fidelity as
             a model input, and take the acquisition at the target fidelity
-            (for ASHA or Hyperband, where most trials stop at a low rung).
+            (for ASHA or Hyperband, where most trials stop at a low rung);
+            needs ``surrogate="saas-map"`` (:mod:`searchers.surrogate.fidelity`).
         jax_cache_dir: JAX's persistent compilation cache, set on the first fit
             unless JAX already has one (compiled NUTS programs are reused across
             fits and runs: ~1-2 s per fit instead of ~6 s); ``None`` leaves JAX alone.
@@ -207,6 +207,9 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             if not isinstance(flag, bool):
                 raise invalid_value(name, flag, valid=[True, False])
         self.model_failures, self.multi_fidelity = model_failures, multi_fidelity
+        if multi_fidelity and surrogate != "saas-map":
+            fix = "multi_fidelity=True fits a MAP model: pass surrogate='saas-map'."
+            raise invalid_value("surrogate", surrogate, valid=["saas-map"], fix=fix)
         self._model_cache: tuple[int, Model] | None = None
         #: The last MAP fit: its observations, where it started, its hyperparameters
         #: (the next fit starts from them). Part of the saved state.
@@ -301,7 +304,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         if self.surrogate == "saas-map":
             # Warm start from the last fit's mode; refitting the same data (after a
             # restore) starts where that fit started, so it finds the same model.
-            model, self._map_fit = warm_map_fit(X, Y, seed, self._map_fit)
+            model, self._map_fit = warm_map_fit(X, Y, seed, self._map_fit, self.multi_fidelity)
         else:
             enable_compilation_cache(self.jax_cache_dir)
             model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
@@ -316,10 +319,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         if self._model_cache is None:
             return None
         n, model = self._model_cache
-        extra = (FIDELITY_INPUT,) if self.multi_fidelity else ()
-        return model_relevance(
-            self.space, model, source=self.surrogate, n_observations=n, extra_inputs=extra
-        )
+        return model_relevance(self.space, model, source=self.surrogate, n_observations=n)
 
     def _optimize(
         self,

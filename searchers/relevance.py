@@ -47,24 +47,16 @@ def inverse_lengthscales(model: Model) -> np.ndarray:
 
 
 def model_relevance(
-    space: SearchSpace,
-    model: Model,
-    *,
-    source: str,
-    n_observations: int,
-    extra_inputs: Sequence[str] = (),
+    space: SearchSpace, model: Model, *, source: str, n_observations: int
 ) -> dict[str, Any]:
     """Relevance of each of ``space``'s dimensions under a fitted ``model``, most relevant first.
-
-    ``extra_inputs`` name the model's inputs after the dimensions (``fidelity``
-    for a multi-fidelity model).
 
     Returns ``{"source", "n_observations", "dimensions": [{"name", "median",
     "low", "high"}, ...]}``; ``low``/``high`` are the 10th/90th percentiles over
     posterior samples (equal to ``median`` for a MAP fit).
     """
     values = inverse_lengthscales(model)
-    names = [d.name for d in space.dimensions] + list(extra_inputs)
+    names = [d.name for d in space.dimensions]
     if values.shape[1] != len(names):
         raise invalid_value(
             "model",

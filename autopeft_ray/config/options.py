@@ -83,9 +83,9 @@ class SearchOptions:
     )
     multi_fidelity: bool = option(
         False,
-        help="autopeft searcher with --scheduler asha or hyperband: also fit the results of "
-        "trials stopped at a low rung, with the fidelity as a model input, and choose the "
-        "next configuration for the full budget",
+        help="autopeft searcher with --scheduler asha or hyperband and --surrogate saas-map: "
+        "also fit the results of trials stopped at a low rung, with the fidelity as a model "
+        "input, and choose the next configuration for the full budget",
         flag="--multi-fidelity",
     )
     max_baseline: int | None = option(
@@ -153,6 +153,11 @@ class SearchOptions:
             )
         if not isinstance(self.multi_fidelity, bool):
             raise invalid_value("multi_fidelity", self.multi_fidelity, valid=[True, False])
+        if self.multi_fidelity and self.searcher == "autopeft" and self.surrogate != "saas-map":
+            raise ConfigurationError(
+                f"`multi_fidelity` fits a MAP model of the score over configuration and "
+                f"fidelity; --surrogate {self.surrogate} is not one. Add --surrogate saas-map."
+            )
         if self.multi_fidelity and (self.searcher != "autopeft" or self.scheduler == "fifo"):
             used = (
                 f"--searcher {self.searcher}" if self.searcher != "autopeft" else "--scheduler fifo"

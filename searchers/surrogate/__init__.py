@@ -8,7 +8,7 @@
 """
 
 from .acquisition import build_acquisition, load_fused_kernel
-from .fidelity import FIDELITY_INPUT, AtTargetFidelity, model_inputs
+from .fidelity import AtTargetFidelity, model_inputs, multi_fidelity_map_model
 from .fit import (
     NutsSettings,
     enable_compilation_cache,
@@ -22,7 +22,6 @@ from .optimize import optimize_acquisition, pareto_neighbour_starts
 
 __all__ = [
     "DTYPE",
-    "FIDELITY_INPUT",
     "AtTargetFidelity",
     "CanonicalModelList",
     "KnownCost",
@@ -36,6 +35,7 @@ __all__ = [
     "load_fused_kernel",
     "map_hyperparameters",
     "model_inputs",
+    "multi_fidelity_map_model",
     "optimize_acquisition",
     "pareto_neighbour_starts",
     "warm_map_fit",

@@ -24,6 +24,7 @@ from torch import Tensor
 from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.validation import check_int
 
+from .fidelity import multi_fidelity_map_model
 from .model import DTYPE, PaddedSaasGP, _DataAsArguments
 
 
@@ -100,8 +101,13 @@ def fit_map_score_model(
     train_Y: Tensor,
     seed: int,
     init: Mapping[str, Sequence[Any]] | None = None,
+    multi_fidelity: bool = False,
 ) -> Model:
     """Fit the score with BoTorch's MAP SAAS GP: one GP, hyperparameters at the posterior mode.
+
+    ``multi_fidelity``: the last input is the fidelity, and the model is
+    :func:`~.fidelity.multi_fidelity_map_model` (the same SAAS prior on the
+    configuration's inputs).
 
     ``init`` (from :func:`map_hyperparameters` of the previous fit) starts
     L-BFGS from the last mode instead of the prior's defaults, as Ax refits
@@ -122,9 +128,12 @@ def fit_map_score_model(
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = get_map_saas_model(
-            train_X.to(DTYPE), train_Y.to(DTYPE), outcome_transform=Standardize(m=1)
-        )
+        if multi_fidelity:
+            model = multi_fidelity_map_model(train_X.to(DTYPE), train_Y.to(DTYPE))
+        else:
+            model = get_map_saas_model(
+                train_X.to(DTYPE), train_Y.to(DTYPE), outcome_transform=Standardize(m=1)
+            )
         if init is not None:
             _load_hyperparameters(model, init)
         fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
@@ -133,7 +142,7 @@ def fit_map_score_model(
 
 
 def warm_map_fit(
-    X: Tensor, Y: Tensor, seed: int, last: Mapping[str, Any] | None
+    X: Tensor, Y: Tensor, seed: int, last: Mapping[str, Any] | None, multi_fidelity: bool = False
 ) -> tuple[Model, dict[str, Any]]:
     """:func:`fit_map_score_model` warm-started from the last fit; the model and this fit's record.
 
@@ -144,7 +153,7 @@ def warm_map_fit(
     """
     n = len(X)
     init = None if last is None else last["start" if last["n"] == n else "result"]
-    model = fit_map_score_model(X, Y, seed=seed, init=init)
+    model = fit_map_score_model(X, Y, seed=seed, init=init, multi_fidelity=multi_fidelity)
     return model, {"n": n, "start": init, "result": map_hyperparameters(model)}
 
 

@@ -118,12 +118,16 @@ def test_multi_fidelity_needs_the_autopeft_searcher_and_an_early_stopping_schedu
     from autopeft_ray.space import SearchSpace
 
     settings = TrainingSettings(num_evaluations=3)
-    options = SearchOptions(settings=settings, scheduler="asha", multi_fidelity=True)
+    options = SearchOptions(
+        settings=settings, scheduler="asha", surrogate="saas-map", multi_fidelity=True
+    )
     built = make_searcher(options, SearchSpace(num_layers=2, hidden_size=8), ParamCost(8, 10_000))
     assert built.multi_fidelity and built.get_state()["settings"]["multi_fidelity"]
     assert SearchOptions.from_dict(options.to_dict()) == options
     with pytest.raises(ConfigurationError, match=r"with --scheduler fifo there are none to fit"):
-        SearchOptions(multi_fidelity=True)
+        SearchOptions(surrogate="saas-map", multi_fidelity=True)
+    with pytest.raises(ConfigurationError, match=r"--surrogate saas-nuts is not one. Add --surr"):
+        SearchOptions(settings=settings, scheduler="asha", multi_fidelity=True)
     with pytest.raises(ConfigurationError, match=r"with --searcher random there are none"):
         SearchOptions(
             settings=settings, searcher="random", scheduler="hyperband", multi_fidelity=True

@@ -57,7 +57,7 @@ def test_at_target_fidelity_is_the_model_at_fidelity_one(space):
     d = len(space.dimensions)
     X = torch.rand(12, d + 1, dtype=DTYPE)
     Y = X.sum(-1, keepdim=True) + X[:, -1:]
-    model = fit_map_score_model(X, Y, seed=0)
+    model = fit_map_score_model(X, Y, seed=0, multi_fidelity=True)
     wrapped = AtTargetFidelity(model)
     configs = torch.rand(5, d, dtype=DTYPE)
     full = torch.cat([configs, torch.ones(5, 1, dtype=DTYPE)], dim=-1)
@@ -65,18 +65,53 @@ def test_at_target_fidelity_is_the_model_at_fidelity_one(space):
     assert wrapped.num_outputs == 1 and not wrapped._is_fully_bayesian
 
 
-def test_multi_fidelity_must_be_a_bool(make_searcher):
-    with pytest.raises(ConfigurationError, match="multi_fidelity"):
-        make_searcher("autopeft", multi_fidelity="yes")
+def test_low_rungs_rank_configurations_at_the_target():
+    """Synthetic problem on the BERT-base space, target 27: 3 results at the target,
+    57 at rungs 1-9. At the target, the model ranks 60 unseen configurations by their
+    true score with a Spearman correlation of 0.76 (measured; the fidelity as one
+    more SAAS dimension: 0.42)."""
+    from scipy.stats import spearmanr
+
+    from autopeft_ray.space import SearchSpace
+    from autopeft_ray.testing.synthetic import SyntheticPeftProblem
+
+    space = SearchSpace(12, 768)
+    problem = SyntheticPeftProblem(space, seed=0, target_fidelity=27)
+    rng = random.Random(0)
+    data = []
+    for i in range(60):
+        config = space.sample(rng)
+        fidelity = 27 if i < 3 else 9 if i < 8 else 3 if i < 20 else 1
+        data.append((config, problem.score(config, fidelity), fidelity_input(fidelity, 27)))
+    X = model_inputs(space, data, multi_fidelity=True)
+    Y = torch.tensor([[score] for _, score, _ in data], dtype=DTYPE)
+    model = AtTargetFidelity(fit_map_score_model(X, Y, seed=0, multi_fidelity=True))
+    unseen = [space.sample(rng) for _ in range(60)]
+    X_unseen = model_inputs(space, [(c, 0.0, 1.0) for c in unseen], multi_fidelity=False)
+    with torch.no_grad():
+        predicted = model.posterior(X_unseen).mean.squeeze(-1).tolist()
+    truth = [problem.noiseless_score(c) for c in unseen]
+    assert spearmanr(predicted, truth)[0] > 0.6
 
 
-@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"multi_fidelity": "yes", "surrogate": "saas-map"}, "multi_fidelity"),
+        ({"multi_fidelity": True}, r"`surrogate` .*'saas-nuts'.*pass surrogate='saas-map'"),
+    ],
+)
+def test_bad_multi_fidelity_arguments(make_searcher, overrides, match):
+    with pytest.raises(ConfigurationError, match=match):
+        make_searcher("autopeft", **overrides)
+
+
 def test_every_rung_is_fitted_with_its_fidelity_and_the_step_proposes_unseen(
     make_searcher, driver, space, problem
 ):
-    """NUTS (tiny) on 2 completed and 4 early-stopped results: 6 observations, the
-    right fidelity inputs, an unseen proposal; relevance names the fidelity."""
-    searcher = make_searcher("autopeft", num_initial=6, multi_fidelity=True)
+    """2 completed and 4 early-stopped results: 6 observations with the right
+    fidelity inputs, an unseen proposal, relevance over the space's dimensions."""
+    searcher = make_searcher("autopeft", num_initial=6, surrogate="saas-map", multi_fidelity=True)
     run = driver(searcher)
     for _ in range(6):
         run.suggest()
@@ -94,8 +129,8 @@ def test_every_rung_is_fitted_with_its_fidelity_and_the_step_proposes_unseen(
     assert inputs == expected
     seen = {c.canonical() for c in run.suggested[:6]}
     assert run.suggested[6].canonical() not in seen
-    names = [row["name"] for row in searcher.relevance()["dimensions"]]
-    assert "fidelity" in names and len(names) == len(space.dimensions) + 1
+    names = {row["name"] for row in searcher.relevance()["dimensions"]}
+    assert names == {d.name for d in space.dimensions}
 
 
 def test_early_stopped_results_alone_start_the_model_and_restore_repeats_it(
