@@ -23,8 +23,10 @@ Reported per searcher and seed: the hypervolume of the results that reached
 the target fidelity (reported scores; reference: score 0.6, the head-only
 score of the problem, and the largest configuration's fraction), the trials
 run, how many reached the target, the units spent and the searcher's time.
-Both model-based searchers use MAP SAAS (NUTS at hundreds of observations
-per run is hours on 2 cores) and the same number of random initial trials.
+Both model-based searchers use MAP fits (NUTS at hundreds of observations per
+run is hours on 2 cores; multi-fidelity's model is the one of
+``searchers/surrogate/fidelity.py``, SAAS prior on the configuration) and the
+same number of random initial trials.
 
     python benchmarks/multi_fidelity.py --quick       # smoke: 1 seed, budget 4, ~3 minutes
     python benchmarks/multi_fidelity.py               # 5 seeds, budget 15: the run
