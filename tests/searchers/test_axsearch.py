@@ -88,8 +88,13 @@ def test_an_ablated_space_gives_ax_only_its_searched_keys(driver, variant):
     run.run(5)
     assert set(run.searcher.client.summarize().columns) >= {d.name for d in space.dimensions}
     assert not {"pa_size", "pt_length"} & set(run.searcher.client.summarize().columns)
+    # Both model steps ran Ax on the ablated space without an error (an error is
+    # logged without "total_s"). In a space this small Ax may offer only seen
+    # configurations ("no unseen candidate", then a random one): numerics differ
+    # between CPUs, so which step does that is not fixed.
     steps = [t for t in run.searcher.timings if "total_s" in t]
-    assert len(steps) == 2 and all(t["fallback"] is None for t in steps)
+    assert len(steps) == 2
+    assert "error" not in {t["fallback"] for t in run.searcher.timings}
     keys = [c.canonical() for c in run.suggested]
     assert len(set(keys)) == 5
 
