@@ -26,10 +26,13 @@ run, how many reached the target, the units spent and the searcher's time.
 Both model-based searchers use MAP fits (NUTS at hundreds of observations per
 run is hours on 2 cores; multi-fidelity's model is the one of
 ``searchers/surrogate/fidelity.py``, SAAS prior on the configuration) and the
-same number of random initial trials.
+same number of random initial trials; with ``--cost-input`` both see each
+configuration's parameter fraction as one more model input
+(:mod:`searchers.surrogate.inputs`).
 
     python benchmarks/multi_fidelity.py --quick       # smoke: 1 seed, budget 4, ~3 minutes
     python benchmarks/multi_fidelity.py               # 5 seeds, budget 15: the issue's run
+    python benchmarks/multi_fidelity.py --cost-input  # the same, the fraction a model input
 """
 
 from __future__ import annotations
@@ -130,6 +133,7 @@ def make_searcher(kind: str, seed: int, args: argparse.Namespace) -> Any:
         surrogate="saas-map",
         seed=seed,
         multi_fidelity=kind == "multi-fidelity",
+        cost_input=args.cost_input,
         max_baseline=args.max_baseline,
         jax_cache_dir=None,
     )
@@ -166,6 +170,7 @@ def run_one(kind: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "searcher": kind,
         "seed": seed,
+        "cost_input": args.cost_input,
         "hypervolume": hypervolume(points, reference) if points else 0.0,
         "best_score": max((s for s, _ in points), default=None),
         "trials": len(budget.reached),
@@ -187,6 +192,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--max-baseline", type=int, default=None)
     parser.add_argument("--reference-score", type=float, default=0.6)
+    parser.add_argument(
+        "--cost-input",
+        action="store_true",
+        help="both model-based searchers see the parameter fraction as a model input",
+    )
     parser.add_argument("--storage", default="/tmp/autopeft_multi_fidelity")
     parser.add_argument("--output", type=Path, default=None, help="append rows here (jsonl)")
     parser.add_argument("--quick", action="store_true")
@@ -210,7 +220,7 @@ def main() -> None:
     print(
         f"\n# multi-fidelity under MO-ASHA (rungs {'/'.join(map(str, RUNGS))}, budget "
         f"{args.budget:g} full trainings = {args.budget * TARGET:g} units, {args.initial} random "
-        f"first, MAP SAAS, BERT-base space, concurrency {args.concurrency}, 2 cores)"
+        f"first, MAP SAAS{' + cost input' if args.cost_input else ''}, BERT-base space, concurrency {args.concurrency}, 2 cores)"
     )
     print("| seed | " + " | ".join(f"HV {k}" for k in args.searchers) + " | winner |")
     print("|---|" + "---|" * (len(args.searchers) + 1))

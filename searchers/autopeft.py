@@ -62,25 +62,23 @@ from .model_based import (
 )
 from .numerics import count_harmless_warnings
 from .records import Observation, observations
-from .relevance import model_relevance
+from .score_model import ScoreModelCache
 from .surrogate import (
     DTYPE,
+    AppendInputs,
     AtTargetFidelity,
     KnownCost,
     build_acquisition,
     build_model,
-    enable_compilation_cache,
-    fit_score_model,
     model_inputs,
     optimize_acquisition,
     pareto_neighbour_starts,
-    warm_map_fit,
 )
 
 logger = logging.getLogger(__name__)
 
 
-class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase):
+class AutoPEFTSearcher(BackgroundProposals, ScoreModelCache, ModelBasedSearcher, PeftSearcherBase):
     """AutoPEFT: SAAS-GP + qLogNEHVI search for Pareto-optimal PEFT configurations.
 
     Args:
@@ -134,6 +132,10 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             a model input, and take the acquisition at the target fidelity
             (for ASHA or Hyperband, where most trials stop at a low rung);
             needs ``surrogate="saas-map"`` (:mod:`searchers.surrogate.fidelity`).
+        cost_input: give the score model each configuration's parameter
+            fraction (log scale) as one more input, so that it can learn how
+            the score grows with capacity from few observations
+            (:mod:`searchers.surrogate.inputs`; BENCHMARKS.md measures it).
         jax_cache_dir: JAX's persistent compilation cache, set on the first fit
             unless JAX already has one (compiled NUTS programs are reused across
             fits and runs: ~1-2 s per fit instead of ~6 s); ``None`` leaves JAX alone.
@@ -174,6 +176,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         background: bool = False,
         queue_size: int = 2,
         multi_fidelity: bool = False,
+        cost_input: bool = False,
     ) -> None:
         super().__init__(
             space,
@@ -203,10 +206,13 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             None if max_baseline is None else check_int("max_baseline", max_baseline)
         )
         self.pad_multiple = check_int("pad_multiple", pad_multiple)
-        for name, flag in (("model_failures", model_failures), ("multi_fidelity", multi_fidelity)):
+        flags = dict(model_failures=model_failures, multi_fidelity=multi_fidelity)
+        flags.update(cost_input=cost_input, background=background)
+        for name, flag in flags.items():
             if not isinstance(flag, bool):
                 raise invalid_value(name, flag, valid=[True, False])
         self.model_failures, self.multi_fidelity = model_failures, multi_fidelity
+        self.cost_input, self.background = cost_input, background
         if multi_fidelity and surrogate != "saas-map":
             fix = "multi_fidelity=True fits a MAP model: pass surrogate='saas-map'."
             raise invalid_value("surrogate", surrogate, valid=["saas-map"], fix=fix)
@@ -217,9 +223,6 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         self._known_cost: KnownCost | None = None
         #: Known-harmless numerical warnings while fitting: "Category: message" -> count.
         self.numerical_warnings: dict[str, int] = {}
-        if not isinstance(background, bool):
-            raise invalid_value("background", background, valid=[True, False])
-        self.background = background
         self.queue_size = check_int("queue_size", queue_size)
         self._background = None
         self._data_version = 0
@@ -265,7 +268,8 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         start = time.perf_counter()
         results = self._observations()
         data = self._observations(self.model_failures)
-        X = model_inputs(self.space, data, self.multi_fidelity)
+        cost_input = self._cost_input()
+        X = model_inputs(self.space, data, self.multi_fidelity, cost_input)
         Y = torch.tensor([[utility] for _, utility, _ in data], dtype=DTYPE)
         step_seed = derive_seed(self.seed, "acquisition", self.num_suggested)
         numpy_state = np.random.get_state()
@@ -276,6 +280,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
                 model = self._fitted_model(X, Y)
                 fitted = time.perf_counter()
                 model = AtTargetFidelity(model) if self.multi_fidelity else model
+                model = AppendInputs(model, cost_input) if cost_input is not None else model
                 baseline = model_inputs(self.space, data, multi_fidelity=False)
                 config, value = self._optimize(model, baseline, results, step_seed)
         finally:
@@ -295,32 +300,6 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         )
         return config
 
-    def _fitted_model(self, X: torch.Tensor, Y: torch.Tensor) -> Model:
-        n = len(X)
-        if self._model_cache is not None and self._model_cache[0] == n:
-            return self._model_cache[1]
-        seed = derive_seed(self.seed, "nuts", n)
-        model: Model
-        if self.surrogate == "saas-map":
-            # Warm start from the last fit's mode; refitting the same data (after a
-            # restore) starts where that fit started, so it finds the same model.
-            model, self._map_fit = warm_map_fit(X, Y, seed, self._map_fit, self.multi_fidelity)
-        else:
-            enable_compilation_cache(self.jax_cache_dir)
-            model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
-        self._model_cache = (n, model)
-        return model
-
-    def relevance(self) -> dict[str, Any] | None:
-        """Each dimension's relevance under the last fitted score model (``None`` before one).
-
-        See :mod:`searchers.relevance`; with NUTS, the spread is over its samples.
-        """
-        if self._model_cache is None:
-            return None
-        n, model = self._model_cache
-        return model_relevance(self.space, model, source=self.surrogate, n_observations=n)
-
     def _optimize(
         self,
         score_model: Model,
@@ -328,9 +307,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
         data: list[Observation],
         seed: int,
     ) -> tuple[PeftConfiguration | None, float | None]:
-        if self._known_cost is None:
-            self._known_cost = KnownCost(self.space, self._cost)
-        model = build_model(self.space, score_model, self._known_cost)
+        model = build_model(self.space, score_model, self._known())
         pending = [encode(self.space, c) for c in self._pending.values()]
         X_pending = torch.tensor(pending, dtype=DTYPE).reshape(-1, X.shape[-1])
         acquisition = build_acquisition(
@@ -377,6 +354,7 @@ class AutoPEFTSearcher(BackgroundProposals, ModelBasedSearcher, PeftSearcherBase
             background=self.background,
             queue_size=self.queue_size,
             multi_fidelity=self.multi_fidelity,
+            cost_input=self.cost_input,
         )
         return settings
 

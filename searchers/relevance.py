@@ -47,16 +47,24 @@ def inverse_lengthscales(model: Model) -> np.ndarray:
 
 
 def model_relevance(
-    space: SearchSpace, model: Model, *, source: str, n_observations: int
+    space: SearchSpace,
+    model: Model,
+    *,
+    source: str,
+    n_observations: int,
+    extra_inputs: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Relevance of each of ``space``'s dimensions under a fitted ``model``, most relevant first.
+
+    ``extra_inputs`` names the model's inputs after the dimensions that have a
+    lengthscale (``"param_fraction"`` with ``cost_input=True``).
 
     Returns ``{"source", "n_observations", "dimensions": [{"name", "median",
     "low", "high"}, ...]}``; ``low``/``high`` are the 10th/90th percentiles over
     posterior samples (equal to ``median`` for a MAP fit).
     """
     values = inverse_lengthscales(model)
-    names = [d.name for d in space.dimensions]
+    names = [d.name for d in space.dimensions] + list(extra_inputs)
     if values.shape[1] != len(names):
         raise invalid_value(
             "model",

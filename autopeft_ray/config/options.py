@@ -88,6 +88,13 @@ class SearchOptions:
         "input, and choose the next configuration for the full budget",
         flag="--multi-fidelity",
     )
+    cost_input: bool = option(
+        False,
+        help="autopeft searcher: give the score model each configuration's parameter fraction "
+        "as one more input, so that it learns how the score grows with capacity from few "
+        "results (BENCHMARKS.md)",
+        flag="--cost-input",
+    )
     max_baseline: int | None = option(
         None,
         help="autopeft searcher: keep at most this many observed configurations, the likeliest "
@@ -166,6 +173,13 @@ class SearchOptions:
                 f"`multi_fidelity` fits the results of trials that the autopeft searcher's "
                 f"scheduler stopped early; with {used} there are none to fit. Use "
                 f"--searcher autopeft with --scheduler asha or hyperband, or drop --multi-fidelity."
+            )
+        if not isinstance(self.cost_input, bool):
+            raise invalid_value("cost_input", self.cost_input, valid=[True, False])
+        if self.cost_input and self.searcher != "autopeft":
+            raise ConfigurationError(
+                f"`cost_input` is an input of the autopeft searcher's score model; --searcher "
+                f"{self.searcher} has no such model. Use --searcher autopeft, or drop --cost-input."
             )
         if self.max_baseline is not None:
             check_int("max_baseline", self.max_baseline)

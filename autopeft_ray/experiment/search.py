@@ -63,6 +63,7 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
         background=options.background,
         max_baseline=options.max_baseline,
         multi_fidelity=options.multi_fidelity,
+        cost_input=options.cost_input,
         **common,
     )
 

@@ -2,13 +2,14 @@
 
 * :mod:`.model`: the padded SAAS GP of the score, the known cost, their model list;
 * :mod:`.fit`: fitting the score model (NUTS or MAP);
-* :mod:`.fidelity`: the fidelity as a model input, and the model at the target;
+* :mod:`.inputs`: the model's inputs (encoding, known cost, fidelity) and their wrapper;
+* :mod:`.fidelity`: the multi-fidelity model, and the model at the target fidelity;
 * :mod:`.acquisition`: qLogNEHVI;
 * :mod:`.optimize`: discrete local search over encodings.
 """
 
 from .acquisition import build_acquisition, load_fused_kernel
-from .fidelity import AtTargetFidelity, model_inputs, multi_fidelity_map_model
+from .fidelity import AtTargetFidelity, multi_fidelity_map_model
 from .fit import (
     NutsSettings,
     enable_compilation_cache,
@@ -17,13 +18,16 @@ from .fit import (
     map_hyperparameters,
     warm_map_fit,
 )
+from .inputs import AppendInputs, CostInput, model_inputs
 from .model import DTYPE, CanonicalModelList, KnownCost, PaddedSaasGP, build_model
 from .optimize import optimize_acquisition, pareto_neighbour_starts
 
 __all__ = [
     "DTYPE",
+    "AppendInputs",
     "AtTargetFidelity",
     "CanonicalModelList",
+    "CostInput",
     "KnownCost",
     "NutsSettings",
     "PaddedSaasGP",

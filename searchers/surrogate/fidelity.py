@@ -21,84 +21,36 @@ opposite, a spread that shrinks towards the target fidelity.
 
 Everything else works on configurations: the acquisition sees the score
 model through :class:`AtTargetFidelity`, which asks it about the target
-fidelity, so the known cost, canonicalisation, pending points, the pruned
+fidelity (the fidelity is the model's last input, :mod:`.inputs`), so the known cost, canonicalisation, pending points, the pruned
 baseline and the local search are unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import torch
 from botorch.models.model import Model
-from botorch.posteriors import Posterior
 from torch import Tensor
 
-from autopeft_ray.space import PeftConfiguration, SearchSpace
-from autopeft_ray.space.encoding import canonical_encoding
-
-from .model import DTYPE
+from .inputs import AppendInputs
 
 #: The power of the fidelity's polynomial factor: the spread between
 #: configurations at fidelity input s, relative to the target, is about s^2.
 FIDELITY_POWER = 2
 
 
-def model_inputs(
-    space: SearchSpace,
-    data: Sequence[tuple[PeftConfiguration, float, float]],
-    multi_fidelity: bool,
-) -> Tensor:
-    """``n x d`` encodings of ``(configuration, utility, fidelity input)`` data,
-    with the fidelity input as column ``d + 1`` when ``multi_fidelity``."""
-    rows = [
-        canonical_encoding(space, config) + ([level] if multi_fidelity else [])
-        for config, _, level in data
-    ]
-    width = len(space.dimensions) + int(multi_fidelity)
-    return torch.tensor(rows, dtype=DTYPE).reshape(-1, width)
-
-
-class AtTargetFidelity(Model):
+class AtTargetFidelity(AppendInputs):
     """A score model of ``(configuration, fidelity)`` seen at the target fidelity.
 
-    ``posterior(X)`` on ``... x d`` encodings is the wrapped model's posterior
-    at ``X`` with the fidelity input 1 appended. BoTorch's ensemble flags are
-    the wrapped model's, so a NUTS model stays a fully Bayesian one to
-    qLogNEHVI and its samplers.
+    ``posterior(X)`` on ``... x d`` inputs is the wrapped model's posterior
+    at ``X`` with the fidelity input 1 appended (:class:`~.inputs.AppendInputs`).
     """
 
     def __init__(self, model: Model) -> None:
-        super().__init__()
-        self.model = model
-        self._is_fully_bayesian = bool(getattr(model, "_is_fully_bayesian", False))
-        self._is_ensemble = bool(getattr(model, "_is_ensemble", False))
+        super().__init__(model, _at_target)
 
-    @property
-    def num_outputs(self) -> int:
-        return int(self.model.num_outputs)
 
-    @property
-    def batch_shape(self) -> torch.Size:
-        return self.model.batch_shape
-
-    def posterior(
-        self,
-        X: Tensor,
-        output_indices: list[int] | None = None,
-        observation_noise: bool | Tensor = False,
-        posterior_transform: Any = None,
-        **kwargs: Any,
-    ) -> Posterior:
-        target = torch.ones(*X.shape[:-1], 1, dtype=X.dtype, device=X.device)
-        return self.model.posterior(
-            torch.cat([X, target], dim=-1),
-            output_indices=output_indices,
-            observation_noise=observation_noise,
-            posterior_transform=posterior_transform,
-            **kwargs,
-        )
+def _at_target(X: Tensor) -> Tensor:
+    return torch.ones(*X.shape[:-1], 1, dtype=X.dtype, device=X.device)
 
 
 def multi_fidelity_map_model(train_X: Tensor, train_Y: Tensor) -> Model:

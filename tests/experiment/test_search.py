@@ -97,6 +97,20 @@ def test_background_suggestions_reach_the_autopeft_searcher_only():
         SearchOptions(searcher="ax", background=True)
 
 
+def test_make_searcher_passes_cost_input_on_and_other_searchers_refuse_it():
+    from autopeft_ray.experiment.search import make_searcher
+    from autopeft_ray.objectives import ParamCost
+    from autopeft_ray.space import SearchSpace
+
+    space = SearchSpace(num_layers=2, hidden_size=8)
+    built = make_searcher(SearchOptions(cost_input=True), space, ParamCost(8, 10_000))
+    assert built.cost_input is True and built.get_state()["settings"]["cost_input"] is True
+    with pytest.raises(ConfigurationError, match=r"`cost_input` .* --searcher random has no"):
+        SearchOptions(searcher="random", cost_input=True)
+    with pytest.raises(ConfigurationError, match=r"`cost_input` should be one of True, False"):
+        SearchOptions(cost_input="yes")
+
+
 def test_make_searcher_passes_max_baseline_on_and_other_searchers_refuse_it():
     from autopeft_ray.experiment.search import make_searcher
     from autopeft_ray.objectives import ParamCost
