@@ -8,7 +8,9 @@ each concurrency and surrogate, three searchers take turns:
 
 * ``random``: no model; its idle time is Ray Tune's own overhead (the control);
 * ``foreground``: today's ``AutoPEFTSearcher``, fitting inside ``suggest``;
-* ``background``: ``AutoPEFTSearcher(background=True)``.
+* ``background``: ``AutoPEFTSearcher(background=True)``;
+* ``filled``: ``AutoPEFTSearcher(background=True, fill_with_random=True)``:
+  a free slot that finds no candidate ready gets a random configuration.
 
 Reported per run:
 
@@ -19,11 +21,14 @@ Reported per run:
   p99 and max, and how many returned ``None`` with a slot free (Tune asks
   again later);
 * the longest single block of Tune's event loop inside any searcher call
-  (``suggest``, ``on_trial_result``, ``on_trial_complete``, ``save``).
+  (``suggest``, ``on_trial_result``, ``on_trial_complete``, ``save``);
+* how many trials got a model-based configuration, and how many a random
+  fill (``filled``).
 
     python benchmarks/driver_idle.py --quick          # smoke: about 3 minutes
     python benchmarks/driver_idle.py --concurrency 8 --surrogates saas-nuts \\
-        --trials 100 --initial 20 --trial-seconds 60  # the issue's target setting, ~45 min
+        --trials 100 --initial 20 --trial-seconds 60 --queue-size 8 \\
+        --searchers random filled background  # the issue's target setting
 """
 
 from __future__ import annotations
@@ -97,7 +102,8 @@ def run_one(args: argparse.Namespace, kind: str, concurrency: int, surrogate: st
             num_initial=args.initial,
             surrogate=surrogate,
             seed=args.seed,
-            background=kind == "background",
+            background=kind in ("background", "filled"),
+            fill_with_random=kind == "filled",
             queue_size=args.queue_size,
             jax_cache_dir=None,
         )
@@ -136,6 +142,10 @@ def run_one(args: argparse.Namespace, kind: str, concurrency: int, surrogate: st
         "suggest_none": nones,
         "longest_block_s": max(blocks.values()),
         "longest_block_in": max(blocks, key=lambda name: blocks[name]),
+        "model_based": sum(1 for t in getattr(searcher, "timings", []) if "total_s" in t),
+        "random_fills": sum(
+            1 for t in getattr(searcher, "timings", []) if t.get("fallback") == "none ready"
+        ),
         "wall_s": wall,
     }
 
@@ -176,15 +186,15 @@ def main() -> None:
     )
     print(
         "| N | surrogate | searcher | idle | suggest p50 / p99 ms | suggest max s | "
-        "None, slot free | longest block s (in) | wall s |"
+        "None, slot free | longest block s (in) | model-based / random fills | wall s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['concurrency']} | {r['surrogate']} | {r['searcher']} | {r['idle']:.1%} | "
             f"{r['suggest_p50_ms']:.1f} / {r['suggest_p99_ms']:.1f} | {r['suggest_max_s']:.2f} | "
             f"{r['suggest_none']} | {r['longest_block_s']:.2f} ({r['longest_block_in']}) | "
-            f"{r['wall_s']:.0f} |"
+            f"{r['model_based']} / {r['random_fills']} | {r['wall_s']:.0f} |"
         )
     print(f"\nreproduce: python {shlex.join(sys.argv)}")
 

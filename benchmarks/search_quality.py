@@ -34,6 +34,9 @@ fit of a new padded size compiles NUTS unless JAX's cache already holds it;
         --observations 20,50,100,200,500                  # MAP up to 500 observations
     python benchmarks/search_quality.py --part failures --seeds 3   # about 15 min
     python benchmarks/search_quality.py --quick           # smoke run, about 1 minute
+    # MAP SAAS with and without the fraction as a model input (cost_input), 5 seeds
+    python benchmarks/search_quality.py --part quality \
+        --methods autopeft-map,autopeft-map-cost,random
     # AutoPEFT vs the Ax-backed searcher, both with MAP SAAS, 3 seeds: about 25 min
     python benchmarks/search_quality.py --part quality --methods autopeft-map,ax-map \
         --seeds 3 --budget 30 --initial 10
@@ -71,7 +74,16 @@ from autopeft_ray.testing.synthetic import SyntheticPeftProblem  # noqa: E402
 PAPER_NUTS = (128, 64, 4)
 CHEAP_NUTS = (32, 16, 2)
 TINY_NUTS = (8, 5, 1)
-METHODS = ("autopeft", "autopeft-map", "ax", "ax-map", "random", "tpe", "nsga2")
+METHODS = (
+    "autopeft",
+    "autopeft-map",
+    "autopeft-map-cost",
+    "ax",
+    "ax-map",
+    "random",
+    "tpe",
+    "nsga2",
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -142,6 +154,7 @@ def autopeft(
     surrogate: str = "saas-nuts",
     model_failures: bool = True,
     max_baseline: int | None = None,
+    cost_input: bool = False,
 ) -> AutoPEFTSearcher:
     warmup, samples, thinning = nuts or args.nuts
     # Full runs use the searcher's defaults (the paper's 10 restarts).
@@ -157,6 +170,7 @@ def autopeft(
         seed=seed,
         model_failures=model_failures,
         max_baseline=max_baseline,
+        cost_input=cost_input,
         **settings,
     )
 
@@ -199,6 +213,11 @@ def methods(args: argparse.Namespace, space: SearchSpace, cost: Any, seed: int) 
         "autopeft-map": (
             "AutoPEFT (SAAS-MAP + qLogNEHVI)",
             lambda: autopeft(args, space, cost, seed, surrogate="saas-map"),
+            args.budget,
+        ),
+        "autopeft-map-cost": (
+            "AutoPEFT (SAAS-MAP + qLogNEHVI), fraction as a model input",
+            lambda: autopeft(args, space, cost, seed, surrogate="saas-map", cost_input=True),
             args.budget,
         ),
         "ax": (

@@ -143,7 +143,14 @@ class AutoPEFTSearcher(BackgroundProposals, ScoreModelCache, ModelBasedSearcher,
             ``suggest`` and ``on_trial_complete`` return at once instead of
             holding Tune's event loop for the length of a fit (see
             :mod:`searchers.background`, which also says what stays reproducible).
-        queue_size: candidates the background thread keeps ready.
+        queue_size: candidates the background thread computes from one fit
+            (the running trials and those before it pending); results that
+            arrive meanwhile are fitted for the next queue.
+        fill_with_random: with ``background``, a free slot that finds no
+            candidate ready gets a random configuration instead of waiting
+            (``suggest`` never returns ``None``): no trial slot idles while
+            the model fits, at the price of fewer model-based trials
+            (BENCHMARKS.md, "Driver idle time").
     """
 
     _background_caches = ("_model_cache", "_known_cost", "_map_fit")
@@ -175,6 +182,7 @@ class AutoPEFTSearcher(BackgroundProposals, ScoreModelCache, ModelBasedSearcher,
         model_failures: bool = True,
         background: bool = False,
         queue_size: int = 2,
+        fill_with_random: bool = False,
         multi_fidelity: bool = False,
         cost_input: bool = False,
     ) -> None:
@@ -207,12 +215,19 @@ class AutoPEFTSearcher(BackgroundProposals, ScoreModelCache, ModelBasedSearcher,
         )
         self.pad_multiple = check_int("pad_multiple", pad_multiple)
         flags = dict(model_failures=model_failures, multi_fidelity=multi_fidelity)
-        flags.update(cost_input=cost_input, background=background)
+        flags.update(
+            cost_input=cost_input, background=background, fill_with_random=fill_with_random
+        )
         for name, flag in flags.items():
             if not isinstance(flag, bool):
                 raise invalid_value(name, flag, valid=[True, False])
         self.model_failures, self.multi_fidelity = model_failures, multi_fidelity
         self.cost_input, self.background = cost_input, background
+        if fill_with_random and not background:
+            fix = "fill_with_random=True fills slots while the background thread fits: "
+            fix += "pass background=True."
+            raise invalid_value("fill_with_random", fill_with_random, valid=[False], fix=fix)
+        self.fill_with_random = fill_with_random
         if multi_fidelity and surrogate != "saas-map":
             fix = "multi_fidelity=True fits a MAP model: pass surrogate='saas-map'."
             raise invalid_value("surrogate", surrogate, valid=["saas-map"], fix=fix)
@@ -239,7 +254,8 @@ class AutoPEFTSearcher(BackgroundProposals, ScoreModelCache, ModelBasedSearcher,
             return self._random_unseen()
         if len(self._observations()) < MIN_OBSERVATIONS:
             # Wait for results while trials run; sample when nothing would arrive.
-            return None if self._pending else self._random_unseen()
+            waits = bool(self._pending) and not self.fill_with_random
+            return None if waits else self._random_unseen()
         if self.background:
             return self._background_proposal()
         return self._model_based_or_random()
@@ -353,6 +369,7 @@ class AutoPEFTSearcher(BackgroundProposals, ScoreModelCache, ModelBasedSearcher,
             model_failures=self.model_failures,
             background=self.background,
             queue_size=self.queue_size,
+            fill_with_random=self.fill_with_random,
             multi_fidelity=self.multi_fidelity,
             cost_input=self.cost_input,
         )

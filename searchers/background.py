@@ -9,15 +9,18 @@ fitting and acquisition in a daemon thread instead:
 - The worker works on a *snapshot* of the searcher (its results, running
   trials, seen configurations and seed), never on the live searcher, so the
   event loop and the worker share nothing but a lock-protected hand-over.
-- From one snapshot it computes a small queue of candidates, one after
-  another, each with the running trials *and the candidates queued before it*
-  as pending points, so the queue holds different configurations.
+- From one snapshot (one fit) it computes a queue of ``queue_size``
+  candidates, one after another, each with the running trials *and the
+  candidates queued before it* as pending points, so the queue holds
+  different configurations. With the paper's NUTS a fit costs a third to
+  all of one candidate's acquisition (BENCHMARKS.md), so a queue from one
+  fit gives more candidates per minute than a refit for each.
 - ``suggest`` takes the first queued candidate not seen since (``None`` while
-  the first model is fitted: Tune asks again) and asks for a refill.
-  ``on_trial_complete`` only records the result and asks for a fresh
-  snapshot: the worker starts it when its current job ends, or between two
-  candidates of that job; until the fresh queue is ready, the older candidates
-  still serve, so a free slot does not wait for a refit.
+  none is ready: Tune asks again; a random configuration instead with
+  ``fill_with_random``) and asks for a refill. ``on_trial_complete`` only
+  records the result and asks for a fresh snapshot: the worker starts it when
+  its current queue is computed; until the fresh queue is ready, the older
+  candidates still serve, so a free slot does not wait for a refit.
 - A model step that raises is logged and replaced by a random candidate, as
   in the foreground. A worker thread that dies (an unexpected error) is
   restarted, with a warning, on the next ``suggest``, which meanwhile
@@ -83,15 +86,15 @@ class Candidate:
     caches: dict[str, Any] = field(default_factory=dict)
 
 
-Job = Callable[[Callable[[], bool]], Iterator[Candidate]]
+Job = Callable[[], Iterator[Candidate]]
 
 
 class BackgroundWorker:
     """One daemon thread running the latest submitted job, and the queue it fills.
 
-    A job is a generator function: called with ``superseded()`` (true once a
-    newer job waits), it yields candidates one by one. The queue is replaced
-    by the first candidate of a newer job and extended by the later ones.
+    A job is a generator function that yields candidates one by one; a job
+    submitted meanwhile starts when it ends. The queue is replaced by the
+    first candidate of a newer job and extended by the later ones.
     """
 
     def __init__(self, name: str) -> None:
@@ -189,7 +192,7 @@ class BackgroundWorker:
                 version, job = self._next
                 self._next, self._running = None, version
             try:
-                for position, candidate in enumerate(job(self._superseded)):
+                for position, candidate in enumerate(job()):
                     with self._lock:
                         if self._stop:
                             return
@@ -204,10 +207,6 @@ class BackgroundWorker:
                 with self._lock:
                     self._running = None
 
-    def _superseded(self) -> bool:
-        with self._lock:
-            return self._next is not None or self._stop
-
 
 class BackgroundProposals:
     """Mixin of :class:`~.autopeft.AutoPEFTSearcher`: its model-based step in a worker.
@@ -220,6 +219,7 @@ class BackgroundProposals:
 
     background: bool
     queue_size: int
+    fill_with_random: bool
     _background: BackgroundWorker | None
     _data_version: int
     _background_caches: tuple[str, ...] = ()
@@ -257,7 +257,13 @@ class BackgroundProposals:
         if candidate is not None:
             self._merge(candidate)
         self._refill(worker)
-        return None if candidate is None else candidate.config
+        if candidate is not None:
+            return candidate.config
+        if self.fill_with_random:
+            entry = {"n_observations": len(self.records), "fallback": "none ready"}
+            self.timings.append({**entry, "background": True})
+            return self._random_unseen()
+        return None
 
     def _new_results(self) -> None:
         """Results changed: the next job fits them (called by ``on_trial_complete``)."""
@@ -281,7 +287,7 @@ class BackgroundProposals:
         snapshot = self._snapshot()
         version, size = self._data_version, self.queue_size
 
-        def job(superseded: Callable[[], bool]) -> Iterator[Candidate]:
+        def job() -> Iterator[Candidate]:
             for position in range(size):
                 config = snapshot._model_based_or_random()
                 if config is None:
@@ -295,8 +301,6 @@ class BackgroundProposals:
                 snapshot._pending[f"{QUEUED}{position}"] = config
                 snapshot._seen.add(config.canonical())
                 snapshot.num_suggested += 1
-                if superseded():
-                    return
 
         return job
 

@@ -81,6 +81,13 @@ class SearchOptions:
         "depend on when results arrive, not only on the seed)",
         flag="--background-suggestions",
     )
+    fill_with_random: bool = option(
+        False,
+        help="with --background-suggestions: a free trial slot that finds no model-based "
+        "configuration ready starts a random one instead of waiting (no slot idles while "
+        "the model fits; fewer model-based trials)",
+        flag="--fill-with-random",
+    )
     multi_fidelity: bool = option(
         False,
         help="autopeft searcher with --scheduler asha or hyperband and --surrogate saas-map: "
@@ -157,6 +164,13 @@ class SearchOptions:
                 f"`background` suggestions are built into the autopeft searcher; "
                 f"--searcher {self.searcher} computes its suggestions on the event loop. "
                 f"Use --searcher autopeft, or drop --background-suggestions."
+            )
+        if not isinstance(self.fill_with_random, bool):
+            raise invalid_value("fill_with_random", self.fill_with_random, valid=[True, False])
+        if self.fill_with_random and not self.background:
+            raise ConfigurationError(
+                "`fill_with_random` fills free slots while the background thread fits; "
+                "without --background-suggestions there is none. Add --background-suggestions."
             )
         if not isinstance(self.multi_fidelity, bool):
             raise invalid_value("multi_fidelity", self.multi_fidelity, valid=[True, False])

@@ -61,6 +61,7 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
     return AutoPEFTSearcher(
         space,
         background=options.background,
+        fill_with_random=options.fill_with_random,
         max_baseline=options.max_baseline,
         multi_fidelity=options.multi_fidelity,
         cost_input=options.cost_input,

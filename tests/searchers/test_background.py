@@ -177,11 +177,42 @@ def test_a_dead_worker_is_restarted_and_nothing_repeats(make_searcher, driver, m
     assert len(set(canonical)) == len(canonical) == 7
 
 
+@pytest.mark.slow
+def test_fill_with_random_gives_a_free_slot_a_random_configuration_while_the_worker_fits(
+    make_searcher, driver, gate
+):
+    searcher = make_searcher("autopeft", **BACKGROUND, fill_with_random=True)
+    run = driver(searcher)
+    run.run(5, concurrency=5)
+    assert isinstance(run.suggest(), dict), "the fit is held at the gate: a random one"
+    assert searcher.timings[-1] == {
+        "n_observations": 5,
+        "fallback": "none ready",
+        "background": True,
+    }
+    gate.set()
+    wait_until(lambda: searcher._background.queued == searcher.queue_size)
+    assert isinstance(run.suggest(), dict)
+    assert searcher.timings[-1]["fallback"] is None and "total_s" in searcher.timings[-1]
+    canonical = [c.canonical() for c in run.suggested]
+    assert len(set(canonical)) == len(canonical) == 7
+
+
+def test_fill_with_random_does_not_wait_for_the_first_results(make_searcher, driver):
+    searcher = make_searcher("autopeft", **BACKGROUND, fill_with_random=True)
+    run = driver(searcher)
+    for _ in range(6):  # 5 random, then no result yet: a random one instead of waiting
+        assert isinstance(run.suggest(), dict)
+    assert searcher._background is None
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
         ({"background": "yes"}, r"`background` should be one of True, False, got 'yes'"),
         ({"queue_size": 0}, r"`queue_size` should be"),
+        ({"fill_with_random": True, "background": False}, r"pass background=True"),
+        ({"fill_with_random": 1}, r"`fill_with_random` should be one of True, False"),
     ],
 )
 def test_bad_background_arguments(make_searcher, overrides, match):
