@@ -9,7 +9,9 @@ compared over ``--seeds`` seeds (the seed also draws the problem's noise):
 
 * AutoPEFT: ``--initial`` random configurations, then SAAS GP + qLogNEHVI,
   once with the paper's fully Bayesian SAAS GP (NUTS 128/64/4) and once with
-  the cheap MAP SAAS GP (``surrogate="saas-map"``);
+  the cheap MAP SAAS GP (``surrogate="saas-map"``), and with MAP SAAS and
+  the parameter fraction as a model input (``autopeft-map-cost``:
+  ``cost_input=True``);
 * the same search through Ax (``AxPEFTSearcher``: Ax's ``Client`` with a SAAS
   GP per objective, NUTS or MAP, and qLogNEHVI), same initial design;
 * random search (ours, no repeats) with twice the budget, also read at 1x;

@@ -77,8 +77,9 @@ class SearchOptions:
     background: bool = option(
         False,
         help="fit and optimise the autopeft searcher's model in a background thread, so "
-        "that suggestions never hold Ray Tune's event loop (model-based suggestions then "
-        "depend on when results arrive, not only on the seed)",
+        "that suggestions never hold Ray Tune's event loop; each fit queues a candidate per "
+        "trial slot (--concurrency, at least 2); model-based suggestions then depend on "
+        "when results arrive, not only on the seed",
         flag="--background-suggestions",
     )
     fill_with_random: bool = option(

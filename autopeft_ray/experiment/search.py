@@ -61,6 +61,8 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
     return AutoPEFTSearcher(
         space,
         background=options.background,
+        # One fit computes a candidate for each trial slot (BENCHMARKS.md, "Driver idle time").
+        queue_size=max(2, options.concurrency),
         fill_with_random=options.fill_with_random,
         max_baseline=options.max_baseline,
         multi_fidelity=options.multi_fidelity,

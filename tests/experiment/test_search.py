@@ -95,8 +95,10 @@ def test_background_suggestions_reach_the_autopeft_searcher_only():
     assert built.background and not make_searcher(SearchOptions(), space, built.cost_fn).background
     with pytest.raises(ConfigurationError, match=r"--searcher ax computes its suggestions on"):
         SearchOptions(searcher="ax", background=True)
-    filled = SearchOptions(background=True, fill_with_random=True)
-    assert make_searcher(filled, space, built.cost_fn).fill_with_random
+    assert built.queue_size == 2
+    filled = SearchOptions(background=True, fill_with_random=True, concurrency=8)
+    eight = make_searcher(filled, space, built.cost_fn)
+    assert eight.fill_with_random and eight.queue_size == 8
     with pytest.raises(ConfigurationError, match=r"`fill_with_random` .*Add --background-sugg"):
         SearchOptions(fill_with_random=True)
 
