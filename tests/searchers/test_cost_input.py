@@ -112,3 +112,16 @@ def test_a_search_with_the_cost_input_fits_it_and_keeps_it(
 def test_cost_input_must_be_a_bool(make_searcher):
     with pytest.raises(ConfigurationError, match="cost_input"):
         make_searcher("autopeft", cost_input="yes")
+
+
+@pytest.mark.slow
+def test_the_nuts_surrogate_takes_the_cost_input_too(make_searcher, driver, space):
+    searcher = make_searcher("autopeft", num_initial=4, cost_input=True)  # tiny NUTS
+    run = driver(searcher)
+    run.run(4)
+    assert isinstance(run.suggest(), dict)
+    assert searcher.timings[-1]["fallback"] is None
+    relevance = searcher.relevance()
+    assert relevance["source"] == "saas-nuts"
+    names = [row["name"] for row in relevance["dimensions"]]
+    assert sorted(names) == sorted([d.name for d in space.dimensions] + [PARAM_FRACTION])
