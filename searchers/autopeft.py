@@ -11,8 +11,9 @@ an evaluated or pending configuration.
 
 Fidelity policy: only results that reached their target fidelity (or
 ``min_fidelity``) are fitted; with ``multi_fidelity=True`` early-stopped ones
-(ASHA) too, the fidelity being one more model input, and the acquisition is
-taken at the target (:mod:`searchers.surrogate.fidelity`). An early-stopped
+(ASHA) too, and every trial's earlier rungs (:mod:`searchers.rungs`), the
+fidelity being one more model input, and the acquisition is taken at the
+target (:mod:`searchers.surrogate.fidelity`). An early-stopped
 configuration counts as evaluated and is never proposed again.
 
 Waiting: after the initial design, while fewer than 2 fitted results exist
@@ -61,7 +62,8 @@ from .model_based import (
     derive_seed,
 )
 from .numerics import count_harmless_warnings
-from .records import Observation, observations
+from .records import Observation, observations, one_per_configuration
+from .rungs import RungMemory
 from .score_model import ScoreModelCache
 from .surrogate import (
     DTYPE,
@@ -78,7 +80,9 @@ from .surrogate import (
 logger = logging.getLogger(__name__)
 
 
-class AutoPEFTSearcher(BackgroundProposals, ScoreModelCache, ModelBasedSearcher, PeftSearcherBase):
+class AutoPEFTSearcher(
+    BackgroundProposals, RungMemory, ScoreModelCache, ModelBasedSearcher, PeftSearcherBase
+):
     """AutoPEFT: SAAS-GP + qLogNEHVI search for Pareto-optimal PEFT configurations.
 
     Args:
@@ -128,8 +132,8 @@ class AutoPEFTSearcher(BackgroundProposals, ScoreModelCache, ModelBasedSearcher,
             score just below the worst fitted one, so that suggestions avoid
             regions that fail (:func:`~.records.observations`); ``False`` fits
             results only.
-        multi_fidelity: also fit early-stopped results, with their fidelity as
-            a model input, and take the acquisition at the target fidelity
+        multi_fidelity: also fit early-stopped results and each trial's
+            earlier rungs, with their fidelity as a model input, and take the acquisition at the target fidelity
             (for ASHA or Hyperband, where most trials stop at a low rung);
             needs ``surrogate="saas-map"`` (:mod:`searchers.surrogate.fidelity`).
         cost_input: give the score model each configuration's parameter
@@ -297,7 +301,7 @@ class AutoPEFTSearcher(BackgroundProposals, ScoreModelCache, ModelBasedSearcher,
                 fitted = time.perf_counter()
                 model = AtTargetFidelity(model) if self.multi_fidelity else model
                 model = AppendInputs(model, cost_input) if cost_input is not None else model
-                baseline = model_inputs(self.space, data, multi_fidelity=False)
+                baseline = model_inputs(self.space, one_per_configuration(data), False)
                 config, value = self._optimize(model, baseline, results, step_seed)
         finally:
             np.random.set_state(numpy_state)

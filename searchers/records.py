@@ -13,7 +13,8 @@ statuses of :mod:`autopeft_ray.objectives` (one vocabulary with the run folder):
   The configuration is not pending any more and is not proposed again.
 
 :func:`observations` turns records into what a score model is fitted on,
-with early-stopped results included at their fidelity when asked.
+with early-stopped results, and the earlier rungs of every trial, included at
+their fidelity when asked.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class TrialRecord:
         fidelity: the fidelity the result reflects, if reported.
         target_fidelity: the fidelity the trial was asked to reach, if reported.
         reason: why a trial failed.
+        earlier: ``(fidelity, score)`` of results the trial reported before
+            its last one, at fidelities a factor :data:`RUNG_SPACING` apart
+            (kept by multi-fidelity searchers only, see :func:`thin_rungs`).
     """
 
     trial_id: str
@@ -59,6 +63,7 @@ class TrialRecord:
     fidelity: float | None = None
     target_fidelity: float | None = None
     reason: str | None = None
+    earlier: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +75,7 @@ class TrialRecord:
             "fidelity": self.fidelity,
             "target_fidelity": self.target_fidelity,
             "reason": self.reason,
+            "earlier": [list(pair) for pair in self.earlier],
         }
 
     @classmethod
@@ -83,6 +89,7 @@ class TrialRecord:
             fidelity=data.get("fidelity"),
             target_fidelity=data.get("target_fidelity"),
             reason=data.get("reason"),
+            earlier=tuple((float(f), float(v)) for f, v in data.get("earlier") or ()),
         )
 
 
@@ -171,6 +178,38 @@ def fidelity_input(fidelity: float | None, target: float | None) -> float:
     return min(1.0, max(0.0, 1.0 + math.log10(fidelity / target) / FIDELITY_DECADES))
 
 
+#: The factor between the fidelities of the earlier results a trial keeps: ASHA's
+#: default reduction factor, so a trial that reports every step keeps its rungs.
+RUNG_SPACING = 3.0
+
+
+def thin_rungs(
+    reported: list[tuple[float, float]], final: float
+) -> tuple[tuple[float, float], ...]:
+    """The ``(fidelity, score)`` results below ``final`` worth fitting, lowest first.
+
+    Going down from the final fidelity, a result is kept if its fidelity is
+    at most the last kept one's divided by :data:`RUNG_SPACING` (the last
+    score reported at a fidelity counts): a trial that reports every step
+    adds a handful of results, not hundreds, and each is far enough from the
+    next to tell the model something new.
+    """
+    latest = dict(reported)
+    kept: list[tuple[float, float]] = []
+    bound = final / RUNG_SPACING
+    for fidelity in sorted(latest, reverse=True):
+        if fidelity <= bound:
+            kept.append((fidelity, latest[fidelity]))
+            bound = fidelity / RUNG_SPACING
+    return tuple(reversed(kept))
+
+
+def one_per_configuration(data: list[Observation]) -> list[Observation]:
+    """``data`` with only the last observation of each configuration (its highest rung)."""
+    last = {config.canonical(): (config, value, level) for config, value, level in data}
+    return list(last.values())
+
+
 def observations(
     records: list[TrialRecord],
     utility: Callable[[float], float],
@@ -181,7 +220,8 @@ def observations(
 ) -> list[Observation]:
     """What the score model is fitted on: ``(configuration, utility, fidelity input)``.
 
-    Completed results always; early-stopped ones too with ``multi_fidelity``,
+    Completed results always; with ``multi_fidelity`` early-stopped ones too,
+    and every trial's :attr:`~TrialRecord.earlier` results before its last,
     each at its :func:`fidelity_input` (its reported target, else
     ``default_target``). Without ``multi_fidelity`` every input is 1.
 
@@ -197,6 +237,11 @@ def observations(
         if not fitted or r.score is None:
             continue
         target = r.target_fidelity if r.target_fidelity is not None else default_target
+        if multi_fidelity:
+            data.extend(
+                (r.config, utility(score), fidelity_input(fidelity, target))
+                for fidelity, score in r.earlier
+            )
         level = fidelity_input(r.fidelity, target) if multi_fidelity else 1.0
         data.append((r.config, utility(r.score), level))
     if not model_failures or not data:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pickle
 import random
 
@@ -10,7 +12,12 @@ import torch
 
 from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FAILED
-from autopeft_ray.searchers.records import TrialRecord, fidelity_input, observations
+from autopeft_ray.searchers.records import (
+    TrialRecord,
+    fidelity_input,
+    observations,
+    thin_rungs,
+)
 from autopeft_ray.searchers.surrogate import (
     DTYPE,
     AtTargetFidelity,
@@ -153,3 +160,108 @@ def test_early_stopped_results_alone_start_the_model_and_restore_repeats_it(
     restored = make_searcher("autopeft", num_initial=4, surrogate="saas-map", multi_fidelity=True)
     restored.set_state(pickle.loads(pickle.dumps(searcher.get_state())))
     assert restored.suggest("next") == searcher.suggest("next")
+
+
+def test_thin_rungs_keeps_results_a_reduction_factor_apart():
+    every_step = [(float(f), f / 100) for f in range(1, 28)]
+    assert thin_rungs(every_step, 27) == ((1.0, 0.01), (3.0, 0.03), (9.0, 0.09))
+    assert thin_rungs([(1, 0.5), (1, 0.6), (3, 0.7)], 3) == ((1, 0.6),)  # the last at 1
+    assert thin_rungs([(27, 0.8)], 27) == ()
+
+
+def _report(searcher, trial_id, config, rungs, problem, complete=True):
+    for fidelity in rungs:
+        result = problem.evaluate(config, fidelity=fidelity)
+        searcher.on_trial_result(trial_id, {**result, "target_fidelity": 27})
+    if complete:
+        searcher.on_trial_complete(trial_id, {**result, "target_fidelity": 27})
+
+
+def test_a_trial_keeps_its_earlier_rungs_they_are_fitted_and_saved(make_searcher, space, problem):
+    """A promoted trial's lower rungs become observations of the same configuration;
+    a full-only searcher keeps none; a running trial's rungs survive save/restore."""
+    searchers = [
+        make_searcher("autopeft", num_initial=3, surrogate="saas-map", multi_fidelity=True),
+        make_searcher("autopeft", num_initial=3, surrogate="saas-map"),
+    ]
+    for searcher in searchers:
+        configs = [space.from_trial_config(searcher.suggest(t)) for t in "abc"]
+        _report(searcher, "a", configs[0], (1, 3, 9, 27), problem)
+        _report(searcher, "b", configs[1], (1, 3), problem)
+        _report(searcher, "c", configs[2], (1,), problem, complete=False)
+    multi, plain = searchers
+    score = {f: problem.score(configs[0], f) for f in (1, 3, 9)}
+    assert multi.records[0].earlier == tuple((f, pytest.approx(score[f])) for f in (1, 3, 9))
+    assert multi.records[1].earlier == ((1, pytest.approx(problem.score(configs[1], 1))),)
+    assert [r.earlier for r in plain.records] == [(), ()]
+    data = multi._observations()
+    assert [round(level, 6) for _, _, level in data] == [
+        round(fidelity_input(f, 27), 6) for f in (1, 3, 9, 27, 1, 3)
+    ]
+    assert TrialRecord.from_dict(multi.records[0].to_dict()) == multi.records[0]
+
+    restored = make_searcher("autopeft", num_initial=3, surrogate="saas-map", multi_fidelity=True)
+    restored.set_state(json.loads(json.dumps(multi.get_state())))
+    for searcher in (multi, restored):
+        _report(searcher, "c", configs[2], (3, 9), problem)
+    assert restored.records == multi.records
+    assert [f for f, _ in restored.records[2].earlier] == [1, 3]
+
+
+def _asha(problem, rng, n, stops):
+    """``n`` random configurations through synchronous successive halving: ``stops``
+    end at rungs 1, 3, 9 and 27 (the best promoted), each with its reported rungs."""
+    configs = [problem.space.sample(rng) for _ in range(n)]
+    alive, ended = list(range(n)), []
+    reported: dict[int, list[tuple[float, float]]] = {i: [] for i in range(n)}
+    for fidelity, stop in zip((1, 3, 9, 27), stops, strict=True):
+        for i in alive:
+            reported[i].append((fidelity, problem.score(configs[i], fidelity)))
+        alive.sort(key=lambda i: reported[i][-1][1])
+        ended += alive[:stop]
+        alive = alive[stop:]
+    return [
+        TrialRecord(
+            str(i),
+            configs[i],
+            COMPLETED if reported[i][-1][0] == 27 else EARLY_STOPPED,
+            reported[i][-1][1],
+            fidelity=reported[i][-1][0],
+            target_fidelity=27,
+            earlier=thin_rungs(reported[i], reported[i][-1][0]),
+        )
+        for i in ended
+    ]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_earlier_rungs_teach_the_model_the_target(seed):
+    """60 trials through successive halving on the synthetic problem (BERT-base
+    space, target 27; 35, 13, 5 and 7 end at rungs 1, 3, 9, 27). Fitting every
+    rung of each trial ranks 300 unseen configurations at the target better
+    than fitting each trial's last result only (Spearman, measured on seeds
+    0-2: 0.74, 0.69, 0.90 against 0.43, 0.53, 0.37)."""
+    from scipy.stats import spearmanr
+
+    from autopeft_ray.space import SearchSpace
+    from autopeft_ray.testing.synthetic import SyntheticPeftProblem
+
+    space = SearchSpace(12, 768)
+    problem = SyntheticPeftProblem(space, seed=seed, target_fidelity=27)
+    records = _asha(problem, random.Random(100 + seed), 60, (35, 13, 5, 7))
+    rng = random.Random(5)
+    unseen = [space.sample(rng) for _ in range(300)]
+    X_unseen = model_inputs(space, [(c, 0.0, 1.0) for c in unseen], multi_fidelity=False)
+    truth = [problem.noiseless_score(c) for c in unseen]
+    rho = {}
+    for rungs in (True, False):
+        kept = records if rungs else [dataclasses.replace(r, earlier=()) for r in records]
+        data = observations(kept, float, multi_fidelity=True)
+        X = model_inputs(space, data, multi_fidelity=True)
+        Y = torch.tensor([[score] for _, score, _ in data], dtype=DTYPE)
+        model = AtTargetFidelity(fit_map_score_model(X, Y, seed=0, multi_fidelity=True))
+        with torch.no_grad():
+            predicted = model.posterior(X_unseen).mean.squeeze(-1).tolist()
+        rho[rungs] = spearmanr(predicted, truth)[0]
+    assert rho[True] > 0.6
+    assert rho[True] > rho[False] + 0.1
