@@ -2,7 +2,8 @@
 
 A mixin of :class:`~.autopeft.AutoPEFTSearcher`: one fit per number of
 observations (a batch of suggestions, or a background queue, costs one fit);
-MAP fits start from the last one's mode; the known cost of encodings is
+MAP fits start from the prior's defaults and from the last one's mode, the
+better kept; the known cost of encodings is
 cached; with ``cost_input=True`` the model sees each configuration's
 parameter fraction too (:mod:`.surrogate.inputs`).
 """
@@ -55,8 +56,8 @@ class ScoreModelCache:
         seed = derive_seed(self.seed, "nuts", n)
         model: Model
         if self.surrogate == "saas-map":
-            # Warm start from the last fit's mode; refitting the same data (after a
-            # restore) starts where that fit started, so it finds the same model.
+            # Cold and warm (from the last fit's mode), the better kept; refitting the
+            # same data (after a restore) starts where that fit started: the same model.
             model, self._map_fit = warm_map_fit(X, Y, seed, self._map_fit, self.multi_fidelity)
         else:
             enable_compilation_cache(self.jax_cache_dir)

@@ -158,23 +158,20 @@ class SearchOptions:
                 f"`num_evaluations` is {self.settings.num_evaluations}. Set num_evaluations >= 2 "
                 f"(e.g. 3), or use scheduler='fifo'."
             )
-        if not isinstance(self.background, bool):
-            raise invalid_value("background", self.background, valid=[True, False])
-        if self.background and self.searcher != "autopeft":
-            raise ConfigurationError(
-                f"`background` suggestions are built into the autopeft searcher; "
-                f"--searcher {self.searcher} computes its suggestions on the event loop. "
-                f"Use --searcher autopeft, or drop --background-suggestions."
+        for name in ("background", "fill_with_random", "multi_fidelity", "cost_input"):
+            if not isinstance(getattr(self, name), bool):
+                raise invalid_value(name, getattr(self, name), valid=[True, False])
+        if self.background:
+            self._autopeft_only(
+                "--background-suggestions",
+                "`background` suggestions are built into the autopeft searcher",
+                "computes its suggestions on the event loop",
             )
-        if not isinstance(self.fill_with_random, bool):
-            raise invalid_value("fill_with_random", self.fill_with_random, valid=[True, False])
         if self.fill_with_random and not self.background:
             raise ConfigurationError(
                 "`fill_with_random` fills free slots while the background thread fits; "
                 "without --background-suggestions there is none. Add --background-suggestions."
             )
-        if not isinstance(self.multi_fidelity, bool):
-            raise invalid_value("multi_fidelity", self.multi_fidelity, valid=[True, False])
         if self.multi_fidelity and self.searcher == "autopeft" and self.surrogate != "saas-map":
             raise ConfigurationError(
                 f"`multi_fidelity` fits a MAP model of the score over configuration and "
@@ -189,20 +186,17 @@ class SearchOptions:
                 f"scheduler stopped early; with {used} there are none to fit. Use "
                 f"--searcher autopeft with --scheduler asha or hyperband, or drop --multi-fidelity."
             )
-        if not isinstance(self.cost_input, bool):
-            raise invalid_value("cost_input", self.cost_input, valid=[True, False])
-        if self.cost_input and self.searcher != "autopeft":
-            raise ConfigurationError(
-                f"`cost_input` is an input of the autopeft searcher's score model; --searcher "
-                f"{self.searcher} has no such model. Use --searcher autopeft, or drop --cost-input."
+        if self.cost_input:
+            self._autopeft_only(
+                "--cost-input",
+                "`cost_input` is an input of the autopeft searcher's score model",
+                "has no such model",
             )
         if self.max_baseline is not None:
             check_int("max_baseline", self.max_baseline)
-            if self.searcher != "autopeft":
-                raise ConfigurationError(
-                    f"`max_baseline` bounds the autopeft searcher's acquisition; --searcher "
-                    f"{self.searcher} has none. Use --searcher autopeft, or drop --max-baseline."
-                )
+            self._autopeft_only(
+                "--max-baseline", "`max_baseline` bounds the autopeft searcher's acquisition"
+            )
         if self.reference_point is not None:
             check_reference_point(self.reference_point)
         if not isinstance(self.nuts, (list, tuple)) or len(self.nuts) != 3:
@@ -212,6 +206,14 @@ class SearchOptions:
         for name in self.baselines:
             if name not in BASELINE_NAMES:
                 raise invalid_value("baselines", name, valid=BASELINE_NAMES)
+
+    def _autopeft_only(self, flag: str, what: str, lack: str = "has none") -> None:
+        """Refuse ``flag`` with another searcher: "<what>; --searcher X <lack>. Use ..."."""
+        if self.searcher != "autopeft":
+            raise ConfigurationError(
+                f"{what}; --searcher {self.searcher} {lack}. "
+                f"Use --searcher autopeft, or drop {flag}."
+            )
 
     @property
     def num_trials(self) -> int:

@@ -152,3 +152,28 @@ def test_multi_fidelity_needs_the_autopeft_searcher_and_an_early_stopping_schedu
         SearchOptions(
             settings=settings, searcher="random", scheduler="hyperband", multi_fidelity=True
         )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("background", True, "--background-suggestions"),
+        ("cost_input", True, "--cost-input"),
+        ("max_baseline", 32, "--max-baseline"),
+    ],
+)
+def test_autopeft_only_options_name_their_flag_and_the_fix(field, value, flag):
+    with pytest.raises(ConfigurationError, match=rf"^`{field}`.* --searcher random .*Use "):
+        SearchOptions(searcher="random", **{field: value})
+    with pytest.raises(ConfigurationError, match=rf"or drop {flag}\.$"):
+        SearchOptions(searcher="random", **{field: value})
+
+
+@pytest.mark.parametrize(
+    "field", ["background", "fill_with_random", "multi_fidelity", "cost_input"]
+)
+def test_switches_must_be_booleans(field):
+    with pytest.raises(
+        ConfigurationError, match=rf"^`{field}` should be one of True, False, got 'yes'"
+    ):
+        SearchOptions(**{field: "yes"})

@@ -151,3 +151,22 @@ def test_model_outputs_score_and_negated_fraction_on_canonical_inputs(space, pro
 def test_nuts_settings_validate(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):
         NutsSettings(**kwargs)
+
+
+def test_a_map_refit_keeps_the_better_of_its_cold_and_warm_starts(problem):
+    """The warm start is the mode of other data (the scores reversed); the refit
+    keeps whichever of the two fits has the higher MAP objective, and records
+    where its warm fit started (so a restore refits the same model)."""
+    from autopeft_ray.searchers.surrogate import fit_map_score_model, warm_map_fit
+    from autopeft_ray.searchers.surrogate.fit import map_hyperparameters, map_objective
+
+    _, X, Y = synthetic_data(problem, 20, seed=3)
+    other = map_hyperparameters(fit_map_score_model(X, -Y, seed=0))
+    model, record = warm_map_fit(X, Y, seed=0, last={"n": 19, "start": None, "result": other})
+    cold = map_objective(fit_map_score_model(X, Y, seed=0))
+    warm = map_objective(fit_map_score_model(X, Y, seed=0, init=other))
+    assert map_objective(model) == pytest.approx(max(cold, warm))
+    assert record["n"] == 20 and record["start"] == other
+    assert record["result"] == map_hyperparameters(model)
+    again, _ = warm_map_fit(X, Y, seed=0, last=record)  # same n: starts where it started
+    assert map_objective(again) == pytest.approx(map_objective(model))
