@@ -25,6 +25,9 @@ Score model (higher is better, roughly accuracy-like in [0, 1]):
   run would.
 * **Fidelity.** A result at ``fidelity < target_fidelity`` is lower, following
   a saturating learning curve, as an early-stopped trial would report.
+* **Successive halving** (:func:`successive_halving`): what an ASHA-like
+  scheduler would let a set of configurations report, for model studies
+  without Tune.
 * **Variant: only some dimensions matter** (``relevant``). Every other
   dimension is held at a fixed value (layers on, sizes at their middle
   choice) before scoring, so the score depends on the named ones only: the
@@ -170,3 +173,32 @@ class SyntheticPeftProblem:
     def evaluate_trial_config(self, trial_config: dict[str, Any]) -> dict[str, Any]:
         """:meth:`evaluate` on a flat Ray Tune trial config (extra keys ignored)."""
         return self.evaluate(self.space.from_trial_config(trial_config))
+
+
+def successive_halving(
+    problem: SyntheticPeftProblem,
+    configs: list[PeftConfiguration],
+    rungs: tuple[int, ...],
+    stops: tuple[int, ...],
+) -> list[tuple[PeftConfiguration, list[tuple[int, float]]]]:
+    """Synchronous successive halving of ``configs`` on ``problem``.
+
+    At each rung every configuration still running reports its score; then
+    the ``stops[i]`` lowest-scoring ones end at ``rungs[i]``. Returns the
+    configurations that ended, in the order they ended, each with its
+    reported ``(fidelity, score)`` results. ``stops`` must add up to
+    ``len(configs)``.
+    """
+    if len(rungs) != len(stops) or sum(stops) != len(configs):
+        raise invalid_value(
+            "stops", stops, expected=f"{len(rungs)} counts adding up to {len(configs)}"
+        )
+    reported: list[list[tuple[int, float]]] = [[] for _ in configs]
+    running, ended = list(range(len(configs))), []
+    for fidelity, stop in zip(rungs, stops, strict=True):
+        for i in running:
+            reported[i].append((fidelity, problem.score(configs[i], fidelity)))
+        running.sort(key=lambda i: reported[i][-1][1])
+        ended += running[:stop]
+        running = running[stop:]
+    return [(configs[i], reported[i]) for i in ended]

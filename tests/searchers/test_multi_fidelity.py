@@ -209,28 +209,24 @@ def test_a_trial_keeps_its_earlier_rungs_they_are_fitted_and_saved(make_searcher
 
 
 def _asha(problem, rng, n, stops):
-    """``n`` random configurations through synchronous successive halving: ``stops``
-    end at rungs 1, 3, 9 and 27 (the best promoted), each with its reported rungs."""
+    """``n`` random configurations through successive halving: ``stops`` end at
+    rungs 1, 3, 9 and 27 (the best promoted), each with its reported rungs."""
+    from autopeft_ray.testing.synthetic import successive_halving
+
     configs = [problem.space.sample(rng) for _ in range(n)]
-    alive, ended = list(range(n)), []
-    reported: dict[int, list[tuple[float, float]]] = {i: [] for i in range(n)}
-    for fidelity, stop in zip((1, 3, 9, 27), stops, strict=True):
-        for i in alive:
-            reported[i].append((fidelity, problem.score(configs[i], fidelity)))
-        alive.sort(key=lambda i: reported[i][-1][1])
-        ended += alive[:stop]
-        alive = alive[stop:]
     return [
         TrialRecord(
             str(i),
-            configs[i],
-            COMPLETED if reported[i][-1][0] == 27 else EARLY_STOPPED,
-            reported[i][-1][1],
-            fidelity=reported[i][-1][0],
+            config,
+            COMPLETED if reported[-1][0] == 27 else EARLY_STOPPED,
+            reported[-1][1],
+            fidelity=reported[-1][0],
             target_fidelity=27,
-            earlier=thin_rungs(reported[i], reported[i][-1][0]),
+            earlier=thin_rungs(reported, reported[-1][0]),
         )
-        for i in ended
+        for i, (config, reported) in enumerate(
+            successive_halving(problem, configs, (1, 3, 9, 27), stops)
+        )
     ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from autopeft_ray.exceptions import ConfigurationError
@@ -92,3 +94,23 @@ def test_lower_fidelity_gives_lower_scores(bert):
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):
         SyntheticPeftProblem(SearchSpace(2, 16), **kwargs)
+
+
+def test_successive_halving_promotes_the_best_and_reports_every_rung():
+    from autopeft_ray.testing.synthetic import successive_halving
+
+    space = SearchSpace(4, 64)
+    problem = SyntheticPeftProblem(space, seed=0, target_fidelity=9)
+    rng = random.Random(0)
+    configs = [space.sample(rng) for _ in range(9)]
+    ended = successive_halving(problem, configs, (1, 3, 9), (5, 2, 2))
+    assert sorted(map(id, (c for c, _ in ended))) == sorted(map(id, configs))
+    assert [[f for f, _ in reported] for _, reported in ended] == [[1]] * 5 + [[1, 3]] * 2 + [
+        [1, 3, 9]
+    ] * 2
+    first = {id(c): reported[0][1] for c, reported in ended}
+    stopped, promoted = [first[id(c)] for c, _ in ended[:5]], [first[id(c)] for c, _ in ended[5:]]
+    assert max(stopped) <= min(promoted)
+    assert ended[-1][1][-1] == (9, problem.score(ended[-1][0], 9))
+    with pytest.raises(ConfigurationError, match="`stops`.*adding up to 9"):
+        successive_halving(problem, configs, (1, 3, 9), (5, 2))
