@@ -133,8 +133,9 @@ class AutoPEFTSearcher(
             regions that fail (:func:`~.records.observations`); ``False`` fits
             results only.
         multi_fidelity: also fit early-stopped results and each trial's
-            earlier rungs, with their fidelity as a model input, and take the acquisition at the target fidelity
-            (for ASHA or Hyperband, where most trials stop at a low rung);
+            earlier rungs, with their fidelity as a model input, and take the
+            acquisition at the target fidelity (for ASHA or Hyperband, where
+            most trials stop at a low rung; best with ``cost_input=True``);
             needs ``surrogate="saas-map"`` (:mod:`searchers.surrogate.fidelity`).
         cost_input: give the score model each configuration's parameter
             fraction (log scale) as one more input, so that it can learn how

@@ -47,11 +47,10 @@ class RungMemory:
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
         reported = self._reported_map().pop(trial_id, [])
-        before = len(self.records)
         super().on_trial_complete(trial_id, result, error)  # type: ignore[misc]
-        if not reported or len(self.records) == before:
+        if not reported or not self.records:
             return
-        record = self.records[-1]
+        record = self.records[-1]  # this trial's, also when it replaced a failure (a retry)
         if record.trial_id == trial_id and record.status != FAILED and record.fidelity:
             earlier = thin_rungs(reported, record.fidelity)
             self.records[-1] = dataclasses.replace(record, earlier=earlier)

@@ -3,9 +3,9 @@
 A mixin of :class:`~.autopeft.AutoPEFTSearcher`: one fit per number of
 observations (a batch of suggestions, or a background queue, costs one fit);
 MAP fits start from the prior's defaults and from the last one's mode, the
-better kept; the known cost of encodings is
-cached; with ``cost_input=True`` the model sees each configuration's
-parameter fraction too (:mod:`.surrogate.inputs`).
+better kept; the known cost of encodings is cached; with ``cost_input=True``
+the model sees each configuration's parameter fraction too
+(:mod:`.surrogate.inputs`).
 """
 
 from __future__ import annotations
