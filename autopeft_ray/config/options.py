@@ -92,8 +92,9 @@ class SearchOptions:
     multi_fidelity: bool = option(
         False,
         help="autopeft searcher with --scheduler asha or hyperband and --surrogate saas-map: "
-        "also fit the results of trials stopped at a low rung, with the fidelity as a model "
-        "input, and choose the next configuration for the full budget",
+        "also fit trials stopped at a low rung and every rung each trial reported, with the "
+        "fidelity as a model input, and choose the next configuration for the full budget "
+        "(measured with --cost-input)",
         flag="--multi-fidelity",
     )
     cost_input: bool = option(
