@@ -37,9 +37,9 @@ import warnings
 import torch
 from scipy.stats import spearmanr
 
-from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED
+from autopeft_ray.objectives import COMPLETED
 from autopeft_ray.objectives.pareto import largest_configuration
-from autopeft_ray.searchers.records import TrialRecord, observations, thin_rungs
+from autopeft_ray.searchers.records import TrialRecord, observations
 from autopeft_ray.searchers.surrogate import (
     DTYPE,
     AppendInputs,
@@ -65,15 +65,7 @@ def records_of(problem: SyntheticPeftProblem, n: int, seed: int) -> list[TrialRe
     configs = [SPACE.sample(rng) for _ in range(n)]
     ended = successive_halving(problem, configs, RUNGS, STOPS[n])
     return [
-        TrialRecord(
-            str(i),
-            config,
-            COMPLETED if reported[-1][0] == TARGET else EARLY_STOPPED,
-            reported[-1][1],
-            fidelity=reported[-1][0],
-            target_fidelity=TARGET,
-            earlier=thin_rungs(reported, reported[-1][0]),
-        )
+        TrialRecord.from_reports(str(i), config, reported, TARGET)
         for i, (config, reported) in enumerate(ended)
     ]
 

@@ -65,6 +65,22 @@ class TrialRecord:
     reason: str | None = None
     earlier: tuple[tuple[float, float], ...] = ()
 
+    @classmethod
+    def from_reports(
+        cls,
+        trial_id: str,
+        config: PeftConfiguration,
+        reported: list[tuple[float, float]],
+        target_fidelity: float,
+    ) -> TrialRecord:
+        """A trial that ended after reporting ``(fidelity, score)`` results in order:
+        completed if its last reached ``target_fidelity``, else stopped early, with
+        its earlier rungs (:func:`thin_rungs`)."""
+        fidelity, score = reported[-1]
+        status = COMPLETED if fidelity >= target_fidelity else EARLY_STOPPED
+        earlier = thin_rungs(reported, fidelity)
+        return cls(trial_id, config, status, score, None, fidelity, target_fidelity, None, earlier)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "trial_id": self.trial_id,

@@ -214,19 +214,10 @@ def _asha(problem, rng, n, stops):
     from autopeft_ray.testing.synthetic import successive_halving
 
     configs = [problem.space.sample(rng) for _ in range(n)]
+    ended = successive_halving(problem, configs, (1, 3, 9, 27), stops)
     return [
-        TrialRecord(
-            str(i),
-            config,
-            COMPLETED if reported[-1][0] == 27 else EARLY_STOPPED,
-            reported[-1][1],
-            fidelity=reported[-1][0],
-            target_fidelity=27,
-            earlier=thin_rungs(reported, reported[-1][0]),
-        )
-        for i, (config, reported) in enumerate(
-            successive_halving(problem, configs, (1, 3, 9, 27), stops)
-        )
+        TrialRecord.from_reports(str(i), config, reported, 27)
+        for i, (config, reported) in enumerate(ended)
     ]
 
 
