@@ -61,9 +61,17 @@ class Node:
     name: str
     process: subprocess.Popen
     log: Path
+    _node_id: str = ""
 
     @property
     def node_id(self) -> str:
+        """The raylet's node id, looked up once: a node keeps its id for life, and a later
+        lookup may not find the raylet (e.g. one the head marked dead on a loaded host)."""
+        if not self._node_id:
+            self._node_id = self._find_node_id()
+        return self._node_id
+
+    def _find_node_id(self) -> str:
         for proc in psutil.process_iter(["cmdline"]):
             try:
                 if os.getpgid(proc.pid) != self.process.pid:
@@ -73,7 +81,8 @@ class Node:
             for arg in proc.info["cmdline"] or []:
                 if arg.startswith("--node_id="):
                     return arg.split("=", 1)[1]
-        raise LookupError(f"no raylet of node {self.name} (log: {self.log})")
+        tail = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
+        raise LookupError(f"no raylet of node {self.name} (log: {self.log}):\n{tail}")
 
     def kill(self) -> None:
         """Lose the node at once: raylet, agents and the trial's worker, like a machine."""
@@ -128,6 +137,8 @@ class LoopbackCluster:
         address_file = self.temp_dir / "ray_current_cluster"
         _wait(address_file.exists, 120, f"the head to start (log: {self.logs / 'head.log'})")
         self.address = address_file.read_text().strip()
+        head = self.nodes[-1]
+        _wait(lambda: _has_node_id(head), 120, f"the head's raylet (log: {head.log})")
 
     def add_worker(self, name: str) -> Node:
         node = self._start(name, [f"--address={self.address}", "--num-cpus=1"])
@@ -264,7 +275,8 @@ def test_trials_run_on_the_worker_nodes_with_the_run_folder_in_object_storage(
     assert [r["status"] for r in records] == ["completed", "completed"], records
     assert all(r["metrics"]["node_ip"] for r in records)
     head = cluster.nodes[0].node_id
-    workers = {n.node_id for n in cluster.workers()}
+    # Every worker node started, alive or not now: which ran the trials is the point here.
+    workers = {n.node_id for n in cluster.nodes if n.name != "head"}
     used = {r["node_id"] for r in results}
     assert used and used <= workers and head not in used, (used, workers, head)
     assert "cluster/run/pareto.json" in keys and len(results) == 2
