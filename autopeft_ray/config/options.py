@@ -94,7 +94,8 @@ class SearchOptions:
         help="autopeft searcher with --scheduler asha or hyperband and --surrogate saas-map: "
         "also fit trials stopped at a low rung and every rung each trial reported, with the "
         "fidelity as a model input, and choose the next configuration for the full budget "
-        "(measured with --cost-input)",
+        "(use it with --cost-input: without it, BENCHMARKS.md finds it no better than random "
+        "sampling)",
         flag="--multi-fidelity",
     )
     cost_input: bool = option(
