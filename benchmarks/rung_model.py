@@ -42,12 +42,11 @@ from autopeft_ray.objectives.pareto import largest_configuration
 from autopeft_ray.searchers.records import TrialRecord, observations
 from autopeft_ray.searchers.surrogate import (
     DTYPE,
-    AppendInputs,
-    AtTargetFidelity,
     CostInput,
     KnownCost,
     fit_map_score_model,
     model_inputs,
+    on_encodings,
 )
 from autopeft_ray.space import SearchSpace
 from autopeft_ray.testing.synthetic import SyntheticPeftProblem, successive_halving
@@ -95,8 +94,7 @@ def measure(way: str, n: int, seed: int, cost_input: bool) -> tuple[float, float
     X = model_inputs(SPACE, data, multi, extra)
     Y = torch.tensor([[value] for _, value, _ in data], dtype=DTYPE)
     model = fit_map_score_model(X, Y, seed=0, multi_fidelity=multi)
-    model = AtTargetFidelity(model) if multi else model
-    model = AppendInputs(model, extra) if extra is not None else model
+    model = on_encodings(model, multi, extra)
     rng = random.Random(5)
     unseen = [SPACE.sample(rng) for _ in range(300)]
     truth = [problem.noiseless_score(c) for c in unseen]

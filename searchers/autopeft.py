@@ -67,12 +67,11 @@ from .rungs import RungMemory
 from .score_model import ScoreModelCache
 from .surrogate import (
     DTYPE,
-    AppendInputs,
-    AtTargetFidelity,
     KnownCost,
     build_acquisition,
     build_model,
     model_inputs,
+    on_encodings,
     optimize_acquisition,
     pareto_neighbour_starts,
 )
@@ -300,8 +299,7 @@ class AutoPEFTSearcher(
                 np.random.seed(step_seed)
                 model = self._fitted_model(X, Y)
                 fitted = time.perf_counter()
-                model = AtTargetFidelity(model) if self.multi_fidelity else model
-                model = AppendInputs(model, cost_input) if cost_input is not None else model
+                model = on_encodings(model, self.multi_fidelity, cost_input)
                 baseline = model_inputs(self.space, one_per_configuration(data), False)
                 config, value = self._optimize(model, baseline, results, step_seed)
         finally:

@@ -9,7 +9,7 @@
 """
 
 from .acquisition import build_acquisition, load_fused_kernel
-from .fidelity import AtTargetFidelity, multi_fidelity_map_model
+from .fidelity import AtTargetFidelity, multi_fidelity_map_model, on_encodings
 from .fit import (
     NutsSettings,
     enable_compilation_cache,
@@ -40,6 +40,7 @@ __all__ = [
     "map_hyperparameters",
     "model_inputs",
     "multi_fidelity_map_model",
+    "on_encodings",
     "optimize_acquisition",
     "pareto_neighbour_starts",
     "warm_map_fit",

@@ -31,7 +31,7 @@ import torch
 from botorch.models.model import Model
 from torch import Tensor
 
-from .inputs import AppendInputs
+from .inputs import AppendInputs, CostInput
 
 #: The power of the fidelity's polynomial factor: the spread between
 #: configurations at fidelity input s, relative to the target, is about s^2.
@@ -47,6 +47,17 @@ class AtTargetFidelity(AppendInputs):
 
     def __init__(self, model: Model) -> None:
         super().__init__(model, _at_target)
+
+
+def on_encodings(model: Model, multi_fidelity: bool, cost_input: CostInput | None) -> Model:
+    """The fitted score model as the acquisition sees it: a model of encodings.
+
+    The inputs it was fitted on beyond the encoding (:func:`~.inputs.model_inputs`:
+    the cost input, then the fidelity, last) are appended: the fidelity at the
+    target (:class:`AtTargetFidelity`), the cost input computed from the encoding.
+    """
+    model = AtTargetFidelity(model) if multi_fidelity else model
+    return AppendInputs(model, cost_input) if cost_input is not None else model
 
 
 def _at_target(X: Tensor) -> Tensor:
