@@ -25,6 +25,7 @@ from autopeft_ray.searchers.surrogate import (
     model_inputs,
 )
 from autopeft_ray.space.encoding import canonical_encoding as encode
+from autopeft_ray.testing.synthetic import SyntheticPeftProblem, successive_halving
 
 
 def test_fidelity_input_spaces_geometric_rungs_evenly_and_clips():
@@ -80,7 +81,6 @@ def test_low_rungs_rank_configurations_at_the_target():
     from scipy.stats import spearmanr
 
     from autopeft_ray.space import SearchSpace
-    from autopeft_ray.testing.synthetic import SyntheticPeftProblem
 
     space = SearchSpace(12, 768)
     problem = SyntheticPeftProblem(space, seed=0, target_fidelity=27)
@@ -211,8 +211,6 @@ def test_a_trial_keeps_its_earlier_rungs_they_are_fitted_and_saved(make_searcher
 def _asha(problem, rng, n, stops):
     """``n`` random configurations through successive halving: ``stops`` end at
     rungs 1, 3, 9 and 27 (the best promoted), each with its reported rungs."""
-    from autopeft_ray.testing.synthetic import successive_halving
-
     configs = [problem.space.sample(rng) for _ in range(n)]
     ended = successive_halving(problem, configs, (1, 3, 9, 27), stops)
     return [
@@ -231,7 +229,6 @@ def test_earlier_rungs_teach_the_model_the_target(seed):
     from scipy.stats import spearmanr
 
     from autopeft_ray.space import SearchSpace
-    from autopeft_ray.testing.synthetic import SyntheticPeftProblem
 
     space = SearchSpace(12, 768)
     problem = SyntheticPeftProblem(space, seed=seed, target_fidelity=27)

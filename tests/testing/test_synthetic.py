@@ -10,7 +10,11 @@ from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY
 from autopeft_ray.objectives.cost import ParamCost
 from autopeft_ray.space import SearchSpace
-from autopeft_ray.testing.synthetic import SyntheticPeftProblem, bert_like_base_params
+from autopeft_ray.testing.synthetic import (
+    SyntheticPeftProblem,
+    bert_like_base_params,
+    successive_halving,
+)
 
 
 @pytest.fixture
@@ -97,8 +101,6 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_successive_halving_promotes_the_best_and_reports_every_rung():
-    from autopeft_ray.testing.synthetic import successive_halving
-
     space = SearchSpace(4, 64)
     problem = SyntheticPeftProblem(space, seed=0, target_fidelity=9)
     rng = random.Random(0)

@@ -67,9 +67,16 @@ class Node:
     def node_id(self) -> str:
         """The raylet's node id, looked up once: a node keeps its id for life, and a later
         lookup may not find the raylet (e.g. one the head marked dead on a loaded host)."""
+        if not self.has_node_id():
+            tail = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
+            raise LookupError(f"no raylet of node {self.name} (log: {self.log}):\n{tail}")
+        return self._node_id
+
+    def has_node_id(self) -> bool:
+        """Whether the raylet's id is known, looking it up if not yet."""
         if not self._node_id:
             self._node_id = self._find_node_id()
-        return self._node_id
+        return bool(self._node_id)
 
     def _find_node_id(self) -> str:
         for proc in psutil.process_iter(["cmdline"]):
@@ -81,8 +88,7 @@ class Node:
             for arg in proc.info["cmdline"] or []:
                 if arg.startswith("--node_id="):
                     return arg.split("=", 1)[1]
-        tail = self.log.read_text(errors="replace")[-1500:] if self.log.exists() else ""
-        raise LookupError(f"no raylet of node {self.name} (log: {self.log}):\n{tail}")
+        return ""
 
     def kill(self) -> None:
         """Lose the node at once: raylet, agents and the trial's worker, like a machine."""
@@ -138,11 +144,11 @@ class LoopbackCluster:
         _wait(address_file.exists, 120, f"the head to start (log: {self.logs / 'head.log'})")
         self.address = address_file.read_text().strip()
         head = self.nodes[-1]
-        _wait(lambda: _has_node_id(head), 120, f"the head's raylet (log: {head.log})")
+        _wait(head.has_node_id, 120, f"the head's raylet (log: {head.log})")
 
     def add_worker(self, name: str) -> Node:
         node = self._start(name, [f"--address={self.address}", "--num-cpus=1"])
-        _wait(lambda: _has_node_id(node), 120, f"worker {name} to start (log: {node.log})")
+        _wait(node.has_node_id, 120, f"worker {name} to start (log: {node.log})")
         return node
 
     def workers(self) -> list[Node]:
@@ -163,13 +169,6 @@ class LoopbackCluster:
             if any(str(self.temp_dir) in arg for arg in proc.info["cmdline"] or []):
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
-
-
-def _has_node_id(node: Node) -> bool:
-    try:
-        return bool(node.node_id)
-    except LookupError:
-        return False
 
 
 def _wait(condition, timeout: float, what: str) -> None:
