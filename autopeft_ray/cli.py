@@ -259,6 +259,7 @@ def demo_options(output: str | None, searcher: str = "autopeft") -> Any:
 
 def _print_front(folder: str) -> None:
     from autopeft_ray.run import RunFolder, baselines_table, markdown_table, top_dimensions
+    from autopeft_ray.run.records import comparison_line, preset_comparison
     from autopeft_ray.run.report import REPORT_FILE
 
     run = RunFolder(folder)
@@ -267,6 +268,7 @@ def _print_front(folder: str) -> None:
     baselines = run.read_baselines()
     if baselines:
         print(f"\nBaselines at the same fidelity:\n{baselines_table(baselines)}")
+        print(f"\n{comparison_line(preset_comparison(run.completed(), baselines))}")
     relevance = run.read_relevance()
     if relevance is not None:
         print(f"\nDimensions that matter most (SAAS GP relevance): {top_dimensions(relevance)}")

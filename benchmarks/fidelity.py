@@ -65,6 +65,14 @@ CALIBRATION: dict[str, PeftConfiguration | str] = {
     "SA 8 + PA 8": PeftConfiguration(8, 8, 0, ALL),
     "SA 1 + PA 2 + PT 4": PeftConfiguration(1, 2, 4, ALL),
     "PA 256": PeftConfiguration(0, 256, 0, ALL),
+    # LoRA as a dimension of the space (``full-lora``): alone at ranks 1, 8 (the ``lora``
+    # preset's point) and 64, and beside the modules that train at other rates.
+    "LoRA 1": PeftConfiguration(0, 0, 0, ALL, lora_rank=1),
+    "LoRA 8": PeftConfiguration(0, 0, 0, ALL, lora_rank=8),
+    "LoRA 64": PeftConfiguration(0, 0, 0, ALL, lora_rank=64),
+    "SA 8 + LoRA 8": PeftConfiguration(8, 0, 0, ALL, lora_rank=8),
+    "SA 64 + LoRA 16": PeftConfiguration(64, 0, 0, ALL, lora_rank=16),
+    "PA 8 + PT 4 + LoRA 4": PeftConfiguration(0, 8, 4, ALL, lora_rank=4),
     "lora": "lora",
     "prefix": "prefix",
     "full": "full",

@@ -302,6 +302,11 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
             with _quiet_ax(), torch.random.fork_rng():
                 torch.manual_seed(step_seed)
                 np.random.seed(step_seed)
+                # A client built afresh from the records and pending trials: a restored
+                # searcher rebuilds its client, so the original must propose from the same
+                # experiment (no proposals it abandoned, no Ax-generated arms) to continue
+                # identically.
+                self._reset_client()
                 client = self._synced_client()
                 for _ in range(_ATTEMPTS):
                     ((index, parameters),) = client.get_next_trials(max_trials=1).items()

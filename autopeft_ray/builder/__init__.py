@@ -15,6 +15,7 @@ from .saving import HEAD_FILE, SETUP_FILE, load_adapters, save_adapters
 from .setup import (
     FULL,
     HEAD_ONLY,
+    LORA,
     PA,
     PARALLEL_THEN_SERIAL,
     PT,
@@ -30,6 +31,7 @@ __all__ = [
     "HEAD_FILE",
     "HEAD_ONLY",
     "HEAD_ONLY_BASELINE",
+    "LORA",
     "PA",
     "PARALLEL_THEN_SERIAL",
     "PRESETS",

@@ -30,7 +30,7 @@ from typing import Any
 
 from autopeft_ray.exceptions import ModelLoadError, UnsupportedError, invalid_value
 from autopeft_ray.models import DEFAULT_MODEL, load_config, resolve_model
-from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.space import WIDEST_VARIANT, PeftConfiguration, SearchSpace
 
 from .composition import enable_parallel_then_serial
 from .presets import get_preset
@@ -122,7 +122,7 @@ def build_peft_model(
     model_config = load_config(model)
     hidden_size = int(model_config.hidden_size)
     if isinstance(configuration, PeftConfiguration):
-        SearchSpace.from_model_config(model_config).validate(configuration)
+        SearchSpace.from_model_config(model_config, WIDEST_VARIANT).validate(configuration)
     setup = adapter_setup_dict(configuration, hidden_size=hidden_size)
 
     with _seeded(seed):

@@ -4,9 +4,13 @@ In each layer whose bit is on: ``"sa"``, a serial bottleneck adapter after the
 FFN (``SeqBnConfig``, Pfeiffer placement, output site only) of size D_SA;
 ``"pa"``, a parallel bottleneck beside the FFN (``ParBnConfig``, output site)
 of size D_PA; ``"pt"``, prefix tuning on the attention keys and values
-(``PrefixTuningConfig``) of length L_PT. They are activated as
-``Stack("pa", "sa", "pt")``; when both bottlenecks are present the stock
-``Stack`` computes the wrong function and :mod:`.composition` is installed.
+(``PrefixTuningConfig``) of length L_PT; ``"lora"``, LoRA of rank R_LoRA on
+the attention query and value (``LoRAConfig`` with ``alpha = r``: its update is
+scaled by 1 at every rank, as in the ``lora`` preset, r = alpha = 8). They are
+activated as ``Stack("pa", "sa", "pt", "lora")``: each layer applies the
+adapters it holds, and LoRA and prefixes sit at sites of their own. When both
+bottlenecks are present the stock ``Stack`` computes the wrong function at the
+FFN site and :mod:`.composition` is installed.
 The setup is a JSON-ready dict, so a user can rebuild the model without this
 project.
 """
@@ -24,8 +28,8 @@ from autopeft_ray.space import PeftConfiguration
 from .presets import PRESET_NAMES, get_preset
 
 #: Adapter names, in the order they are stacked (parallel branches first).
-SA, PA, PT = "sa", "pa", "pt"
-STACK_ORDER = (PA, SA, PT)
+SA, PA, PT, LORA = "sa", "pa", "pt", "lora"
+STACK_ORDER = (PA, SA, PT, LORA)
 #: ``composition`` values of :func:`adapter_setup_dict`.
 STACK, PARALLEL_THEN_SERIAL, HEAD_ONLY, FULL = "stack", "parallel_then_serial", "head_only", "full"
 
@@ -83,6 +87,10 @@ def adapter_setup_dict(
     if configuration.pt_length:
         configs[PT] = adapters.PrefixTuningConfig(
             prefix_length=configuration.pt_length, leave_out=off
+        )
+    if configuration.lora_rank:
+        configs[LORA] = adapters.LoRAConfig(
+            r=configuration.lora_rank, alpha=configuration.lora_rank, leave_out=off
         )
     composition = PARALLEL_THEN_SERIAL if SA in configs and PA in configs else STACK
     return _setup({k: v.to_dict() for k, v in configs.items()}, composition, described)

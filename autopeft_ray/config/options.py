@@ -45,7 +45,12 @@ class SearchOptions:
         help="run folder: a local path or a URI (s3://bucket/prefix/name, gs://...)",
     )
     variant: str = option(
-        "full", help="full or an ablated space of the paper", flag="--space", choices=VARIANTS
+        "full",
+        help="the paper's space (full: serial and parallel adapters, prefix, layers), one of its "
+        "ablations (sa, sa-layer, sa-pa-layer), full-lora (full plus a LoRA rank), or LoRA "
+        "alone (lora, lora-layer)",
+        flag="--space",
+        choices=VARIANTS,
     )
     searcher: str = option(
         "autopeft",

@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 from autopeft_ray.config import SearchOptions, trial_config_dict
 from autopeft_ray.exceptions import ConfigurationError, SearchInterrupted, invalid_value
 from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
-from autopeft_ray.run import RunFolder, RunLog, pareto_records
+from autopeft_ray.run import RunFolder, RunLog
 from autopeft_ray.run.storage import Location, is_uri
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 
@@ -220,6 +220,7 @@ def run_search(
         from autopeft_ray.run import write_report
 
         run_baselines(options, space, run)
+        run.write_front(records)  # each front member marked with the baselines dominating it
         write_report(run, reference_point=reference)
     return output
 
@@ -293,13 +294,12 @@ def finalize(
     when it has one, else from a refit (:func:`.insight.save_relevance`).
     """
     from autopeft_ray.builder import adapter_setup_dict
-    from autopeft_ray.run import completed_points, write_report
+    from autopeft_ray.run import write_report
 
     from .insight import save_relevance
 
     records = run.read_records()
-    pareto = pareto_records(completed_points(records))
-    run.write_tables(records, pareto)
+    pareto = run.write_front(records)
     for rank, record in enumerate(pareto):
         configuration = space.from_trial_config(record["configuration"])
         setup = adapter_setup_dict(configuration, hidden_size=space.hidden_size)

@@ -5,7 +5,9 @@ For a configuration, the deployable PEFT parameters are, per active layer
 
 * serial adapter of size D:   down ``h*D + D`` plus up ``D*h + h``;
 * parallel adapter of size D: the same shapes, ``2*h*D + D + h``;
-* prefix of length L:         ``2*L*h`` (a key and a value vector per position).
+* prefix of length L:         ``2*L*h`` (a key and a value vector per position);
+* LoRA of rank r:             ``4*r*h`` (on the attention query and value, each
+  ``A: r x h`` and ``B: h x r``, no bias).
 
 Prefix tuning trains a reparametrisation MLP that is thrown away after
 training (``eject_prefix_tuning``); it is not counted. The task head (BERT's
@@ -39,12 +41,18 @@ def prefix_params(hidden_size: int, length: int) -> int:
     return 2 * length * hidden_size
 
 
+def lora_params(hidden_size: int, rank: int) -> int:
+    """Parameters of one layer's LoRA on the query and value projections (``A`` and ``B`` each)."""
+    return 2 * 2 * rank * hidden_size
+
+
 def analytic_param_count(config: PeftConfiguration, hidden_size: int) -> int:
     """Deployable PEFT parameters of ``config`` on a model of width ``hidden_size``."""
     per_layer = (
         bottleneck_params(hidden_size, config.sa_size)
         + bottleneck_params(hidden_size, config.pa_size)
         + prefix_params(hidden_size, config.pt_length)
+        + lora_params(hidden_size, config.lora_rank)
     )
     return per_layer * len(config.active_layers)
 

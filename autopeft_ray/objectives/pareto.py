@@ -38,7 +38,7 @@ from autopeft_ray.objectives.names import (
     TARGET_FIDELITY,
     to_maximization,
 )
-from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.space import SIZE_KEYS, PeftConfiguration, SearchSpace
 
 #: ``(score, param_fraction)``: score 0.0 (floor / chance level), fraction 1.0
 #: (full fine-tuning). See the module docstring.
@@ -204,9 +204,7 @@ class ParetoFront:
 
 def largest_configuration(space: SearchSpace) -> PeftConfiguration:
     """Every searched size at its maximum and every layer on."""
-    biggest = max(space.sizes)
-    sizes = {"sa": "sa_size", "pa": "pa_size", "pt": "pt_length"}
-    return space.configuration(**{sizes[m]: biggest for m in space.modules})
+    return space.configuration(**{SIZE_KEYS[m]: max(space.choices_of(m)) for m in space.modules})
 
 
 def reference_point_for(

@@ -44,7 +44,7 @@ import pyarrow.fs as pafs
 from autopeft_ray.config import PRESET_KEY, SearchOptions
 from autopeft_ray.exceptions import RunFolderError, invalid_value, shorten
 
-from .records import completed_points, keep_latest, pareto_records, parse_record
+from .records import completed_points, keep_latest, mark_dominated, pareto_records, parse_record
 from .storage import Location
 
 logger = logging.getLogger(__name__)
@@ -261,7 +261,12 @@ class RunFolder:
         logger.warning(
             "%s is missing: rebuilt from the trial records.", self.location.uri(self.PARETO)
         )
-        pareto = pareto_records(completed_points(records))
+        return self.write_front(records)
+
+    def write_front(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write the tables of ``records`` with their Pareto set, each front member marked
+        with the trained baselines that dominate it (``dominated_by``); return the set."""
+        pareto = mark_dominated(pareto_records(completed_points(records)), self.read_baselines())
         self.write_tables(records, pareto)
         return pareto
 

@@ -104,6 +104,85 @@ def pareto_records(done: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(front, key=lambda r: r["metrics"][PARAM_FRACTION])
 
 
+def baseline_point(baseline: Mapping[str, Any]) -> tuple[float, float] | None:
+    """``(score, param_fraction)`` of a ``baselines.json`` row (means over seeds); ``None``
+    when its training failed."""
+    metrics = baseline.get("metrics") or {}
+    try:
+        return float(metrics[SCORE]["mean"]), float(metrics[PARAM_FRACTION]["mean"])
+    except (KeyError, TypeError):
+        return None
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """``a`` is at least as good as ``b`` in both objectives and better in one."""
+    return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+
+def mark_dominated(
+    front: list[dict[str, Any]], baselines: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Each record of ``front`` with ``dominated_by``: the baselines that dominate it.
+
+    A baseline dominates a found configuration when it scores at least as well
+    with at most its parameter fraction (and is better in one of the two).
+    """
+    points = [(b["name"], baseline_point(b)) for b in baselines]
+    return [
+        {
+            **r,
+            "dominated_by": [
+                name for name, p in points if p is not None and _dominates(p, objective_point(r))
+            ],
+        }
+        for r in front
+    ]
+
+
+def preset_comparison(
+    done: list[dict[str, Any]], baselines: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The best trained preset against the best found configuration at no more than its fraction.
+
+    The best preset is the highest-scoring baseline other than head-only;
+    ``None`` when no preset was trained. ``found`` is the highest-scoring
+    completed record with at most the preset's parameter fraction (``None``
+    when the search found none that cheap).
+    """
+    from autopeft_ray.builder import HEAD_ONLY_BASELINE
+
+    presets = [
+        (b["name"], p)
+        for b in baselines
+        if b["name"] != HEAD_ONLY_BASELINE and (p := baseline_point(b)) is not None
+    ]
+    if not presets:
+        return None
+    name, (score, fraction) = max(presets, key=lambda item: item[1][0])
+    cheaper = [r for r in done if objective_point(r)[1] <= fraction]
+    found = max(cheaper, key=lambda r: objective_point(r)[0]) if cheaper else None
+    return {"preset": name, "score": score, "param_fraction": fraction, "found": found}
+
+
+def comparison_line(comparison: dict[str, Any] | None) -> str:
+    """One sentence: the best found score at no more than the best preset's fraction, against it."""
+    if comparison is None:
+        return "No preset was trained beside the search (see --baseline)."
+    name, score = comparison["preset"], comparison["score"]
+    budget = f"no more than {name}'s fraction ({100 * comparison['param_fraction']:.4f}%)"
+    found = comparison["found"]
+    if found is None:
+        return f"The search found no configuration with {budget}; {name} scores {score:.4f}."
+    found_score, found_fraction = objective_point(found)
+    verdict = (
+        "ahead of" if found_score > score else "tied with" if found_score == score else "behind"
+    )
+    return (
+        f"Best found with {budget}: {found_score:.4f} at {100 * found_fraction:.4f}% "
+        f"(trial {found['trial_id']}), {verdict} {name} ({score:.4f}, best preset trained)."
+    )
+
+
 def parse_record(raw: bytes, where: str) -> dict[str, Any]:
     try:
         record = json.loads(raw)

@@ -13,7 +13,14 @@ from autopeft_ray.objectives import PARAM_FRACTION, SCORE
 from autopeft_ray.space import PeftConfiguration
 
 from .folder import RunFolder
-from .records import objective_point, pareto_records
+from .records import (
+    baseline_point,
+    comparison_line,
+    mark_dominated,
+    objective_point,
+    pareto_records,
+    preset_comparison,
+)
 
 Folder = str | os.PathLike[str] | RunFolder
 #: The report's text, beside its figures.
@@ -48,17 +55,25 @@ def baselines_table(baselines: list[dict[str, Any]]) -> str:
 
 
 def markdown_table(records: list[dict[str, Any]]) -> str:
+    """The records as a table; with a ``dominated by`` column when they are marked
+    (:func:`.records.mark_dominated`)."""
+    marked = any("dominated_by" in r for r in records)
     lines = [
-        "| # | D_SA | D_PA | L_PT | layers | param fraction (%) | score | status |",
-        "|---|---|---|---|---|---|---|---|",
+        "| # | D_SA | D_PA | L_PT | R_LoRA | layers | param fraction (%) | score | status |"
+        + (" dominated by |" if marked else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|" if marked else ""),
     ]
     for i, r in enumerate(records):
         config = PeftConfiguration.from_dict(r["configuration"])
         layers = "".join("1" if b else "0" for b in config.layers)
-        lines.append(
-            f"| {i} | {config.sa_size} | {config.pa_size} | {config.pt_length} | {layers} | "
-            f"{100 * r['metrics'][PARAM_FRACTION]:.4f} | {r['metrics'][SCORE]:.4f} | {r['status']} |"
+        line = (
+            f"| {i} | {config.sa_size} | {config.pa_size} | {config.pt_length} | "
+            f"{config.lora_rank} | {layers} | {100 * r['metrics'][PARAM_FRACTION]:.4f} | "
+            f"{r['metrics'][SCORE]:.4f} | {r['status']} |"
         )
+        if marked:
+            line += f" {', '.join(r.get('dominated_by') or []) or '-'} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -172,8 +187,10 @@ def _draw(
 
     done = run.completed()
     points = [objective_point(r) for r in done]
-    on_front = pareto_records(done)
+    baselines = run.read_baselines()
+    on_front = mark_dominated(pareto_records(done), baselines)
     front = [objective_point(r) for r in on_front]
+    comparison = preset_comparison(done, baselines)
 
     fig, ax = plt.subplots(figsize=(6, 4))
     if points:
@@ -188,9 +205,21 @@ def _draw(
             label="Pareto front",
         )
         ax.set_xscale("symlog", linthresh=1e-3)
-    baselines = run.read_baselines()
+        dominated = [p for p, r in zip(front, on_front, strict=True) if r["dominated_by"]]
+        if dominated:
+            ax.scatter(
+                [100 * p[1] for p in dominated],
+                [p[0] for p in dominated],
+                s=70,
+                facecolors="none",
+                edgecolors="k",
+                label="front point a baseline dominates",
+            )
     for b in baselines:
-        x, y = 100 * b["metrics"][PARAM_FRACTION]["mean"], b["metrics"][SCORE]["mean"]
+        point = baseline_point(b)
+        if point is None:  # its training failed
+            continue
+        x, y = 100 * point[1], point[0]
         ax.scatter([x], [y], marker="s", s=30, color="k")
         ax.annotate(b["name"], (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
     ax.set_xlabel("trainable parameters (% of base model)")
@@ -225,6 +254,7 @@ def _draw(
         "",
         f"{len(done)} completed evaluations; {len(on_front)} on the Pareto front.",
         "",
+        *([comparison_line(comparison), ""] if baselines else []),
         "## Pareto front",
         "",
         markdown_table(on_front),

@@ -8,16 +8,27 @@
 """
 
 from .configuration import MODULE_NAMES, MODULES, SIZE_KEYS, PeftConfiguration, layer_key
-from .space import VARIANTS, Dimension, SearchSpace, size_choices
+from .space import (
+    MAX_LORA_RANK,
+    VARIANTS,
+    WIDEST_VARIANT,
+    Dimension,
+    SearchSpace,
+    module_choices,
+    size_choices,
+)
 
 __all__ = [
+    "MAX_LORA_RANK",
     "MODULES",
     "MODULE_NAMES",
     "SIZE_KEYS",
     "VARIANTS",
+    "WIDEST_VARIANT",
     "Dimension",
     "PeftConfiguration",
     "SearchSpace",
     "layer_key",
+    "module_choices",
     "size_choices",
 ]

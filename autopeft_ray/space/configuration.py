@@ -27,10 +27,17 @@ from typing import Any
 from autopeft_ray.exceptions import SearchSpaceError, invalid_value
 
 #: Module keys, in the order they appear in encodings.
-MODULES = ("sa", "pa", "pt")
-MODULE_NAMES = {"sa": "serial adapter", "pa": "parallel adapter", "pt": "prefix tuning"}
+MODULES = ("sa", "pa", "pt", "lora")
+MODULE_NAMES = {
+    "sa": "serial adapter",
+    "pa": "parallel adapter",
+    "pt": "prefix tuning",
+    "lora": "LoRA",
+}
 #: Trial-config key of each module's size.
-SIZE_KEYS = {"sa": "sa_size", "pa": "pa_size", "pt": "pt_length"}
+SIZE_KEYS = {"sa": "sa_size", "pa": "pa_size", "pt": "pt_length", "lora": "lora_rank"}
+#: Sizes that configurations written before a module existed may lack (read as 0).
+OPTIONAL_SIZE_KEYS = ("lora_rank",)
 
 
 def layer_key(index: int) -> str:
@@ -47,15 +54,17 @@ class PeftConfiguration:
         pa_size: parallel adapter bottleneck size D_PA (0 = no parallel adapter).
         pt_length: prefix length L_PT (0 = no prefix tuning).
         layers: one insertion bit per transformer layer.
+        lora_rank: LoRA rank R_LoRA on the attention query and value (0 = no LoRA).
     """
 
     sa_size: int
     pa_size: int
     pt_length: int
     layers: tuple[bool, ...]
+    lora_rank: int = 0
 
     def __post_init__(self) -> None:
-        for key in ("sa_size", "pa_size", "pt_length"):
+        for key in SIZE_KEYS.values():
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise invalid_value(
@@ -89,7 +98,7 @@ class PeftConfiguration:
     def canonical(self) -> PeftConfiguration:
         """The representative of this configuration's model (see module docstring)."""
         if self.is_degenerate:
-            return PeftConfiguration(0, 0, 0, (False,) * self.num_layers)
+            return PeftConfiguration(0, 0, 0, (False,) * self.num_layers, lora_rank=0)
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,8 +109,12 @@ class PeftConfiguration:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PeftConfiguration:
-        """Inverse of :meth:`to_dict`; extra keys (fixed trial settings) are ignored."""
-        missing = [k for k in SIZE_KEYS.values() if k not in data]
+        """Inverse of :meth:`to_dict`; extra keys (fixed trial settings) are ignored.
+
+        ``lora_rank`` may be missing (configurations written before LoRA was a
+        dimension): it reads as 0.
+        """
+        missing = [k for k in SIZE_KEYS.values() if k not in data and k not in OPTIONAL_SIZE_KEYS]
         if missing:
             raise invalid_value(
                 "configuration",
@@ -132,6 +145,7 @@ class PeftConfiguration:
             pa_size=_as_int("pa_size", data["pa_size"]),
             pt_length=_as_int("pt_length", data["pt_length"]),
             layers=tuple(layers),
+            lora_rank=_as_int("lora_rank", data.get("lora_rank", 0)),
         )
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -154,7 +168,10 @@ class PeftConfiguration:
 
     def describe(self) -> str:
         layers = "".join("1" if b else "0" for b in self.layers)
-        return f"SA={self.sa_size} PA={self.pa_size} PT={self.pt_length} layers={layers}"
+        return (
+            f"SA={self.sa_size} PA={self.pa_size} PT={self.pt_length} LoRA={self.lora_rank} "
+            f"layers={layers}"
+        )
 
 
 def _as_int(key: str, value: Any) -> int:

@@ -1,7 +1,11 @@
 """The AutoPEFT search space over a model: dimensions, validation, sampling, neighbours.
 
-Sizes are ``{0} U {2^k <= hidden size}`` on a binary-log scale; the paper's
-ablated spaces (Table 3) search fewer modules or fix every layer on.
+Sizes are ``{0} U {2^k <= hidden size}`` on a binary-log scale, and LoRA
+ranks ``{0} U {2^k <= min(hidden size, 64)}``. The paper's space (``full``:
+serial and parallel adapters, prefixes, layers) is the default; its ablated
+spaces (Table 3) search fewer modules or fix every layer on. ``full-lora``
+adds the LoRA rank to the paper's space, and ``lora``/``lora-layer`` search
+LoRA alone, the counterparts of ``sa``/``sa-layer``.
 """
 
 from __future__ import annotations
@@ -24,14 +28,28 @@ VARIANTS: dict[str, tuple[tuple[str, ...], bool]] = {
     "sa-layer": (("sa",), True),
     "sa-pa-layer": (("sa", "pa"), True),
     "full": (("sa", "pa", "pt"), True),
+    "lora": (("lora",), False),
+    "lora-layer": (("lora",), True),
+    "full-lora": (("sa", "pa", "pt", "lora"), True),
 }
+#: The variant holding every module: any configuration of a model is a member of it.
+WIDEST_VARIANT = "full-lora"
+#: The largest LoRA rank searched: LoRA is used at ranks 4-64; above, it costs as much as
+#: a wide adapter without being one.
+MAX_LORA_RANK = 64
 
 
-def size_choices(hidden_size: int) -> tuple[int, ...]:
-    """``(0, 1, 2, 4, ..., 2^k)`` with ``2^k <= hidden_size``."""
-    if hidden_size < 1:
+def size_choices(hidden_size: int, maximum: int | None = None) -> tuple[int, ...]:
+    """``(0, 1, 2, 4, ..., 2^k)`` with ``2^k <= hidden_size`` (and ``<= maximum``)."""
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int) or hidden_size < 1:
         raise invalid_value("hidden_size", hidden_size, expected="a positive integer")
-    return (0,) + tuple(2**k for k in range(int(math.log2(hidden_size)) + 1))
+    top = hidden_size if maximum is None else min(hidden_size, maximum)
+    return (0,) + tuple(2**k for k in range(int(math.log2(top)) + 1))
+
+
+def module_choices(module: str, hidden_size: int) -> tuple[int, ...]:
+    """The sizes a module takes on a model of width ``hidden_size`` (0 = absent)."""
+    return size_choices(hidden_size, MAX_LORA_RANK if module == "lora" else None)
 
 
 @dataclass(frozen=True)
@@ -48,7 +66,8 @@ class SearchSpace:
 
     Args:
         num_layers: transformer layers (one insertion bit each).
-        hidden_size: model width; sizes are ``{0} U {2^k <= hidden_size}``.
+        hidden_size: model width; sizes are ``{0} U {2^k <= hidden_size}`` (LoRA ranks
+            stop at ``MAX_LORA_RANK``).
         variant: ``"full"`` (SA-PA-PT-Layer) or an ablation from ``VARIANTS``.
         narrowed: ``(key, values)`` pairs that restrict searched keys to a subset
             of their values (:meth:`narrow`); a key narrowed to one value is fixed.
@@ -146,8 +165,12 @@ class SearchSpace:
     def searches_layers(self) -> bool:
         return VARIANTS[self.variant][1]
 
+    def choices_of(self, module: str) -> tuple[int, ...]:
+        """The sizes ``module`` (``"sa"``, ``"pa"``, ``"pt"``, ``"lora"``) takes before narrowing."""
+        return module_choices(module, self.hidden_size)
+
     def _full_dimensions(self) -> tuple[Dimension, ...]:
-        dims = [Dimension(SIZE_KEYS[m], self.sizes) for m in self.modules]
+        dims = [Dimension(SIZE_KEYS[m], self.choices_of(m)) for m in self.modules]
         if self.searches_layers:
             dims += [Dimension(layer_key(i), (0, 1)) for i in range(self.num_layers)]
         return tuple(dims)
@@ -224,7 +247,8 @@ class SearchSpace:
                     valid=[value],
                     fix="The search space was narrowed to it (param_space)."
                     if key in narrowed
-                    else f"The '{self.variant}' search space fixes it; use variant='full'.",
+                    else f"The '{self.variant}' search space fixes it; use "
+                    f"variant='{_variant_searching(key)}'.",
                     cls=SearchSpaceError,
                 )
         for dim in self.dimensions:
@@ -235,7 +259,7 @@ class SearchSpace:
                     valid=dim.choices,
                     fix="The search space was narrowed to these values (param_space)."
                     if dim.name in narrowed
-                    else f"Sizes are 0 or powers of two up to the hidden size {self.hidden_size}.",
+                    else _sizes_fix(dim.name, self.hidden_size),
                     cls=SearchSpaceError,
                 )
         return config
@@ -388,3 +412,17 @@ class SearchSpace:
             int(data["num_layers"]), int(data["hidden_size"]), str(data.get("variant", "full"))
         )
         return space.narrow(data["narrowed"]) if data.get("narrowed") else space
+
+
+def _sizes_fix(key: str, hidden_size: int) -> str:
+    if key == SIZE_KEYS["lora"]:
+        top = min(hidden_size, MAX_LORA_RANK)
+        return f"LoRA ranks are 0 or powers of two up to {top}."
+    if key in SIZE_KEYS.values():
+        return f"Sizes are 0 or powers of two up to the hidden size {hidden_size}."
+    return "Layer bits are 0 or 1."
+
+
+def _variant_searching(key: str) -> str:
+    """The smallest of the paper's spaces (or ``full-lora``) that searches ``key``."""
+    return WIDEST_VARIANT if key == SIZE_KEYS["lora"] else "full"

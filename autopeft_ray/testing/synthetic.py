@@ -13,7 +13,8 @@ Score model (higher is better, roughly accuracy-like in [0, 1]):
 * **Value for cost differs per module.** The parallel adapter gives the most
   score per parameter, the serial adapter a little less, prefix tuning (same
   parameter cost per unit of length as an adapter of that size) the least, and
-  with a larger variance across layers.
+  with a larger variance across layers. LoRA (in the ``full-lora`` space) gives
+  a little less per parameter than the serial adapter.
 * **Layers matter unequally.** Upper layers weigh more (weights grow linearly
   with depth, as task-specific features live higher up); a small bonus for
   contiguous runs of active layers models interaction between neighbours.
@@ -50,8 +51,10 @@ from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDE
 from autopeft_ray.objectives.cost import ParamCost
 from autopeft_ray.space import SIZE_KEYS, PeftConfiguration, SearchSpace
 
-#: Score per log2-unit of module size per layer: parallel > serial > prefix.
-MODULE_VALUE = {"sa": 1.0, "pa": 1.25, "pt": 0.55}
+#: Score per log2-unit of module size per layer: parallel > serial > prefix. A LoRA rank
+#: costs twice an adapter unit (``4 r h`` against ``2 D h``) and is worth a little less
+#: than two serial units.
+MODULE_VALUE = {"sa": 1.0, "pa": 1.25, "pt": 0.55, "lora": 1.6}
 
 
 def bert_like_base_params(num_layers: int, hidden_size: int, vocab_size: int = 30522) -> int:
@@ -125,6 +128,7 @@ class SyntheticPeftProblem:
                 MODULE_VALUE["sa"] * config.sa_size
                 + MODULE_VALUE["pa"] * config.pa_size
                 + pt_value[i] * config.pt_length
+                + MODULE_VALUE["lora"] * config.lora_rank
             )
             # Diminishing returns within a layer: the log of the weighted total size.
             capacity += depth_weight[i] * math.log2(1 + size) / log_width
@@ -156,7 +160,10 @@ class SyntheticPeftProblem:
         full = self.noiseless_score(config)
         progress = 1.0 - math.exp(-4.0 * min(fidelity, self.target_fidelity) / self.target_fidelity)
         progress /= 1.0 - math.exp(-4.0)
-        key = json.dumps([self.seed, config.canonical().to_dict()], sort_keys=True)
+        flat = config.canonical().to_dict()
+        if not flat["lora_rank"]:  # the noise of configurations without LoRA is as it was
+            del flat["lora_rank"]
+        key = json.dumps([self.seed, flat], sort_keys=True)
         rng = random.Random(zlib.crc32(key.encode()))
         return self.head_score + (full - self.head_score) * progress + rng.gauss(0.0, self.noise)
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import copy
+import random
 from typing import Any
 
 import pytest
 import torch
 
-from autopeft_ray.builder import PA, PT, SA, BuiltModel, adapter_setup_dict, build_peft_model
+from autopeft_ray.builder import LORA, PA, PT, SA, BuiltModel, adapter_setup_dict, build_peft_model
 from autopeft_ray.exceptions import ConfigurationError, ModelLoadError, SearchSpaceError
 from autopeft_ray.models import DEFAULT_MODEL
 from autopeft_ray.objectives.cost import ParamCost, analytic_param_count
-from autopeft_ray.space import PeftConfiguration
+from autopeft_ray.space import PeftConfiguration, SearchSpace
 
 HIDDEN, NUM_LAYERS = 384, 6
 SOME = (True, False, True, False, False, True)
@@ -29,6 +30,10 @@ COMBINATIONS = {
     "sa+pt": PeftConfiguration(8, 0, 2, SOME),
     "pa+pt": PeftConfiguration(0, 4, 2, SOME),
     "sa+pa+pt": PeftConfiguration(8, 4, 2, SOME),
+    "lora": PeftConfiguration(0, 0, 0, SOME, lora_rank=4),
+    "sa+lora": PeftConfiguration(8, 0, 0, SOME, lora_rank=2),
+    "pa+pt+lora": PeftConfiguration(0, 4, 2, SOME, lora_rank=1),
+    "sa+pa+pt+lora": PeftConfiguration(8, 4, 2, SOME, lora_rank=16),
     "no-module": PeftConfiguration(0, 0, 0, ALL),
     "no-layer": PeftConfiguration(8, 4, 2, NONE),
 }
@@ -41,6 +46,7 @@ def _module_markers(config: PeftConfiguration) -> dict[str, bool]:
         f".adapters.{SA}.": on and config.sa_size > 0,
         f".adapters.{PA}.": on and config.pa_size > 0,
         f"prefix_tunings.{PT}.": on and config.pt_length > 0,
+        f".loras.{LORA}.": on and config.lora_rank > 0,
     }
 
 
@@ -81,6 +87,12 @@ def test_every_combination_trains_only_its_modules(batch: dict[str, Any], name: 
         PeftConfiguration(32, 2, 1, (True, True, False, False, True, True)),
         PeftConfiguration(256, 256, 256, (False, False, False, False, False, True)),
         PeftConfiguration(0, 0, 0, NONE),
+        PeftConfiguration(0, 0, 0, (False, True, True, False, False, False), lora_rank=64),
+        # Random members of the space with LoRA (seeded draws from full-lora).
+        *(
+            SearchSpace(NUM_LAYERS, HIDDEN, "full-lora").sample(random.Random(seed))
+            for seed in range(4)
+        ),
     ],
     ids=lambda c: c.describe().replace(" ", "_"),
 )
@@ -93,6 +105,13 @@ def test_trainable_params_match_the_analytic_cost(config: PeftConfiguration) -> 
         for name in (SA, PA):
             size = config.size(name) if config.layers[index] and not config.is_degenerate else 0
             assert (adapters[name].adapter_down[0].out_features if name in adapters else 0) == size
+        # LoRA has rank r on the query and value of the same layers, and nowhere else.
+        attention = layer.attention.self
+        rank = config.lora_rank if config.layers[index] and not config.is_degenerate else 0
+        for projection in (attention.query, attention.value):
+            loras = projection.loras
+            assert (loras[LORA].lora_A.shape[0] if LORA in loras else 0) == rank
+        assert LORA not in attention.key.loras
     if config.pt_length and not config.is_degenerate:
         # The deployable prefix is what eject_prefix_tuning keeps.
         ejected = copy.deepcopy(built.model)
@@ -140,6 +159,11 @@ def test_setup_dict_holds_exact_sizes() -> None:
     assert setup["adapters"][SA]["leave_out"] == [1, 3, 4]
     assert adapter_setup_dict(COMBINATIONS["sa+pt"], hidden_size=HIDDEN)["composition"] == "stack"
     assert adapter_setup_dict(COMBINATIONS["no-layer"])["composition"] == "head_only"
+    lora = adapter_setup_dict(COMBINATIONS["sa+pa+pt+lora"], hidden_size=HIDDEN)
+    assert lora["active"] == [PA, SA, PT, LORA]
+    assert lora["adapters"][LORA]["r"] == lora["adapters"][LORA]["alpha"] == 16
+    assert lora["adapters"][LORA]["attn_matrices"] == ["q", "v"]
+    assert lora["adapters"][LORA]["leave_out"] == [1, 3, 4]
     with pytest.raises(ConfigurationError, match="`hidden_size`"):
         adapter_setup_dict(COMBINATIONS["sa"])
 
@@ -160,6 +184,11 @@ def test_setup_dict_holds_exact_sizes() -> None:
             {"configuration": PeftConfiguration(0, 512, 0, ALL)},
             SearchSpaceError,
             ["`pa_size`", "got 512"],
+        ),
+        (
+            {"configuration": PeftConfiguration(0, 0, 0, ALL, lora_rank=128)},
+            SearchSpaceError,
+            ["`lora_rank`", "got 128", "up to 64"],
         ),
         (
             {"configuration": PeftConfiguration(8, 0, 0, (True,) * 5)},
@@ -184,6 +213,7 @@ def test_setup_dict_holds_exact_sizes() -> None:
         "preset",
         "sa-size",
         "pa-size",
+        "lora-rank",
         "layer-bits",
         "type",
         "model",

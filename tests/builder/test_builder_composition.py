@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from autopeft_ray.builder import PA, PT, SA, build_peft_model
+from autopeft_ray.builder import LORA, PA, PT, SA, build_peft_model
 from autopeft_ray.builder.composition import enable_parallel_then_serial, is_parallel_then_serial
 from autopeft_ray.models import DEFAULT_MODEL
 from autopeft_ray.space import PeftConfiguration
@@ -27,7 +27,9 @@ def _randomise(model: Any, seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
-            if ".adapters." in name or "prefix_tuning" in name or name.startswith("classifier"):
+            if any(
+                m in name for m in (".adapters.", "prefix_tuning", ".loras.")
+            ) or name.startswith("classifier"):
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.1)
 
 
@@ -196,3 +198,39 @@ def test_copies_keep_the_composition(combined: Any, batch: dict[str, Any]) -> No
     assert torch.allclose(_logits(clone, batch), expected, atol=ATOL)
     assert enable_parallel_then_serial(combined.model) == 2 * len(LAYERS)  # idempotent
     assert torch.allclose(_logits(combined.model, batch), expected, atol=ATOL)
+
+
+@pytest.mark.parametrize(("sa", "pa", "pt"), [(0, 0, 0), (8, 0, 0), (8, 4, 2)], ids=str)
+def test_lora_composes_as_its_update_merged_into_query_and_value(
+    batch: dict[str, Any], sa: int, pa: int, pt: int
+) -> None:
+    """LoRA in the stack acts as W + (alpha / r) B A on the query and value of its layers.
+
+    The same model without LoRA, with that update added to its weights, gives the
+    same logits: LoRA composes with the other modules without touching them.
+    """
+    rank = 4
+    with_lora = build_peft_model(
+        DEFAULT_MODEL, PeftConfiguration(sa, pa, pt, LAYERS, lora_rank=rank), num_labels=2, seed=0
+    )
+    _randomise(with_lora.model, seed=1)  # B is zero at initialisation: give it a value
+    # Without LoRA: the other modules alone (head-only when there are none).
+    rest = PeftConfiguration(sa, pa, pt, LAYERS)
+    without = build_peft_model(DEFAULT_MODEL, rest, num_labels=2, seed=5)
+    _copy_into(without.model, with_lora.model)
+    with torch.no_grad():
+        for index, on in enumerate(LAYERS):
+            source = with_lora.model.base_model.encoder.layer[index].attention.self
+            target = without.model.base_model.encoder.layer[index].attention.self
+            for name in ("query", "value"):
+                if not on:
+                    assert LORA not in getattr(source, name).loras
+                    continue
+                lora = getattr(source, name).loras[LORA]
+                assert lora.scaling == 1.0  # alpha = r
+                getattr(target, name).weight += lora.scaling * lora.lora_B @ lora.lora_A
+    expected = _logits(without.model, batch)
+    assert torch.allclose(_logits(with_lora.model, batch), expected, atol=ATOL)
+    # The update matters: the unmerged model without LoRA gives other logits.
+    _copy_into(without.model, with_lora.model)
+    assert not torch.allclose(_logits(without.model, batch), expected, atol=1e-3)

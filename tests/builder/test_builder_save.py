@@ -51,8 +51,14 @@ def _trained(configuration: PeftConfiguration | str) -> BuiltModel:
 
 @pytest.mark.parametrize(
     "configuration",
-    [PeftConfiguration(8, 4, 2, SOME), PeftConfiguration(0, 0, 0, SOME), "lora", "unipelt"],
-    ids=["sa+pa+pt", "head-only", "lora", "unipelt"],
+    [
+        PeftConfiguration(8, 4, 2, SOME),
+        PeftConfiguration(8, 4, 2, SOME, lora_rank=4),
+        PeftConfiguration(0, 0, 0, SOME),
+        "lora",
+        "unipelt",
+    ],
+    ids=["sa+pa+pt", "sa+pa+pt+lora", "head-only", "lora", "unipelt"],
 )
 def test_round_trip_gives_the_same_logits(
     batch: dict[str, Any], tmp_path: Path, configuration: Any

@@ -43,6 +43,8 @@ def fifo_run(ray_session, tmp_path_factory, tiny_search_args) -> Path:
             "head-only",
             "--baseline",
             "lora",
+            "--space",
+            "full-lora",
             "--output",
             str(out),
         ]
@@ -58,8 +60,12 @@ def test_search_fifo_writes_the_run_folder(fifo_run, capsys):
     assert all(r["metrics"]["fidelity"] == 2 for r in records)
     configs = [json.dumps(r["configuration"], sort_keys=True) for r in records]
     assert len(set(configs)) == 5, "no configuration evaluated twice"
+    # The space with LoRA: every trial config holds a rank, drawn from its choices.
+    assert all(r["configuration"]["lora_rank"] in (0, 1, 2, 4, 8, 16, 32, 64) for r in records)
     pareto = json.loads((fifo_run / "pareto.json").read_text())
     assert 1 <= len(pareto) <= 5
+    # Each front member is marked with the baselines (head-only, lora) that dominate it.
+    assert all(set(p["dominated_by"]) <= {"head-only", "lora"} for p in pareto)
     for name in (
         "trials.csv",
         "pareto.csv",
@@ -72,7 +78,8 @@ def test_search_fifo_writes_the_run_folder(fifo_run, capsys):
         assert (fifo_run / name).stat().st_size > 0, name
     # The searcher fitted NUTS (2 model-based steps): its relevance, with a spread.
     relevance = json.loads((fifo_run / "relevance.json").read_text())
-    assert relevance["source"] == "saas-nuts" and len(relevance["dimensions"]) == 9
+    assert relevance["source"] == "saas-nuts" and len(relevance["dimensions"]) == 10
+    assert "lora_rank" in {d["name"] for d in relevance["dimensions"]}
     assert "## Which dimensions matter" in (fifo_run / "report" / "report.md").read_text()
     setup = json.loads((fifo_run / "adapters" / "00" / "adapter_setup.json").read_text())
     assert isinstance(setup, dict) and setup

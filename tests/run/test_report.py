@@ -16,6 +16,7 @@ from autopeft_ray.run import (
     trial_record,
     write_report,
 )
+from autopeft_ray.run.records import comparison_line, preset_comparison
 
 
 def _config(sa: int) -> dict:
@@ -37,20 +38,63 @@ def test_report_writes_figures_and_tables(run, tmp_path):
     write_report(run, compare=[other.path])
     report = (run.report_dir / "report.md").read_text()
     assert "2 completed evaluations; 2 on the Pareto front." in report
-    assert "| 0 | 2 | 0 | 0 | 11 | 0.2000 | 0.7000 | completed |" in report
+    # Records written before LoRA was a dimension read with R_LoRA 0.
+    assert "| 0 | 2 | 0 | 0 | 0 | 11 | 0.2000 | 0.7000 | completed |" in report
     assert "Baselines" not in report
     for name in ("pareto_front.png", "hypervolume.png"):
         assert (run.report_dir / name).stat().st_size > 1000
 
 
+def _baseline(name: str, score: float, fraction: float) -> dict:
+    mean = {"score": {"mean": score, "std": 0.0}, "param_fraction": {"mean": fraction, "std": 0.0}}
+    return {"name": name, "metrics": mean}
+
+
 def test_report_shows_baselines_beside_the_front(run):
-    metrics = {"score": {"mean": 0.75, "std": 0.0}, "param_fraction": {"mean": 0.003, "std": 0.0}}
-    run.write_baselines([{"name": "lora", "metrics": metrics}])
+    run.write_baselines([_baseline("lora", 0.75, 0.003), _baseline("head-only", 0.72, 0.0)])
     write_report(run)
     report = (run.report_dir / "report.md").read_text()
     assert "## Baselines at the same fidelity" in report
     assert baselines_table(run.read_baselines()) in report
     assert "| lora | 0.3000 | 0.7500 |" in report
+    # Each front point says which baseline dominates it: head-only beats b (0.70 at 0.2%).
+    assert "| 0 | 2 | 0 | 0 | 0 | 11 | 0.2000 | 0.7000 | completed | head-only |" in report
+    assert "| 1 | 8 | 0 | 0 | 0 | 11 | 1.0000 | 0.8000 | completed | - |" in report
+    assert (
+        "Best found with no more than lora's fraction (0.3000%): 0.7000 at 0.2000% (trial b), "
+        "behind lora (0.7500, best preset trained)." in report
+    )
+    front = run.write_front(run.read_records())
+    assert [r["dominated_by"] for r in front] == [["head-only"], []]
+    assert run.read_pareto() == front
+
+
+@pytest.mark.parametrize(
+    ("baselines", "line"),
+    [
+        ([], "No preset was trained beside the search"),
+        ([_baseline("head-only", 0.6, 0.0)], "No preset was trained beside the search"),
+        (
+            [_baseline("lora", 0.7, 0.001)],
+            "The search found no configuration with no more than lora's fraction (0.1000%); "
+            "lora scores 0.7000.",
+        ),
+        (
+            [_baseline("serial", 0.75, 0.005), _baseline("lora", 0.7, 0.5)],
+            "Best found with no more than serial's fraction (0.5000%): 0.7000 at 0.2000% "
+            "(trial b), behind serial",
+        ),
+        (
+            [_baseline("lora", 0.65, 0.003)],
+            "Best found with no more than lora's fraction (0.3000%): 0.7000 at 0.2000% "
+            "(trial b), ahead of lora (0.6500, best preset trained).",
+        ),
+    ],
+    ids=["none", "head-only", "none-as-cheap", "best-preset", "ahead"],
+)
+def test_the_summary_line_compares_with_the_best_preset(run, baselines, line):
+    comparison = preset_comparison(run.completed(), baselines)
+    assert line in comparison_line(comparison)
 
 
 def test_reference_point_is_the_searchs(run):

@@ -37,7 +37,7 @@ def test_the_ax_experiment_holds_every_trial_with_its_status(make_searcher, driv
     run.run(2)
     assert statuses(run.searcher)[failed] == "FAILED"
     summary = run.searcher.client.summarize()
-    keys = list(run.problem.space.configuration().to_dict())
+    keys = [d.name for d in run.problem.space.dimensions]  # what Ax holds as parameters
     rows = {tuple(int(row[k]) for k in keys): row for _, row in summary.iterrows()}
     assert len(run.searcher.completed) == 3  # trial_0002 and two model-based trials
     for record in run.searcher.completed:

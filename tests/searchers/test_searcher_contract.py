@@ -24,6 +24,7 @@ from autopeft_ray.objectives import (
     TARGET_FIDELITY,
 )
 from autopeft_ray.space import SearchSpace
+from autopeft_ray.testing.synthetic import SyntheticPeftProblem
 
 # Runs of 7 trials: 5 random + 2 model-based suggestions for the model-based searchers.
 KINDS = [
@@ -40,6 +41,17 @@ FAST_KINDS = [
 
 
 SA8 = SearchSpace(num_layers=4, hidden_size=64).configuration(sa_size=8).to_dict()
+
+
+@pytest.fixture(scope="module", params=["full", "full-lora"])
+def space(request: pytest.FixtureRequest) -> SearchSpace:
+    """The paper's space and the one with LoRA: every searcher keeps the contract on both."""
+    return SearchSpace(num_layers=4, hidden_size=64, variant=request.param)
+
+
+@pytest.fixture(scope="module")
+def problem(space: SearchSpace) -> SyntheticPeftProblem:
+    return SyntheticPeftProblem(space, seed=0)
 
 
 def canonical_keys(configs):
@@ -157,9 +169,10 @@ def test_param_space_narrows_sampling_and_counting(make_searcher, driver, space)
     from ray import tune
 
     searcher = make_searcher("random")
-    searcher.set_search_properties(
-        "score", "max", {"sa_size": tune.choice([0, 8]), "pt_length": 0, "layer_3": 1}
-    )
+    narrowing = {"sa_size": tune.choice([0, 8]), "pt_length": 0, "layer_3": 1}
+    if space.variant == "full-lora":
+        narrowing["lora_rank"] = 0
+    searcher.set_search_properties("score", "max", narrowing)
     assert searcher.space.values("sa_size") == (0, 8) and searcher.space.values("pt_length") == (0,)
     run = driver(searcher)
     run.run(40)

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from autopeft_ray.exceptions import SearchSpaceError
-from autopeft_ray.space import VARIANTS, PeftConfiguration, SearchSpace, size_choices
+from autopeft_ray.space import SIZE_KEYS, VARIANTS, PeftConfiguration, SearchSpace, size_choices
 
 BERT_BASE = {"model_type": "bert", "num_hidden_layers": 12, "hidden_size": 768}
 ROBERTA_LARGE = {"model_type": "roberta", "num_hidden_layers": 24, "hidden_size": 1024}
@@ -38,10 +38,35 @@ def test_sizes_are_binary_log_scale():
 
 @pytest.mark.parametrize(
     ("variant", "expected"),
-    [("sa", 11), ("sa-layer", 11 * 2**12), ("sa-pa-layer", 11**2 * 2**12), ("full", 11**3 * 2**12)],
+    [
+        ("sa", 11),
+        ("sa-layer", 11 * 2**12),
+        ("sa-pa-layer", 11**2 * 2**12),
+        ("full", 11**3 * 2**12),
+        ("lora", 8),
+        ("lora-layer", 8 * 2**12),
+        ("full-lora", 11**3 * 8 * 2**12),
+    ],
 )
 def test_ablated_spaces_by_name(variant, expected):
     assert SearchSpace(12, 768, variant).cardinality == expected
+
+
+def test_lora_ranks_stop_at_64_or_the_hidden_size():
+    assert SearchSpace(12, 768, "full-lora").values("lora_rank") == (0, 1, 2, 4, 8, 16, 32, 64)
+    assert SearchSpace(3, 16, "lora").values("lora_rank") == (0, 1, 2, 4, 8, 16)
+    assert SearchSpace(12, 768, "full-lora").values("sa_size")[-1] == 512
+
+
+def test_paper_spaces_fix_lora_at_zero_and_old_configurations_read_as_without_lora():
+    space = SearchSpace(6, 384)
+    assert space.fixed()["lora_rank"] == 0
+    assert "lora_rank" not in [d.name for d in space.dimensions]
+    old = {"sa_size": 8, "pa_size": 0, "pt_length": 2, **{f"layer_{i}": 1 for i in range(6)}}
+    config = space.from_trial_config(old)
+    assert config.lora_rank == 0 and PeftConfiguration.from_dict(old) == config
+    assert config.to_dict() == {**old, "lora_rank": 0}
+    assert config.describe() == "SA=8 PA=0 PT=2 LoRA=0 layers=111111"
 
 
 def test_unknown_variant_names_the_choices():
@@ -127,7 +152,8 @@ def test_degenerate_configurations_share_one_canonical_form():
         ({"pa_size": 1024}, r"`pa_size` should be one of .*got 1024"),
         ({"active_layers": [6]}, r"`active_layers` should be a layer index in 0..5, got 6"),
         ({"layers": [1, 0]}, r"`layers` should be 6 insertion bits"),
-        ({"lora_rank": 4}, r"`configuration field` should be one of .*got 'lora_rank'"),
+        ({"lora_size": 4}, r"`configuration field` should be one of .*got 'lora_size'"),
+        ({"lora_rank": 4}, r"`lora_rank` should be one of 0, got 4.*variant='full-lora'"),
     ],
 )
 def test_bad_configurations_name_field_and_value(kwargs, pattern):
@@ -164,7 +190,7 @@ def test_space_canonical_is_a_member_of_every_variant(variant):
     assert space.validate(member) is member
     assert member.is_degenerate and member.canonical() == degenerate.canonical()
     assert space.decode(space.encode(member)).canonical() == member.canonical()
-    live = space.configuration(sa_size=8)
+    live = space.configuration(**{SIZE_KEYS[space.modules[0]]: 8})
     assert space.canonical(live) == live
 
 
@@ -192,6 +218,10 @@ def _brute_force_distinct(space: SearchSpace) -> int:
         ("sa", {"sa_size": [2, 16]}),
         ("sa-layer", {"sa_size": [0]}),
         ("sa-pa-layer", {"pa_size": [0, 1], "layer_2": [0]}),
+        ("lora", {}),
+        ("lora-layer", {"lora_rank": [0, 4]}),
+        ("full-lora", {"sa_size": [0, 2], "pa_size": [0], "pt_length": [0, 1]}),
+        ("full-lora", {"lora_rank": [2, 16], "layer_0": [1]}),
     ],
 )
 def test_narrowed_spaces_count_their_distinct_models(variant, narrowing):
@@ -205,7 +235,7 @@ def test_narrowing_restricts_sampling_neighbours_and_encoding():
     import random
 
     space = SearchSpace(3, 16).narrow({"sa_size": [0, 8], "pa_size": [4], "layer_0": [1]})
-    assert space.fixed() == {"pa_size": 4, "layer_0": 1}
+    assert space.fixed() == {"pa_size": 4, "layer_0": 1, "lora_rank": 0}
     assert [d.name for d in space.dimensions] == ["sa_size", "pt_length", "layer_1", "layer_2"]
     rng = random.Random(0)
     for _ in range(50):
