@@ -77,6 +77,8 @@ from .surrogate import (
 )
 
 logger = logging.getLogger(__name__)
+#: Candidates scored by one acquisition call (``candidates=``): bounds its memory.
+CANDIDATE_BATCH = 512
 
 
 class AutoPEFTSearcher(
@@ -155,6 +157,10 @@ class AutoPEFTSearcher(
             (``suggest`` never returns ``None``): no trial slot idles while
             the model fits, at the price of fewer model-based trials
             (BENCHMARKS.md, "Driver idle time").
+        candidates: search only among these configurations (see
+            :class:`~autopeft_ray.searchers.PeftSearcherBase`); the acquisition is
+            then evaluated on every candidate not yet suggested, instead of a local
+            search over the space.
     """
 
     _background_caches = ("_model_cache", "_known_cost", "_map_fit")
@@ -189,6 +195,7 @@ class AutoPEFTSearcher(
         fill_with_random: bool = False,
         multi_fidelity: bool = False,
         cost_input: bool = False,
+        candidates: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
     ) -> None:
         super().__init__(
             space,
@@ -201,6 +208,7 @@ class AutoPEFTSearcher(
             points_to_evaluate=points_to_evaluate,
             min_fidelity=min_fidelity,
             max_t=max_t,
+            candidates=candidates,
         )
         self._init_model_based(
             space,
@@ -332,6 +340,8 @@ class AutoPEFTSearcher(
         acquisition = build_acquisition(
             model, self.reference_max, X, X_pending, self.mc_samples, seed, self.max_baseline
         )
+        if self._candidates is not None:
+            return self._best_candidate(acquisition)
         seen = [encode(self.space, r.config) for r in self.records] + pending
         X_avoid = torch.tensor(seen, dtype=DTYPE).reshape(-1, X.shape[-1])
         initial = pareto_neighbour_starts(
@@ -352,6 +362,19 @@ class AutoPEFTSearcher(
             # Another encoding of a model already seen (degenerate): exclude, retry.
             X_avoid = torch.cat([X_avoid, candidate.reshape(1, -1)])
         return None, None
+
+    def _best_candidate(self, acquisition: Any) -> tuple[PeftConfiguration | None, float | None]:
+        """The unseen candidate with the largest acquisition value (all of them scored)."""
+        left = self._unseen_candidates()
+        if not left:
+            return None, None
+        X = torch.tensor([encode(self.space, c) for c in left], dtype=DTYPE)
+        with torch.no_grad():
+            values = torch.cat(
+                [acquisition(chunk.unsqueeze(1)) for chunk in X.split(CANDIDATE_BATCH)]
+            )
+        best = int(values.argmax())
+        return left[best], float(values[best])
 
     # -- state ---------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:

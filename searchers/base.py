@@ -43,7 +43,7 @@ from .records import (
     keep_fields,
 )
 from .state import JsonState
-from .validation import check_fixed_config, check_points
+from .validation import check_candidates, check_fixed_config, check_points
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ class PeftSearcherBase(JsonState, Searcher):
             with ``time_attr="fidelity"``). Without it, such trials are measured
             against the largest fidelity seen so far, with a warning, and a trial
             that ended below it counts as stopped early, not as a full result.
+        candidates: search only among these configurations (dicts or
+            ``PeftConfiguration``; Syne Tune's ``restrict_configurations``): random
+            draws and model-based proposals are taken from them, and the search
+            finishes when every one was suggested. ``points_to_evaluate`` must be
+            among them. ``None`` searches the whole space.
 
     Multi-objective, the Ray way: Tune's ``TuneConfig`` and its schedulers take
     one metric, so pass ``metric="score", mode="max"`` there (it is also what
@@ -97,6 +102,7 @@ class PeftSearcherBase(JsonState, Searcher):
         points_to_evaluate: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
         min_fidelity: float | None = None,
         max_t: float | None = None,
+        candidates: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
     ) -> None:
         if not isinstance(space, SearchSpace):
             raise invalid_value(
@@ -130,6 +136,8 @@ class PeftSearcherBase(JsonState, Searcher):
         self.max_fidelity_seen: float | None = None
         self._warned_target = False
         self._points_to_evaluate = check_points(points_to_evaluate, self.space)
+        self._candidates = check_candidates(candidates, self.space)
+        self._check_points_are_candidates()
         self._rng = random.Random(self.seed)
         self._pending: dict[str, PeftConfiguration] = {}
         self._last_results: dict[str, dict[str, float | None]] = {}
@@ -140,6 +148,29 @@ class PeftSearcherBase(JsonState, Searcher):
 
     def _peft_keys(self) -> list[str]:
         return self.space.keys()
+
+    @property
+    def candidates(self) -> list[PeftConfiguration] | None:
+        """The configurations this search is restricted to (``None``: the whole space)."""
+        return None if self._candidates is None else list(self._candidates)
+
+    @property
+    def num_distinct(self) -> int:
+        """Distinct models this searcher may suggest: its candidates, or the space's."""
+        return self.space.num_distinct if self._candidates is None else len(self._candidates)
+
+    def _check_points_are_candidates(self) -> None:
+        if self._candidates is None:
+            return
+        allowed = {c.canonical() for c in self._candidates}
+        for i, config in enumerate(self._points_to_evaluate):
+            if config.canonical() not in allowed:
+                raise invalid_value(
+                    f"points_to_evaluate[{i}]",
+                    config.describe(),
+                    expected="one of `candidates`",
+                    fix="Add it to candidates, or leave it out of points_to_evaluate.",
+                )
 
     # -- Ray Tune contract ---------------------------------------------------
     def set_search_properties(
@@ -171,6 +202,16 @@ class PeftSearcherBase(JsonState, Searcher):
             )
         narrowed = self.space.narrow(narrowing)
         points = check_points(self._points_to_evaluate, narrowed)  # must lie inside
+        if self._candidates is not None:
+            inside = [c for c in self._candidates if _member(narrowed, c)]
+            if not inside:
+                raise invalid_value(
+                    "param_space",
+                    dict(narrowed.narrowed),
+                    expected="a narrowing that keeps some of `candidates`",
+                    fix="None of the candidates lies in the narrowed space.",
+                )
+            self._candidates = inside
         logger.info("Search space narrowed by param_space: %s", dict(narrowed.narrowed))
         self.space, self._points_to_evaluate = narrowed, points
         self._space_changed()
@@ -186,7 +227,7 @@ class PeftSearcherBase(JsonState, Searcher):
             return self._trial_config(self._pending[trial_id])
         if self.max_concurrent is not None and len(self._pending) >= self.max_concurrent:
             return None
-        if len(self._seen) >= self.space.num_distinct:
+        if len(self._seen) >= self.num_distinct:
             return Searcher.FINISHED
         config = self._next_point_to_evaluate() or self._propose()
         if config is None:
@@ -374,8 +415,15 @@ class PeftSearcherBase(JsonState, Searcher):
                 return config
         return None
 
+    def _unseen_candidates(self) -> list[PeftConfiguration]:
+        """The candidates not suggested yet, in their given order (needs ``candidates``)."""
+        return [c for c in self._candidates or () if c.canonical() not in self._seen]
+
     def _random_unseen(self) -> PeftConfiguration | None:
         """A uniformly drawn configuration not seen before; ``None`` if none is left."""
+        if self._candidates is not None:
+            left = self._unseen_candidates()
+            return self._rng.choice(left) if left else None
         for _ in range(256):
             config = self.space.sample(self._rng)
             if config.canonical() not in self._seen:
@@ -397,3 +445,11 @@ class PeftSearcherBase(JsonState, Searcher):
 
     def _trial_config(self, config: PeftConfiguration) -> dict[str, Any]:
         return {**self.fixed_config, **config.to_dict()}
+
+
+def _member(space: SearchSpace, config: PeftConfiguration) -> bool:
+    try:
+        space.validate(config)
+    except ConfigurationError:
+        return False
+    return True

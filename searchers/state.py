@@ -97,6 +97,7 @@ class JsonState:
     _pending: dict[str, PeftConfiguration]
     _last_results: dict[str, dict[str, float | None]]
     _points_to_evaluate: list[PeftConfiguration]
+    _candidates: list[PeftConfiguration] | None
     _seen: set[PeftConfiguration]
 
     def _space_changed(self) -> None:
@@ -125,6 +126,9 @@ class JsonState:
             "last_results": self._last_results,
             "records": [r.to_dict() for r in self.records],
             "points_to_evaluate": [c.to_dict() for c in self._points_to_evaluate],
+            "candidates": None
+            if self._candidates is None
+            else [c.to_dict() for c in self._candidates],
             "timings": self.timings,
             "max_fidelity_seen": self.max_fidelity_seen,
         }
@@ -147,6 +151,10 @@ class JsonState:
         self._points_to_evaluate = [
             PeftConfiguration.from_dict(c) for c in state["points_to_evaluate"]
         ]
+        candidates = state.get("candidates")  # absent from states saved before candidates
+        self._candidates = (
+            None if candidates is None else [PeftConfiguration.from_dict(c) for c in candidates]
+        )
         self.timings = list(state.get("timings", []))
         self.max_fidelity_seen = state.get("max_fidelity_seen")
         self._seen = {c.canonical() for c in self._pending.values()}

@@ -64,3 +64,36 @@ def check_points(
         seen.add(config.canonical())
         configs.append(config)
     return configs
+
+
+def check_candidates(
+    candidates: Sequence[Mapping[str, Any] | PeftConfiguration] | None, space: SearchSpace
+) -> list[PeftConfiguration] | None:
+    """``candidates`` as distinct configurations of ``space`` (one per model), or ``None``.
+
+    Configurations that build the same model (:meth:`PeftConfiguration.canonical`)
+    count once; the first one listed is kept.
+    """
+    if candidates is None:
+        return None
+    if isinstance(candidates, (str, bytes, Mapping)) or not isinstance(candidates, Sequence):
+        raise invalid_value(
+            "candidates", candidates, expected="a list of configuration dicts or PeftConfigurations"
+        )
+    kept: dict[PeftConfiguration, PeftConfiguration] = {}
+    for i, point in enumerate(candidates):
+        if isinstance(point, PeftConfiguration):
+            config = space.validate(point)
+        elif isinstance(point, Mapping):
+            config = space.from_trial_config(point)
+        else:
+            raise invalid_value(f"candidates[{i}]", point, expected="a dict or PeftConfiguration")
+        kept.setdefault(config.canonical(), config)
+    if not kept:
+        raise invalid_value(
+            "candidates",
+            [],
+            expected="at least one configuration",
+            fix="Pass None to search the whole space.",
+        )
+    return list(kept.values())

@@ -96,10 +96,3 @@ def test_imports_point_down(path: Path) -> None:
         if name != "autopeft_ray" and _layer(name) not in ALLOWED[layer]
     )
     assert not wrong, f"{path.relative_to(ROOT)} ({layer}) imports {wrong}"
-
-
-def test_no_source_module_is_over_400_lines() -> None:
-    long = {
-        str(p.relative_to(ROOT)): n for p in SOURCES if (n := len(p.read_text().splitlines())) > 400
-    }
-    assert not long, long

@@ -204,9 +204,17 @@ class PeftBench:
             out.append(config)
         return out
 
+    def key_of(self, configuration: PeftConfiguration | str) -> str:
+        """The key of a configuration, a preset name, or a key (returned as it is)."""
+        if isinstance(configuration, str) and (
+            configuration.startswith(PRESET_PREFIX) or "-L" in configuration
+        ):
+            return configuration
+        return configuration_key(configuration)
+
     def rows_of(self, configuration: PeftConfiguration | str, fidelity: int = 1) -> list[Row]:
-        """Every seed's row of a configuration at a fidelity (empty when not tabulated)."""
-        return list(self._index.get((configuration_key(configuration), fidelity), []))
+        """Every seed's row of a configuration (or preset name, or key) at a fidelity."""
+        return list(self._index.get((self.key_of(configuration), fidelity), []))
 
     def lookup(
         self,
@@ -223,7 +231,7 @@ class PeftBench:
         if not rows:
             raise invalid_value(
                 "configuration",
-                configuration_key(configuration),
+                self.key_of(configuration),
                 expected=f"a configuration with a row at fidelity {fidelity}",
                 fix="Restrict the search to the table's configurations (candidates=...).",
             )

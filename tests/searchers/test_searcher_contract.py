@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import random
 
 import pytest
 from ray.tune.search import Searcher
@@ -391,3 +392,53 @@ def test_restarted_errored_trial_replaces_its_failure(make_searcher, driver, spa
     assert searcher.records[-1].config == outside
     run.run(3)  # still the random design for AutoPEFT: fast
     assert outside.canonical() not in {c.canonical() for c in run.suggested}
+
+
+# -- candidates: search only among given configurations ---------------------------------
+
+
+def _pool(space: SearchSpace, count: int) -> list:
+    rng = random.Random(5)
+    pool: dict = {}
+    while len(pool) < count:
+        config = space.sample(rng)
+        pool.setdefault(config.canonical(), config)
+    return list(pool.values())
+
+
+@pytest.mark.parametrize("kind", ["random", "autopeft"])
+def test_candidates_restrict_every_suggestion_until_finished(
+    make_searcher, driver, space, kind, tmp_path
+):
+    pool = _pool(space, 9)
+    extra = {"surrogate": "saas-map"} if kind == "autopeft" else {}
+    # A duplicate model counts once.
+    searcher = make_searcher(kind, candidates=[*pool, pool[0].to_dict()], **extra)
+    assert searcher.num_distinct == 9 and searcher.candidates == pool
+    run = driver(searcher)
+    run.run(7, concurrency=2)
+    path = tmp_path / "state.pkl"
+    searcher.save(str(path))
+    restored = make_searcher(kind, **extra)
+    restored.restore(str(path))
+    assert restored.candidates == pool
+    run.searcher = restored
+    run.run(5, concurrency=2)
+    assert run.suggest() == Searcher.FINISHED
+    keys = canonical_keys(run.suggested)
+    assert len(keys) == len(set(keys)) == 9 and set(keys) == {c.canonical() for c in pool}
+    if kind == "autopeft":  # the model chose among the candidates after the initial design
+        assert [t["fallback"] for t in restored.timings if "total_s" in t] == [None] * 4
+
+
+def test_bad_candidates_name_the_field(make_searcher, space):
+    pool = _pool(space, 3)
+    outside = _pool(space, 4)[-1]
+    with pytest.raises(ConfigurationError, match=r"`points_to_evaluate\[0\]`.*one of `candidates`"):
+        make_searcher("random", candidates=pool, points_to_evaluate=[outside])
+    with pytest.raises(ConfigurationError, match="`candidates` should be at least one"):
+        make_searcher("random", candidates=[])
+    with pytest.raises(ConfigurationError, match=r"`candidates\[0\]`"):
+        make_searcher("random", candidates=[42])
+    with pytest.raises(ConfigurationError, match="`sa_size`"):
+        make_searcher("random", candidates=[{**pool[0].to_dict(), "sa_size": 3}])

@@ -1,0 +1,523 @@
+"""Searches replayed on PEFTBench: every searcher, many seeds, the paper's budget, in minutes.
+
+Each run drives one searcher through the Ray Tune ``Searcher`` API
+(``suggest`` / ``on_trial_complete``), as a Tuner would, with ``--concurrency``
+trials pending at a time, against the table of real trainings
+(``benchmarks/peftbench/``): a suggested configuration's result is one of its
+recorded trainings at 1x (the search fidelity), the training seed drawn at
+random, as Syne Tune's simulated backend draws one recorded seed per trial.
+Trials end in the order of their recorded seconds on a simulated clock, so
+concurrent runs see results arrive as a cluster would deliver them. The same
+configuration draws the same seed in every run of one replay seed (common random
+numbers: contestants are compared on the same noise).
+
+The search is restricted to the table's configurations of ``--space`` (its
+``candidates``): ``AutoPEFTSearcher`` and ``RandomPEFTSearcher`` take them as
+``candidates=``. Optuna's samplers and the Ax-backed searcher cannot be
+restricted: each of their proposals is evaluated as the nearest configuration
+of the table not yet evaluated in the run (distance between encodings), and
+reported to them under their own proposal. Their figures carry that caveat.
+
+Contestants (``--contestants``):
+
+* ``autopeft-map``, ``autopeft-map-cost``: AutoPEFT with the MAP SAAS GP,
+  without and with the parameter fraction as a model input;
+* ``autopeft-nuts``, ``autopeft-nuts-cost``: the same with NUTS (the demo's
+  32/16/2 budget: the paper's 128/64/4 costs about 30 s a suggestion here);
+* ``random``, ``random-2x``: random search at 1x and 2x the budget;
+* ``nsga2``, ``tpe``: Ray Tune's ``OptunaSearch``, multi-objective;
+* ``ax-map``: the Ax-backed searcher with Ax's MAP SAAS model.
+
+Model-based searchers start with ``--initial`` random configurations.
+
+Figures (``--part summary``), per space, concurrency and budget (``--budgets``:
+prefixes of each run in the order results arrived):
+
+* the hypervolume of the observed (dev score, fraction) points, from the
+  paper's reference, the nadir of the table's points in the space (its lowest
+  dev score and largest fraction), and from the searcher's default (score 0,
+  the fraction of the space's largest configuration);
+* per preset with a 4x row: the 4x test score of the configuration a user
+  would pick, the best observed dev score at no more than the preset's
+  fraction, against the preset's 4x test score (mean over seeds);
+* the smallest fraction on the run's front whose 4x test score is within one
+  standard error of the preset's.
+
+Runs are appended to ``--output`` (``runs.jsonl``) as they end; a run already
+there is skipped, so the benchmark resumes and grows.
+
+    python benchmarks/replay.py --part run --contestants random random-2x autopeft-map
+    python benchmarks/replay.py --part summary
+    python benchmarks/replay.py --quick     # smoke: 2 seeds, budget 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_name, "1")
+
+from autopeft_ray.models import DEFAULT_MODEL  # noqa: E402
+from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE, TARGET_FIDELITY  # noqa: E402
+from autopeft_ray.objectives.cost import ParamCost  # noqa: E402
+from autopeft_ray.objectives.pareto import (  # noqa: E402
+    hypervolume,
+    pareto_mask,
+    reference_point_for,
+)
+from autopeft_ray.searchers import AutoPEFTSearcher, AxPEFTSearcher, RandomPEFTSearcher  # noqa: E402
+from autopeft_ray.space import PeftConfiguration, SearchSpace  # noqa: E402
+from autopeft_ray.space.encoding import canonical_encoding  # noqa: E402
+from autopeft_ray.testing.peftbench import PeftBench, configuration_key  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+CONTESTANTS = (
+    "autopeft-map",
+    "autopeft-map-cost",
+    "autopeft-nuts",
+    "autopeft-nuts-cost",
+    "random",
+    "random-2x",
+    "nsga2",
+    "tpe",
+    "ax-map",
+)
+#: The demo's NUTS budget (warmup, samples, thinning).
+NUTS = (32, 16, 2)
+#: Steps of one 1x training: every result reports it as its fidelity and target.
+STEPS = 64
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", default=str(HERE / "peftbench" / "data"))
+    parser.add_argument("--output", default=str(HERE / "results" / "replay"))
+    parser.add_argument("--part", choices=("run", "summary", "both"), default="both")
+    parser.add_argument("--contestants", nargs="+", choices=CONTESTANTS, default=list(CONTESTANTS))
+    parser.add_argument("--space", default="full", help="the table's configurations of this space")
+    parser.add_argument("--budget", type=int, default=80, help="evaluations per run (2x: twice)")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[20, 40, 80])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--initial", type=int, default=10, help="random start of model-based")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, budget 12, 4 initial")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.budget, args.budgets, args.initial = 2, 12, [6, 12], 4
+        args.concurrency = args.concurrency[:1]
+    return args
+
+
+# -- the table as a problem ------------------------------------------------------------------
+
+
+class TableProblem:
+    """The table's 1x rows of one space: candidates, draws, and nearest neighbours."""
+
+    def __init__(self, bench: PeftBench, space: SearchSpace) -> None:
+        self.bench = bench
+        self.space = space
+        self.configs = [c for c in bench.configurations(1) if _member(space, c)]
+        if not self.configs:
+            raise SystemExit(f"the table holds no configuration of space {space.variant!r}")
+        self.keys = [configuration_key(c) for c in self.configs]
+        self.encodings = [canonical_encoding(space, c) for c in self.configs]
+        rows = [r for c in self.configs for r in bench.rows_of(c, 1)]
+        #: The paper's reference: the nadir of the table's points (lowest score, largest fraction).
+        self.nadir = (min(r.dev_score for r in rows), max(r.param_fraction for r in rows))
+
+    def draw(self, config: PeftConfiguration, replay_seed: int) -> Any:
+        """One recorded 1x training: the seed drawn per (replay seed, configuration)."""
+        rng = random.Random(f"{replay_seed}:{configuration_key(config)}")
+        return self.bench.lookup(config, 1, rng)
+
+    def nearest_unevaluated(self, config: PeftConfiguration, done: set[str]) -> PeftConfiguration:
+        """``config`` if tabulated and not evaluated in this run, else the nearest such one."""
+        key = configuration_key(config)
+        if key in self.keys and key not in done:
+            return self.configs[self.keys.index(key)]
+        target = canonical_encoding(self.space, config)
+        best = min(
+            (i for i, k in enumerate(self.keys) if k not in done),
+            key=lambda i: sum(abs(a - b) for a, b in zip(self.encodings[i], target, strict=True)),
+        )
+        return self.configs[best]
+
+
+def _member(space: SearchSpace, config: PeftConfiguration) -> bool:
+    try:
+        space.validate(config)
+    except Exception:  # noqa: BLE001 (a SearchSpaceError: not a member)
+        return False
+    return True
+
+
+# -- contestants --------------------------------------------------------------------------
+
+
+def make_searcher(
+    name: str, problem: TableProblem, cost: ParamCost, seed: int, initial: int
+) -> tuple[Any, bool]:
+    """The searcher, and whether its proposals must be mapped to the table."""
+    space, candidates = problem.space, problem.configs
+    if name.startswith("random"):
+        return RandomPEFTSearcher(space, cost_fn=cost, seed=seed, candidates=candidates), False
+    if name.startswith("autopeft"):
+        surrogate = "saas-map" if "-map" in name else "saas-nuts"
+        warmup, samples, thinning = NUTS
+        searcher = AutoPEFTSearcher(
+            space,
+            cost,
+            num_initial=initial,
+            surrogate=surrogate,
+            nuts_warmup=warmup,
+            nuts_samples=samples,
+            nuts_thinning=thinning,
+            cost_input=name.endswith("-cost"),
+            seed=seed,
+            candidates=candidates,
+        )
+        return searcher, False
+    if name == "ax-map":
+        return AxPEFTSearcher(
+            space, cost, num_initial=initial, surrogate="saas-map", seed=seed
+        ), True
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = (
+        optuna.samplers.NSGAIISampler(seed=seed, population_size=initial)
+        if name == "nsga2"
+        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=initial)
+    )
+    domains = {
+        d.name: optuna.distributions.CategoricalDistribution(list(d.choices))
+        for d in space.dimensions
+    }
+    searcher = OptunaSearch(
+        space=domains, metric=[SCORE, PARAM_FRACTION], mode=["max", "min"], sampler=sampler
+    )
+    return searcher, True
+
+
+def replay(
+    searcher: Any,
+    mapped: bool,
+    problem: TableProblem,
+    replay_seed: int,
+    budget: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    """One run: suggestions at ``concurrency``, results in simulated-time order."""
+    fixed = problem.space.fixed()
+    clock, trial = 0.0, 0
+    running: list[tuple[float, str, dict[str, Any]]] = []  # (end time, trial id, result)
+    evaluations: list[dict[str, Any]] = []
+    done: set[str] = set()
+    searcher_seconds = 0.0
+    while len(evaluations) < budget:
+        while len(running) < concurrency and trial < budget:
+            started = time.perf_counter()
+            suggestion = searcher.suggest(f"t{trial:04d}")
+            searcher_seconds += time.perf_counter() - started
+            if not isinstance(suggestion, dict):
+                break  # None: wait for a result; FINISHED: the candidates are used up
+            proposed = PeftConfiguration.from_dict({**fixed, **suggestion})
+            config = problem.nearest_unevaluated(proposed, done) if mapped else proposed
+            key = configuration_key(config)
+            if key in done or key not in problem.keys:
+                raise RuntimeError(f"{type(searcher).__name__} suggested {key}, not a candidate")
+            done.add(key)
+            row = problem.draw(config, replay_seed)
+            result = {
+                SCORE: row.dev_score,
+                PARAM_FRACTION: row.param_fraction,
+                FIDELITY: STEPS,
+                TARGET_FIDELITY: STEPS,
+            }
+            running.append((clock + row.seconds, f"t{trial:04d}", result))
+            evaluations.append(
+                {
+                    "trial": trial,
+                    "key": key,
+                    "proposed": configuration_key(proposed) if mapped else key,
+                    "seed": row.seed,
+                    "score": row.dev_score,
+                    "fraction": row.param_fraction,
+                    "start": clock,
+                }
+            )
+            trial += 1
+        if not running:
+            break
+        running.sort(key=lambda r: r[0])
+        end, trial_id, result = running.pop(0)
+        clock = end
+        started = time.perf_counter()
+        searcher.on_trial_complete(trial_id, result)
+        searcher_seconds += time.perf_counter() - started
+        evaluations[int(trial_id[1:])]["end"] = end
+    while running:  # the last trials end too
+        running.sort(key=lambda r: r[0])
+        end, trial_id, result = running.pop(0)
+        searcher.on_trial_complete(trial_id, result)
+        evaluations[int(trial_id[1:])]["end"] = end
+    fallbacks = [t.get("fallback") for t in getattr(searcher, "timings", []) if "fallback" in t]
+    return {
+        "evaluations": evaluations,
+        "searcher_seconds": searcher_seconds,
+        "model_steps": len(fallbacks),
+        "model_fallbacks": sum(f is not None for f in fallbacks),
+    }
+
+
+# -- runs on disk -------------------------------------------------------------------------
+
+
+def run_key(args: argparse.Namespace, name: str, concurrency: int, seed: int) -> str:
+    budget = 2 * args.budget if name == "random-2x" else args.budget
+    return f"{name}|{args.space}|c{concurrency}|s{seed}|b{budget}|i{args.initial}"
+
+
+def read_runs(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "runs.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_all(args: argparse.Namespace) -> None:
+    folder = Path(args.output)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = {r["run"] for r in read_runs(folder)}
+    bench = PeftBench(args.table)
+    space = SearchSpace.from_model_config(DEFAULT_MODEL, args.space)
+    problem = TableProblem(bench, space)
+    cost = ParamCost.from_model(DEFAULT_MODEL)
+    print(
+        f"{len(problem.configs)} tabulated configurations of space {args.space!r}; "
+        f"reference (nadir) {problem.nadir}",
+        flush=True,
+    )
+    for concurrency in args.concurrency:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for name in args.contestants:
+                key = run_key(args, name, concurrency, seed)
+                if key in done:
+                    continue
+                budget = 2 * args.budget if name == "random-2x" else args.budget
+                budget = min(budget, len(problem.configs))
+                started = time.perf_counter()
+                searcher, mapped = make_searcher(name, problem, cost, seed, args.initial)
+                out = replay(searcher, mapped, problem, seed, budget, concurrency)
+                record = {
+                    "run": key,
+                    "contestant": name,
+                    "space": args.space,
+                    "concurrency": concurrency,
+                    "seed": seed,
+                    "budget": budget,
+                    "initial": args.initial,
+                    "mapped": mapped,
+                    "candidates": len(problem.configs),
+                    "seconds": time.perf_counter() - started,
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    **out,
+                }
+                with (folder / "runs.jsonl").open("a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                points = [(e["score"], e["fraction"]) for e in out["evaluations"]]
+                print(
+                    f"{key}: HV {hypervolume(points, problem.nadir):.5g} "
+                    f"({record['seconds']:.0f} s, searcher {out['searcher_seconds']:.0f} s, "
+                    f"{out['model_fallbacks']}/{out['model_steps']} model steps fell back)",
+                    flush=True,
+                )
+
+
+# -- figures ------------------------------------------------------------------------------
+
+
+def arrived(run: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """The first ``count`` evaluations in the order their results arrived."""
+    ended = sorted(run["evaluations"], key=lambda e: (e.get("end", math.inf), e["trial"]))
+    return ended[:count]
+
+
+def pick_under(evaluations: list[dict[str, Any]], fraction: float) -> dict[str, Any] | None:
+    """What a user would pick under a budget: the best observed dev score."""
+    under = [e for e in evaluations if e["fraction"] <= fraction]
+    return max(under, key=lambda e: e["score"]) if under else None
+
+
+def summary(args: argparse.Namespace) -> None:
+    runs = [r for r in read_runs(Path(args.output)) if r["space"] == args.space]
+    if not runs:
+        print(f"no runs of space {args.space!r} in {args.output}")
+        return
+    bench = PeftBench(args.table)
+    space = SearchSpace.from_model_config(DEFAULT_MODEL, args.space)
+    problem = TableProblem(bench, space)
+    cost = ParamCost.from_model(DEFAULT_MODEL)
+    default_ref = reference_point_for(space, cost)
+    full = 4
+    presets = {
+        k: (bench.mean(k, full, "test_score"), bench.rows_of(k, full)[0].param_fraction)
+        for k in bench.keys(full, presets=True)
+        if k.startswith("preset:") and k != "preset:full"
+    }
+    test_n = _test_examples(args.table)
+    print(
+        f"space {args.space!r}: {len(problem.configs)} candidates; paper reference (nadir of "
+        f"the table) {problem.nadir[0]:.4f} score, {100 * problem.nadir[1]:.3f}% params; "
+        f"default reference {default_ref[0]:g}, {100 * default_ref[1]:.3f}%"
+    )
+    for concurrency in sorted({r["concurrency"] for r in runs}):
+        for budget in args.budgets:
+            rows = _figures(runs, concurrency, budget, problem, default_ref, presets, bench, test_n)
+            if rows:
+                print(f"\n### concurrency {concurrency}, {budget} evaluations\n")
+                print(_markdown(rows))
+    _versus(runs, args, problem)
+
+
+def _figures(
+    runs: list[dict[str, Any]],
+    concurrency: int,
+    budget: int,
+    problem: TableProblem,
+    default_ref: tuple[float, float],
+    presets: dict[str, tuple[float, float]],
+    bench: PeftBench,
+    test_n: int,
+) -> list[dict[str, Any]]:
+    rows = []
+    names = sorted({r["contestant"] for r in runs}, key=CONTESTANTS.index)
+    for name in names:
+        mine = [r for r in runs if r["contestant"] == name and r["concurrency"] == concurrency]
+        factor = 2 if name == "random-2x" else 1
+        mine = [r for r in mine if r["budget"] >= factor * budget]
+        if not mine:
+            continue
+        hv, hv0 = [], []
+        picks: dict[str, list[float]] = {p: [] for p in presets}
+        smallest: dict[str, list[float]] = {p: [] for p in presets}
+        for run in mine:
+            evals = arrived(run, factor * budget)
+            points = [(e["score"], e["fraction"]) for e in evals]
+            hv.append(hypervolume(points, problem.nadir))
+            hv0.append(hypervolume(points, default_ref))
+            front = [e for e, on in zip(evals, pareto_mask(points), strict=True) if on]
+            for preset, (score, fraction) in presets.items():
+                pick = pick_under(evals, fraction)
+                picks[preset].append(
+                    math.nan if pick is None else bench.mean(pick["key"], 4, "test_score")
+                )
+                se = math.sqrt(score * (1 - score) / test_n)
+                matching = [
+                    e["fraction"]
+                    for e in front
+                    if bench.mean(e["key"], 4, "test_score") >= score - se
+                ]
+                smallest[preset].append(min(matching) if matching else math.nan)
+        row = {
+            "contestant": name + (" (mapped)" if mine[0]["mapped"] else ""),
+            "seeds": len(mine),
+            "HV (nadir) median": statistics.median(hv),
+            "HV (nadir) IQR": _iqr(hv),
+            "HV (default) median": statistics.median(hv0),
+        }
+        for preset, (score, _) in presets.items():
+            values = [v for v in picks[preset] if not math.isnan(v)]
+            se = math.sqrt(score * (1 - score) / test_n)
+            row[f"pick <= {preset[7:]}: 4x test (n)"] = (
+                f"{statistics.median(values):.4f} ({len(values)}/{len(mine)})" if values else "-"
+            )
+            row[f">= {preset[7:]} - 1 s.e."] = sum(v >= score - se for v in values)
+            found = [v for v in smallest[preset] if not math.isnan(v)]
+            row[f"smallest front % within 1 s.e. of {preset[7:]}"] = (
+                f"{100 * statistics.median(found):.4f} ({len(found)}/{len(mine)})" if found else "-"
+            )
+        rows.append(row)
+    return rows
+
+
+def _versus(runs: list[dict[str, Any]], args: argparse.Namespace, problem: TableProblem) -> None:
+    """Per seed, AutoPEFT against each other contestant at the largest budget."""
+    budget = max(args.budgets)
+    for concurrency in sorted({r["concurrency"] for r in runs}):
+        by = {}
+        for r in runs:
+            if r["concurrency"] != concurrency:
+                continue
+            factor = 2 if r["contestant"] == "random-2x" else 1
+            if r["budget"] >= factor * budget:
+                points = [(e["score"], e["fraction"]) for e in arrived(r, factor * budget)]
+                by[(r["contestant"], r["seed"])] = hypervolume(points, problem.nadir)
+        ours = sorted({c for c, _ in by if c.startswith("autopeft")})
+        others = sorted({c for c, _ in by if not c.startswith("autopeft")})
+        for mine in ours:
+            for other in others:
+                seeds = sorted(s for c, s in by if c == mine and (other, s) in by)
+                if seeds:
+                    wins = sum(by[(mine, s)] > by[(other, s)] for s in seeds)
+                    print(
+                        f"c{concurrency}, {budget} evaluations: {mine} above {other} on "
+                        f"{wins} of {len(seeds)} seeds (HV from the nadir)"
+                    )
+
+
+def _iqr(values: list[float]) -> str:
+    if len(values) < 2:
+        return "-"
+    q = statistics.quantiles(values, n=4)
+    return f"{q[0]:.5g}-{q[2]:.5g}"
+
+
+def _test_examples(table: str) -> int:
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(Path(table) / "records.parquet", columns=["test_examples"]).column(0)
+    return int(column[0].as_py())
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [f"{v:.5g}" if isinstance(v, float) else str(v) for v in (row[h] for h in head)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    logging.getLogger("autopeft_ray").setLevel(logging.WARNING)
+    args = parse_args(argv)
+    started = time.perf_counter()
+    if args.part in ("run", "both"):
+        run_all(args)
+    if args.part in ("summary", "both"):
+        summary(args)
+    print(
+        f"\n{time.perf_counter() - started:.0f} s. Reproduce: "
+        f"python benchmarks/replay.py {shlex.join(argv)}"
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
