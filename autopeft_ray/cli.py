@@ -388,6 +388,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AutoPeftError as exc:
         print(f"autopeft-ray {args.command}: error: {in_cli_terms(str(exc))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before Ray took over the signal (data preparation)
+        output = getattr(args, "output", None)
+        resume = (
+            f" If {output} holds a search, `autopeft-ray search --output {output} --resume` "
+            f"continues it."
+            if args.command == "search" and output
+            else ""
+        )
+        print(f"autopeft-ray {args.command}: interrupted (Ctrl-C).{resume}", file=sys.stderr)
+        return 2
     return 0
 
 

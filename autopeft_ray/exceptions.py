@@ -46,6 +46,10 @@ class SearchInterrupted(AutoPeftError):
     """A search stopped before its budget (Ctrl-C); its run folder can be resumed."""
 
 
+class SearchFailed(AutoPeftError):
+    """Every trial of a search failed: nothing was measured."""
+
+
 #: Longest value an error message shows (a 5 MB CSV cell must not be echoed whole).
 SHOWN_CHARACTERS = 80
 
@@ -57,7 +61,8 @@ def shorten(text: str, limit: int = SHOWN_CHARACTERS) -> str:
     return f"{text[: limit - 1]}… ({len(text)} characters)"
 
 
-def _show(values: Iterable[Any], limit: int = 20) -> str:
+def show_values(values: Iterable[Any], limit: int = 20) -> str:
+    """At most ``limit`` values, each cut short, and how many there were in all."""
     values = list(values)
     shown = ", ".join(shorten(repr(v)) for v in values[:limit])
     if len(values) > limit:
@@ -82,7 +87,7 @@ def invalid_value(
     """
     got = shorten(repr(value))
     if valid is not None:
-        message = f"`{field}` should be one of {_show(valid)}, got {got}."
+        message = f"`{field}` should be one of {show_values(valid)}, got {got}."
     elif expected is not None:
         message = f"`{field}` should be {expected}, got {got}."
     else:

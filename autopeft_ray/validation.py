@@ -18,12 +18,20 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def check_int(name: str, value: Any, minimum: int = 1, *, allow_none: bool = False) -> Any:
-    """Return ``value`` if it is an integer ``>= minimum`` (or ``None`` when allowed)."""
+#: The largest integer any option takes: what its consumers accept (NumPy seeds are
+#: below 2^32, torch's random generators and step counters are 64-bit signed).
+MAX_INT = 2**31 - 1
+
+
+def check_int(
+    name: str, value: Any, minimum: int = 1, *, allow_none: bool = False, maximum: int = MAX_INT
+) -> Any:
+    """Return ``value`` if it is an integer in ``[minimum, maximum]`` (or ``None`` when allowed)."""
     if value is None and allow_none:
         return None
-    if not is_int(value) or value < minimum:
+    if not is_int(value) or not minimum <= value <= maximum:
         expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        expected += f" up to {maximum}"
         raise invalid_value(name, value, expected=expected + (", or None" if allow_none else ""))
     return value
 

@@ -16,8 +16,14 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from autopeft_ray.config import SearchOptions, trial_config_dict
-from autopeft_ray.exceptions import ConfigurationError, SearchInterrupted, invalid_value
-from autopeft_ray.objectives import FIDELITY, PARAM_FRACTION, SCORE
+from autopeft_ray.exceptions import (
+    ConfigurationError,
+    SearchFailed,
+    SearchInterrupted,
+    invalid_value,
+    shorten,
+)
+from autopeft_ray.objectives import FAILED, FIDELITY, PARAM_FRACTION, SCORE
 from autopeft_ray.run import RunFolder, RunLog
 from autopeft_ray.run.storage import Location, is_uri
 from autopeft_ray.space import PeftConfiguration, SearchSpace
@@ -200,6 +206,10 @@ def run_search(
             ),
         )
     tuner.fit()
+    saved_trials = tune.ExperimentAnalysis(tune_path, storage_filesystem=tune_fs).trials
+    # A record cut short by a crash, or a damaged line deleted, is rebuilt from Tune's
+    # saved state: a resumed search never ends with fewer records than ended trials.
+    run.rebuild_records(saved_trials)
     records = finalize(run, space, reference, searcher)
     # On Ctrl-C Tune saves its state and returns as if the search were done (its
     # in-memory trials all end up TERMINATED); the saved state still says which
@@ -207,7 +217,6 @@ def run_search(
     # A trial whose node was lost may also stay RUNNING in the saved state (Ray
     # 2.60 marks it ERROR without saving); trials.jsonl knows that it ended.
     ended = {r["trial_id"] for r in records}
-    saved_trials = tune.ExperimentAnalysis(tune_path, storage_filesystem=tune_fs).trials
     if any(
         t.status not in ("TERMINATED", "ERROR") and t.trial_id not in ended for t in saved_trials
     ):
@@ -216,6 +225,7 @@ def run_search(
             f"trials ended, and what they measured is in {output}. Continue it with "
             f"`autopeft-ray search --output {output} --resume`."
         )
+    check_something_was_measured(records, output)
     if options.baselines and not run.has_baselines():
         from autopeft_ray.run import write_report
 
@@ -223,6 +233,23 @@ def run_search(
         run.write_front(records)  # each front member marked with the baselines dominating it
         write_report(run, reference_point=reference)
     return output
+
+
+def check_something_was_measured(records: list[dict[str, Any]], output: str) -> None:
+    """Raise ``SearchFailed`` when every trial failed, saying why the first one did."""
+    if not records or any(r["status"] != FAILED for r in records):
+        return
+    first = records[0].get("error")
+    reason = ""
+    if first and Path(first).is_file():
+        lines = [line for line in Path(first).read_text(errors="replace").splitlines() if line]
+        reason = f" The first trial's error: {shorten(lines[-1], 300)}" if lines else ""
+        reason += f" (whole traceback: {first})."
+    raise SearchFailed(
+        f"Every trial of the search failed ({len(records)} of {len(records)}): nothing was "
+        f"measured, and the front is empty.{reason} The records are in {output}; fix the "
+        f"cause, then start a new search."
+    )
 
 
 def run_baselines(
@@ -314,6 +341,7 @@ def configurations_from_run(
 ) -> list[PeftConfiguration]:
     """The Pareto set of a finished run, optionally only those under a parameter budget."""
     run = folder if isinstance(folder, RunFolder) else RunFolder(folder)
+    run.read_records()  # a damaged trials.jsonl stops here, naming the line, as in every command
     pareto = run.read_pareto()
     chosen = [
         PeftConfiguration.from_dict(r["configuration"])

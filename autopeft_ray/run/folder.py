@@ -44,7 +44,14 @@ import pyarrow.fs as pafs
 from autopeft_ray.config import PRESET_KEY, SearchOptions
 from autopeft_ray.exceptions import RunFolderError, invalid_value, shorten
 
-from .records import completed_points, keep_latest, mark_dominated, pareto_records, parse_record
+from .records import (
+    completed_points,
+    keep_latest,
+    mark_dominated,
+    missing_records,
+    pareto_records,
+    parse_record,
+)
 from .storage import Location
 
 logger = logging.getLogger(__name__)
@@ -224,6 +231,21 @@ class RunFolder:
                 raise
             keep_latest(latest, record)
         return None
+
+    def rebuild_records(self, trials: Any) -> list[dict[str, Any]]:
+        """Append a record for each ended trial of Tune's saved state that has none
+        (:func:`.records.missing_records`); return them."""
+        rebuilt = missing_records({r["trial_id"] for r in self.read_records()}, trials)
+        for record in rebuilt:
+            self.append_record(record)
+        if rebuilt:
+            logger.warning(
+                "%s: rebuilt the record of %d ended trial(s) from Ray Tune's saved state: %s.",
+                self.location.uri(self.TRIALS),
+                len(rebuilt),
+                ", ".join(r["trial_id"] for r in rebuilt),
+            )
+        return rebuilt
 
     def repair_records(self) -> bool:
         """Remove a cut-short last line of ``trials.jsonl``; True if there was one."""

@@ -9,6 +9,8 @@ them.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any
 
 TRIALS_FINISHED = "autopeft_trials_finished"
@@ -20,8 +22,25 @@ SUGGESTION_SECONDS = "autopeft_suggestion_seconds"
 SUGGESTION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
 
+#: The longest run tag: Prometheus shows it as a label on every series.
+MAX_TAG_LENGTH = 120
+
+
+def run_tag(run: str) -> str:
+    """The run folder as a metric tag Ray accepts: itself when it is short printable
+    ASCII; else its printable ASCII characters (the end of it, where the run's name is)
+    and a digest of the whole, so that two runs never share a tag. Ray's metrics
+    encode tags as ASCII and fail the search on any other character; the readable
+    path stays in the run folder's ``search.json``."""
+    if run.isascii() and run.isprintable() and len(run) <= MAX_TAG_LENGTH:
+        return run
+    digest = hashlib.sha256(run.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    safe = re.sub(r"[^ -~]", "_", run)[-(MAX_TAG_LENGTH - len(digest) - 1) :]
+    return f"{safe}#{digest}"
+
+
 def create_metrics(run: str) -> dict[str, Any]:
-    """The search's metric handles, each tagged with the run folder ``run``."""
+    """The search's metric handles, each tagged with the run folder ``run`` (:func:`run_tag`)."""
     from ray.util.metrics import Counter, Gauge, Histogram
 
     metrics: dict[str, Any] = {
@@ -46,5 +65,5 @@ def create_metrics(run: str) -> dict[str, Any]:
         ),
     }
     for metric in metrics.values():
-        metric.set_default_tags({"run": run})
+        metric.set_default_tags({"run": run_tag(run)})
     return metrics

@@ -79,6 +79,36 @@ def trial_record(
     }
 
 
+def missing_records(known: set[str], trials: Any) -> list[dict[str, Any]]:
+    """Records of the trials Ray Tune's saved state says ended that ``known`` lacks.
+
+    A record can be missing after a crash cut the last line of ``trials.jsonl``
+    short, or after a damaged line was deleted. Tune's saved state holds each
+    ended trial's configuration and last reported result, which is all a record
+    keeps, so the record is rebuilt from it rather than lost.
+
+    Args:
+        known: the trial ids the run folder has records of.
+        trials: Ray Tune ``Trial`` objects (``ExperimentAnalysis(...).trials``).
+    """
+    rebuilt = []
+    for trial in trials:
+        if trial.trial_id in known:
+            continue
+        result = trial.last_result or {}
+        if trial.status == "ERROR":
+            status, error = FAILED, "the trial raised (its record was rebuilt from Tune's state)"
+        elif trial.status == "TERMINATED" and result:
+            status, error = ended_status(result), None
+        else:
+            continue  # never ran, or still to resume: Tune trains it
+        record = trial_record(trial.trial_id, dict(trial.config), result, status, error)
+        if isinstance(result.get("timestamp"), (int, float)):
+            record["finished_at"] = float(result["timestamp"])
+        rebuilt.append(record)
+    return rebuilt
+
+
 def objective_point(record: Mapping[str, Any]) -> tuple[float, float]:
     """``(score, param_fraction)`` of a trial record."""
     return float(record["metrics"][SCORE]), float(record["metrics"][PARAM_FRACTION])
@@ -191,7 +221,9 @@ def parse_record(raw: bytes, where: str) -> dict[str, Any]:
     except (ValueError, TypeError, KeyError) as exc:
         raise RunFolderError(
             f"{where} is not a trial record ({type(exc).__name__}: {shorten(str(exc))}). "
-            f"Restore it from a copy, or delete it (its trial will count as never run)."
+            f"Restore it from a copy, or delete it and run `autopeft-ray search --output "
+            f"<run folder> --resume`, which rebuilds the record of every trial that ended "
+            f"from Ray Tune's saved state."
         ) from None
     return dict(record)
 

@@ -16,6 +16,7 @@ temporary file and renamed, so that a reader never sees half of it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import posixpath
 import re
@@ -291,17 +292,41 @@ def storage_error(field: str, location: str, exc: OSError, action: str) -> Confi
 
 
 def _check_local_writable(path: Path, field: str, shown: str) -> None:
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    """Create the folder and a file in it for real, then remove both: permission bits
+    (``os.access`` says yes to root everywhere), read-only or pseudo file systems
+    (``/proc``), names too long for the file system all fail here, in one line."""
+    try:
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as exc:  # a name too long even to look up
+        raise _local_error(field, shown, exc) from None
     if not existing.is_dir():
         raise invalid_value(
             field, shown, expected="a folder", fix=f"{existing} is a file: pick another path."
         )
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise invalid_value(
-            field,
-            shown,
-            expected="a folder this user can write",
-            fix=f"{existing} is not writable: pick another path or fix its permissions.",
-        )
+    created = [p for p in (path, *path.parents) if p.is_relative_to(existing) and p != existing]
+    probe = path / f"{PROBE}-{uuid.uuid4().hex[:8]}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"autopeft-ray checks that it can write here\n")
+        probe.unlink()
+    except OSError as exc:
+        raise _local_error(field, shown, exc) from None
+    finally:
+        for folder in created:  # deepest first: leave no trace of the probe
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _local_error(field: str, shown: str, exc: OSError) -> ConfigurationError:
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno == errno.ENAMETOOLONG:
+        fix = "The path or one of its names is too long for the file system: pick a shorter one."
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "Pick a folder this user can write, or fix its permissions."
+    else:
+        fix = "Pick a folder on a writable disk."
+    return invalid_value(
+        field, shown, expected="a folder this user can write", fix=f"{fix} ({reason})"
+    )

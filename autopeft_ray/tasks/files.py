@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from autopeft_ray.exceptions import TaskError, invalid_value
+from autopeft_ray.exceptions import TaskError, invalid_value, shorten, show_values
 
 SPLITS = ("train", "validation", "test")
 FILE_TYPES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -128,7 +128,7 @@ def resolve_data_files(
                 f"{', '.join(FILE_TYPES)}."
             )
         raise TaskError(
-            f"`data_files` {str(data_files)!r} has no {' and no '.join(missing)} file "
-            f"(found: {listing}). {fix}"
+            f"`data_files` {shorten(repr(str(data_files)))} has no {' and no '.join(missing)} "
+            f"file (found: {show_values(listing)}). {fix}"
         )
     return files

@@ -27,7 +27,7 @@ columns into two text columns (see :mod:`autopeft_ray.tasks.loading`):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from autopeft_ray.exceptions import TaskError, invalid_value
@@ -239,6 +239,18 @@ class TaskSpec:
         unknown = sorted(set(data) - set(names))
         if unknown:
             raise invalid_value("task field", unknown[0], valid=names, cls=TaskError)
+        required = [
+            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+        ]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise invalid_value(
+                "task",
+                sorted(data),
+                expected=f"a task spec with the field(s) {', '.join(missing)}",
+                fix=f"Add {missing[0]!r} (a task spec needs {', '.join(required)}).",
+                cls=TaskError,
+            )
         kwargs: dict[str, Any] = {
             k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
         }

@@ -22,7 +22,7 @@ def test_round_trip_through_dict():
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"batch_size": 0}, r"`batch_size` should be a positive integer, got 0"),
+        ({"batch_size": 0}, r"`batch_size` should be a positive integer up to 2147483647, got 0"),
         (
             {"learning_rate": 3.0},
             r"`learning_rate` should be a number in \(0, 1\), or None, got 3.0",
@@ -34,8 +34,14 @@ def test_round_trip_through_dict():
         ({"train_fraction": 1.5}, r"`train_fraction` should be a number in \(0, 1\], got 1.5"),
         ({"epochs": None}, r"`epochs` should be a positive number.*Set `epochs` or `max_steps`"),
         ({"epochs": -1.0}, r"`epochs` should be a positive number, or None, got -1.0"),
-        ({"max_steps": 2.5}, r"`max_steps` should be a positive integer, or None, got 2.5"),
-        ({"seed": "x"}, r"`seed` should be an integer >= 0, got 'x'"),
+        (
+            {"max_steps": 2.5},
+            r"`max_steps` should be a positive integer up to 2147483647, or None, got 2.5",
+        ),
+        ({"seed": "x"}, r"`seed` should be an integer >= 0 up to 2147483647, got 'x'"),
+        # Larger than what NumPy and torch take: every trial would fail.
+        ({"seed": 10**23}, r"`seed` should be an integer >= 0 up to 2147483647, got 10{23}"),
+        ({"max_steps": 10**20}, r"`max_steps` should be a positive integer up to 2147483647"),
         ({"max_grad_norm": 0.0}, r"`max_grad_norm` should be a positive number, or None, got 0.0"),
     ],
 )

@@ -204,7 +204,10 @@ def test_evaluate_and_transfer_and_report(fifo_run, capsys, tiny_search_args):
             r"no CUDA GPU",
             marks=pytest.mark.skipif(_has_cuda(), reason="this machine has a GPU"),
         ),
-        (["search", "--batch-size", "0"], r"`--batch-size` should be a positive integer, got 0"),
+        (
+            ["search", "--batch-size", "0"],
+            r"`--batch-size` should be a positive integer up to 2147483647, got 0",
+        ),
         (["search", "--model", "/no/such/model"], r"`--model` '/no/such/model' is not a folder"),
         (
             ["evaluate", "/no/such/run"],
@@ -340,6 +343,11 @@ def test_a_cut_short_record_is_skipped_by_report_and_a_damaged_one_named(tmp_pat
     trials.write_text(trials.read_text().replace('{"trial_id": "b", "sta', "oops\n") + "{}\n")
     assert main(["report", str(run.path)]) == 2
     assert f"{trials} line 2 is not a trial record" in capsys.readouterr().err
+    # evaluate stops on it too, before Ray starts, even though pareto.json is there.
+    run.write_front([trial_record("a", config, result, "completed")])
+    assert main(["evaluate", str(run.path), "--seeds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{trials} line 2 is not a trial record" in err and "--resume" in err
 
 
 # -- your own data -----------------------------------------------------------------------
@@ -387,3 +395,44 @@ def test_bad_own_data_exits_2_before_ray(argv, pattern, capsys, tmp_path):
 def test_data_flags_do_not_change_a_registered_task(capsys):
     assert main(["search", "--task", "rte", "--text-columns", "premise"]) == 2
     assert "registered task, so --text-columns cannot change it" in capsys.readouterr().err
+
+
+def test_ctrl_c_while_the_data_is_prepared_exits_2_in_one_line(tmp_path, capsys, monkeypatch):
+    import autopeft_ray.experiment.search as search
+
+    def interrupted(options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(search, "prepare", interrupted)
+    output = tmp_path / "run"
+    assert main(["search", "--output", str(output)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "interrupted (Ctrl-C)" in err and "Traceback" not in err
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    "output", ["/proc/autopeft-nope/run", "/tmp/" + "x" * 300, "/tmp/" + "/d" * 3000]
+)
+def test_an_output_that_cannot_be_created_exits_2_in_one_line(output, capsys):
+    assert main(["search", "--output", output]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "`--output` should be a folder this user can write" in err
+    assert "Traceback" not in err and len(err) < 600
+
+
+def test_a_task_spec_without_a_required_field_names_it(tmp_path, capsys):
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"name": "mine", "text_columns": ["sentence"], "num_labels": 2}))
+    assert main(["search", "--task", str(spec), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "field(s) metrics" in err and "Add 'metrics'" in err and "Traceback" not in err
+
+
+def test_a_folder_of_many_files_is_listed_short(tmp_path, capsys):
+    for i in range(150):
+        (tmp_path / f"file{i:03d}.txt").write_text("x")
+    assert main(["search", "--task", str(tmp_path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "(151 in all)" in err or "(150 in all)" in err
+    assert len(err) < 1200

@@ -40,6 +40,7 @@ def _floats(bad: st.SearchStrategy[float]) -> st.SearchStrategy[str]:
 def _ints(at_most: int) -> st.SearchStrategy[str]:
     return st.one_of(
         st.integers(max_value=at_most).map(str),
+        st.integers(min_value=2**31).map(str),  # more than any consumer takes
         st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: x != int(x)).map(repr),
         not_a_number,
     )
@@ -50,6 +51,15 @@ POSITIVE_INTS += ["--max-steps", "--train-examples", "--max-eval-examples", "--c
 NON_NEGATIVE_INTS = ["--initial", "--max-failures", "--seed"]
 CHOICES = ["--space", "--searcher", "--scheduler", "--surrogate", "--learning-rate-policy"]
 CHOICES += ["--baseline"]
+
+#: Output folders that cannot be written: under /proc, with names longer than the file
+#: system takes, longer than PATH_MAX, or inside a file.
+_paths = st.one_of(
+    st.text(min_size=1, max_size=20).map(lambda t: "/proc/autopeft-nope/" + t.replace("/", "_")),
+    st.integers(256, 1000).map(lambda n: "/tmp/" + "ü" * n),
+    st.integers(5000, 6000).map(lambda n: "/tmp/" + "/".join(["d" * 200] * (n // 200))),
+    st.text(min_size=1, max_size=20).map(lambda t: "/etc/hostname/" + t.replace("/", "_")),
+)
 
 bad_argument = st.one_of(
     st.tuples(st.sampled_from(POSITIVE_INTS), _ints(0)),
@@ -71,6 +81,7 @@ bad_argument = st.one_of(
     ),
     st.tuples(st.sampled_from(CHOICES), st.one_of(text, huge).filter(lambda t: t not in _CHOSEN)),
     st.tuples(st.just("--task"), st.one_of(text, huge).filter(lambda t: t not in TASKS)),
+    st.tuples(st.just("--output"), st.one_of(_paths, huge.map(lambda t: "/tmp/" + t))),
     st.tuples(
         st.just("--module-learning-rate"),
         st.one_of(
@@ -91,7 +102,19 @@ bad_argument = st.one_of(
         ),
     ),
 )
-_CHOSEN = {"sa", "sa-layer", "sa-pa-layer", "full", "autopeft", "random", "fifo", "asha"}
+_CHOSEN = {
+    "sa",
+    "sa-layer",
+    "lora",
+    "lora-layer",
+    "full-lora",
+    "sa-pa-layer",
+    "full",
+    "autopeft",
+    "random",
+    "fifo",
+    "asha",
+}
 _CHOSEN |= {"hyperband", "saas-nuts", "saas-map", "paper", "short", "head-only", "serial"}
 _CHOSEN |= {"parallel", "prefix", "lora", "mam", "unipelt"}
 
@@ -116,9 +139,10 @@ def test_bad_cli_values_exit_2_before_anything_is_written(no_ray, argument):
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "run"
         err = io.StringIO()
+        argv = ["search", *(["--output", str(output)] if flag != "--output" else []), flag, *values]
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             try:
-                code = main(["search", "--output", str(output), flag, *values])
+                code = main(argv)
             except SystemExit as exit_:  # argparse: a bad choice or type
                 code = exit_.code
         assert code == 2, (flag, value, err.getvalue())

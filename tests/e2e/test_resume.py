@@ -213,6 +213,26 @@ def test_resume_after_interruption_loses_nothing_and_repeats_nothing(
         json.dumps(r["configuration"], sort_keys=True) for r in finished
     }
 
+    if how == "sigint":
+        # Records lost after the search ended (a line cut short by a crash, a damaged line
+        # deleted as the error message allows) are rebuilt from Tune's state on --resume.
+        trials = output / "trials.jsonl"
+        kept = trials.read_text().splitlines()
+        lost = [json.loads(kept[0])["trial_id"], json.loads(kept[-1])["trial_id"]]
+        trials.write_text("\n".join(kept[1:-1]) + "\n" + kept[-1][: len(kept[-1]) // 2])
+        again = runs.start(["search", "--output", str(output), "--resume"], "rebuilt")
+        assert again.wait(timeout=600) == 0, runs.log("rebuilt")
+        assert "rebuilt the record of 2 ended trial(s)" in runs.log("rebuilt")
+        rebuilt = {r["trial_id"]: r for r in _records(output)}
+        assert sorted(rebuilt) == sorted(latest) and all(t in rebuilt for t in lost)
+        for trial_id, record in latest.items():
+            assert rebuilt[trial_id]["metrics"]["score"] == record["metrics"]["score"]
+        front = json.loads((output / "pareto.json").read_text())
+        assert [(r["trial_id"], r["metrics"]) for r in front] == [
+            (r["trial_id"], r["metrics"]) for r in pareto
+        ]
+        assert not _wait_gone(runs)
+
 
 @pytest.mark.slow
 def test_a_search_in_object_storage_resumes_from_its_uri(

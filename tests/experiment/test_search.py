@@ -177,3 +177,21 @@ def test_switches_must_be_booleans(field):
         ConfigurationError, match=rf"^`{field}` should be one of True, False, got 'yes'"
     ):
         SearchOptions(**{field: "yes"})
+
+
+def test_a_search_whose_every_trial_failed_raises_saying_why(tmp_path):
+    from autopeft_ray.exceptions import SearchFailed
+    from autopeft_ray.experiment.search import check_something_was_measured
+    from autopeft_ray.run import trial_record
+
+    error = tmp_path / "error.txt"
+    error.write_text("Traceback (most recent call last):\n  ...\nOverflowError: seed too big\n")
+    config = {"sa_size": 8, "pa_size": 0, "pt_length": 0, "layer_0": 1}
+    records = [trial_record(t, config, None, "failed", str(error)) for t in ("a", "b")]
+    with pytest.raises(SearchFailed, match=r"Every trial of the search failed \(2 of 2\)"):
+        check_something_was_measured(records, "runs/x")
+    with pytest.raises(SearchFailed, match="OverflowError: seed too big"):
+        check_something_was_measured(records, "runs/x")
+    done = trial_record("c", config, {"score": 0.7, "param_fraction": 0.1}, "completed")
+    check_something_was_measured([*records, done], "runs/x")  # one measured: no error
+    check_something_was_measured([], "runs/x")  # nothing ended (interrupted): not this error

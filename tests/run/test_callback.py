@@ -15,9 +15,11 @@ from autopeft_ray.run import RunFolder, RunLog, ended_status, trial_record
 from autopeft_ray.run.metrics import (
     BEST_SCORE,
     HYPERVOLUME,
+    MAX_TAG_LENGTH,
     SUGGESTION_BUCKETS,
     SUGGESTION_SECONDS,
     TRIALS_FINISHED,
+    run_tag,
 )
 
 REFERENCE = (0.0, 0.05)
@@ -144,8 +146,9 @@ def _wait_for(port: int, run: str, expected: dict, timeout: float = 90) -> dict:
 
 @pytest.mark.slow
 def test_callback_exports_prometheus_metrics(metrics_port, tmp_path):
-    """The callback on a real Ray runtime, its values read back from the metrics endpoint."""
-    run = tmp_path / "driven"
+    """The callback on a real Ray runtime, its values read back from the metrics endpoint.
+    The run folder's name is not ASCII: Ray's metrics take ASCII tags only."""
+    run = tmp_path / "driven ünï✓"
     searcher = SimpleNamespace(timings=[])
     callback = RunLog(run, REFERENCE, searcher)
     callback.setup()
@@ -164,7 +167,7 @@ def test_callback_exports_prometheus_metrics(metrics_port, tmp_path):
         (f"ray_{SUGGESTION_SECONDS}_bucket", "1.0"): 1,  # 0.7 s
         (f"ray_{SUGGESTION_SECONDS}_bucket", "10.0"): 2,  # and 7 s
     }
-    samples = _wait_for(metrics_port, str(run), expected)
+    samples = _wait_for(metrics_port, run_tag(str(run)), expected)
     assert len([k for k in samples if k[0].endswith("_bucket")]) == len(SUGGESTION_BUCKETS) + 1
 
 
@@ -200,3 +203,13 @@ def test_a_real_search_exports_its_metrics(metrics_port, tmp_path):
         (f"ray_{SUGGESTION_SECONDS}_count", ""): 1,  # the one model-based suggestion
     }
     _wait_for(metrics_port, str(output), expected)
+
+
+@pytest.mark.parametrize(
+    "run", ["runs/my run ünï✓", "r" * 5000, "runs/tab\there", "s3://bucket/ünï?region=x"]
+)
+def test_run_tags_are_short_printable_ascii_and_tell_runs_apart(run):
+    tag = run_tag(run)
+    assert tag.isascii() and tag.isprintable() and len(tag) <= MAX_TAG_LENGTH
+    assert run_tag(run + "2") != tag
+    assert run_tag("runs/plain") == "runs/plain"

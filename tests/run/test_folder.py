@@ -172,3 +172,40 @@ def test_folders_others_can_write_are_not_trusted(tmp_path):
     (run.tune_dir / "tuner.pkl").chmod(0o644)
     run.tune_dir.chmod(0o777)  # anyone could plant a tuner.pkl in it
     assert run.untrusted_entries() == [f"{run.tune_dir} (writable by group or others)"]
+
+
+def test_records_missing_from_the_folder_are_rebuilt_from_tunes_saved_state(tmp_path, caplog):
+    """A record cut short or deleted is rebuilt from the trial's state in Tune; trials
+    that did not end (running, pending) are left to Tune."""
+    from types import SimpleNamespace
+
+    run = RunFolder(tmp_path / "run")
+    config = {"sa_size": 8, "pa_size": 0, "pt_length": 0, "layer_0": 1, "layer_1": 1}
+    done = {"score": 0.7, "param_fraction": 0.01, "fidelity": 2, "target_fidelity": 2}
+    run.append_record(trial_record("a", config, done, COMPLETED))
+
+    def trial(trial_id, status, result):
+        settings = {"trial_settings": {"seed": 0}}  # never kept in a record
+        return SimpleNamespace(
+            trial_id=trial_id, status=status, last_result=result, config={**config, **settings}
+        )
+
+    stopped = {**done, "fidelity": 1, "score": 0.6, "timestamp": 1_700_000_000}
+    trials = [
+        trial("a", "TERMINATED", done),
+        trial("b", "TERMINATED", done),
+        trial("c", "TERMINATED", stopped),
+        trial("d", "ERROR", {}),
+        trial("e", "RUNNING", done),
+        trial("f", "PENDING", {}),
+    ]
+    with caplog.at_level("WARNING"):
+        rebuilt = run.rebuild_records(trials)
+    assert [r["trial_id"] for r in rebuilt] == ["b", "c", "d"]
+    assert "rebuilt the record of 3 ended trial(s)" in caplog.text
+    latest = {r["trial_id"]: r for r in run.read_records()}
+    assert sorted(latest) == ["a", "b", "c", "d"]
+    assert latest["b"]["metrics"] == latest["a"]["metrics"] and latest["b"]["status"] == COMPLETED
+    assert latest["c"]["status"] == EARLY_STOPPED and latest["c"]["finished_at"] == 1_700_000_000
+    assert latest["d"]["status"] == FAILED and "trial_settings" not in latest["b"]["configuration"]
+    assert run.rebuild_records(trials) == []  # nothing more to rebuild
