@@ -63,3 +63,13 @@ def tiny_search_args() -> list[str]:
         "--cpus-per-trial",
         "1",
     ]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Tiny BERT and RoBERTa checkpoints by family: 6 layers of width 32, random weights,
+    saved with the offline model's tokenizer (``autopeft_ray.testing.tiny``)."""
+    from autopeft_ray.testing.tiny import FAMILIES, tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {f: tiny_checkpoint(root / f, f, num_layers=6, hidden_size=32) for f in FAMILIES}

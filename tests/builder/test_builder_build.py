@@ -1,4 +1,6 @@
-"""build_peft_model on the real offline model: every module combination, counts, bad input."""
+"""build_peft_model on tiny BERT and RoBERTa models built from a config: every module
+combination, counts equal to the cost, bad input. The real offline model is loaded once,
+by its local path."""
 
 from __future__ import annotations
 
@@ -15,12 +17,20 @@ from autopeft_ray.models import DEFAULT_MODEL
 from autopeft_ray.objectives.cost import ParamCost, analytic_param_count
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 
-HIDDEN, NUM_LAYERS = 384, 6
+HIDDEN, NUM_LAYERS = 32, 6
 SOME = (True, False, True, False, False, True)
 ALL = (True,) * NUM_LAYERS
 NONE = (False,) * NUM_LAYERS
-#: The task head that trains in every configuration: BERT's pooler and classifier.
+#: The task head that trains in every configuration: BERT's pooler and classifier;
+#: RoBERTa's classifier (dense and output layers).
 HEAD_PREFIXES = ("classifier.", "bert.pooler.")
+
+
+@pytest.fixture(params=["bert", "roberta"])
+def model(request: pytest.FixtureRequest, tiny_models: dict[str, str]) -> str:
+    """A tiny checkpoint of each family (6 layers, width 32)."""
+    return tiny_models[request.param]
+
 
 COMBINATIONS = {
     "sa": PeftConfiguration(8, 0, 0, SOME),
@@ -51,19 +61,21 @@ def _module_markers(config: PeftConfiguration) -> dict[str, bool]:
 
 
 @pytest.mark.parametrize("name", COMBINATIONS)
-def test_every_combination_trains_only_its_modules(batch: dict[str, Any], name: str) -> None:
+def test_every_combination_trains_only_its_modules(
+    model: str, batch: dict[str, Any], name: str
+) -> None:
     config = COMBINATIONS[name]
-    built = build_peft_model(DEFAULT_MODEL, config, num_labels=2, seed=0)
-    model = built.model
-    model.train()
-    out = model(**batch)
+    built = build_peft_model(model, config, num_labels=2, seed=0)
+    net = built.model
+    net.train()
+    out = net(**batch)
     assert out.logits.shape == (2, 2)
     out.loss.backward()
 
-    names = [n for n, _ in model.named_parameters()]
+    names = [n for n, _ in net.named_parameters()]
     for marker, present in _module_markers(config).items():
         assert any(marker in n for n in names) == present, marker
-    for param_name, param in model.named_parameters():
+    for param_name, param in net.named_parameters():
         trains = param_name.startswith(HEAD_PREFIXES) or any(
             marker in param_name for marker in _module_markers(config)
         )
@@ -82,12 +94,12 @@ def test_every_combination_trains_only_its_modules(batch: dict[str, Any], name: 
     "config",
     [
         PeftConfiguration(1, 0, 0, ALL),
-        PeftConfiguration(0, 256, 0, (False, True, False, False, False, False)),
-        PeftConfiguration(0, 0, 64, ALL),
-        PeftConfiguration(32, 2, 1, (True, True, False, False, True, True)),
-        PeftConfiguration(256, 256, 256, (False, False, False, False, False, True)),
+        PeftConfiguration(0, 32, 0, (False, True, False, False, False, False)),
+        PeftConfiguration(0, 0, 16, ALL),
+        PeftConfiguration(16, 2, 1, (True, True, False, False, True, True)),
+        PeftConfiguration(32, 32, 32, (False, False, False, False, False, True)),
         PeftConfiguration(0, 0, 0, NONE),
-        PeftConfiguration(0, 0, 0, (False, True, True, False, False, False), lora_rank=64),
+        PeftConfiguration(0, 0, 0, (False, True, True, False, False, False), lora_rank=32),
         # Random members of the space with LoRA (seeded draws from full-lora).
         *(
             SearchSpace(NUM_LAYERS, HIDDEN, "full-lora").sample(random.Random(seed))
@@ -96,8 +108,8 @@ def test_every_combination_trains_only_its_modules(batch: dict[str, Any], name: 
     ],
     ids=lambda c: c.describe().replace(" ", "_"),
 )
-def test_trainable_params_match_the_analytic_cost(config: PeftConfiguration) -> None:
-    built = build_peft_model(DEFAULT_MODEL, config, num_labels=3)
+def test_trainable_params_match_the_analytic_cost(model: str, config: PeftConfiguration) -> None:
+    built = build_peft_model(model, config, num_labels=3)
     assert built.trainable_params == analytic_param_count(config, HIDDEN)
     # Bottlenecks are exactly D wide, and only in the layers whose bit is on.
     for index, layer in built.model.base_model.iter_layers():
@@ -122,32 +134,31 @@ def test_trainable_params_match_the_analytic_cost(config: PeftConfiguration) -> 
         assert built.trained_params > built.trainable_params + built.head_params  # the MLP
 
 
-def test_base_params_match_param_cost() -> None:
-    built = build_peft_model(DEFAULT_MODEL, COMBINATIONS["sa"], num_labels=2)
-    cost = ParamCost.from_model(DEFAULT_MODEL)
+def test_base_params_match_param_cost(model: str) -> None:
+    built = build_peft_model(model, COMBINATIONS["sa"], num_labels=2)
+    cost = ParamCost.from_model(model)
     assert cost.base_params == built.base_params
     assert cost(COMBINATIONS["sa"]) == built.param_fraction
 
 
-def test_seed_makes_initialisation_reproducible_without_touching_global_rng() -> None:
+def test_seed_makes_initialisation_reproducible_without_touching_global_rng(model: str) -> None:
     config = COMBINATIONS["sa+pa+pt"]
     before = torch.random.get_rng_state()
-    first = build_peft_model(DEFAULT_MODEL, config, num_labels=2, seed=7).model.state_dict()
+    first = build_peft_model(model, config, num_labels=2, seed=7).model.state_dict()
     assert torch.equal(torch.random.get_rng_state(), before)
-    again = build_peft_model(DEFAULT_MODEL, config, num_labels=2, seed=7).model.state_dict()
-    other = build_peft_model(DEFAULT_MODEL, config, num_labels=2, seed=8).model.state_dict()
+    again = build_peft_model(model, config, num_labels=2, seed=7).model.state_dict()
+    other = build_peft_model(model, config, num_labels=2, seed=8).model.state_dict()
     assert all(torch.equal(first[k], again[k]) for k in first)
     moved = [k for k in first if not torch.equal(first[k], other[k])]
     assert any("classifier" in k for k in moved) and any(".adapters.sa." in k for k in moved)
 
 
-def test_regression_head(batch: dict[str, Any]) -> None:
-    built = build_peft_model(
-        DEFAULT_MODEL, COMBINATIONS["pa"], num_labels=1, problem_type="regression"
-    )
+def test_regression_head(model: str, batch: dict[str, Any]) -> None:
+    built = build_peft_model(model, COMBINATIONS["pa"], num_labels=1, problem_type="regression")
     out = built.model(**{**batch, "labels": torch.tensor([0.3, 0.9])})
     assert out.logits.shape == (2, 1) and out.loss.ndim == 0
-    assert built.head_params == HIDDEN * HIDDEN + HIDDEN + HIDDEN + 1  # pooler + output layer
+    # BERT: pooler + output layer; RoBERTa: the classifier's dense + output layer.
+    assert built.head_params == HIDDEN * HIDDEN + HIDDEN + HIDDEN + 1
 
 
 def test_setup_dict_holds_exact_sizes() -> None:
@@ -181,14 +192,14 @@ def test_setup_dict_holds_exact_sizes() -> None:
             ["`sa_size`", "got 3", "powers of two"],
         ),
         (
-            {"configuration": PeftConfiguration(0, 512, 0, ALL)},
+            {"configuration": PeftConfiguration(0, 64, 0, ALL)},
             SearchSpaceError,
-            ["`pa_size`", "got 512"],
+            ["`pa_size`", "got 64"],
         ),
         (
             {"configuration": PeftConfiguration(0, 0, 0, ALL, lora_rank=128)},
             SearchSpaceError,
-            ["`lora_rank`", "got 128", "up to 64"],
+            ["`lora_rank`", "got 128", "up to 32"],
         ),
         (
             {"configuration": PeftConfiguration(8, 0, 0, (True,) * 5)},
@@ -223,10 +234,10 @@ def test_setup_dict_holds_exact_sizes() -> None:
     ],
 )
 def test_bad_input_names_field_and_value(
-    kwargs: dict[str, Any], error: type[Exception], words: list[str]
+    tiny_models: dict[str, str], kwargs: dict[str, Any], error: type[Exception], words: list[str]
 ) -> None:
     args: dict[str, Any] = {
-        "model": DEFAULT_MODEL,
+        "model": tiny_models["bert"],
         "configuration": COMBINATIONS["sa"],
         "num_labels": 2,
     }
@@ -237,8 +248,8 @@ def test_bad_input_names_field_and_value(
         assert word in str(caught.value)
 
 
-def test_built_model_is_a_dataclass_with_counts() -> None:
-    built = build_peft_model(DEFAULT_MODEL, COMBINATIONS["no-module"], num_labels=2)
+def test_built_model_is_a_dataclass_with_counts(model: str) -> None:
+    built = build_peft_model(model, COMBINATIONS["no-module"], num_labels=2)
     assert isinstance(built, BuiltModel)
     assert (built.trainable_params, built.trained_params) == (0, built.head_params)
     assert built.param_fraction == 0.0
@@ -296,7 +307,12 @@ def test_param_cost_base_matches_roberta_classifier(tiny_roberta: str) -> None:
 
 
 def test_local_path_of_the_default_model() -> None:
+    """The real offline model (6 layers, width 384), once: by its folder, with exact counts."""
     from autopeft_ray.models import resolve_model
 
-    built = build_peft_model(resolve_model(DEFAULT_MODEL), COMBINATIONS["pt"], num_labels=2)
-    assert built.base_params == ParamCost.from_model(DEFAULT_MODEL).base_params
+    config = PeftConfiguration(8, 4, 2, SOME, lora_rank=4)
+    built = build_peft_model(resolve_model(DEFAULT_MODEL), config, num_labels=2)
+    cost = ParamCost.from_model(DEFAULT_MODEL)
+    assert built.base_params == cost.base_params == 22_713_216
+    assert built.trainable_params == analytic_param_count(config, 384)
+    assert built.param_fraction == cost(config)

@@ -1,4 +1,4 @@
-"""Trained parameters by learning-rate group, on the real offline model built by ``adapters``."""
+"""Trained parameters by learning-rate group, on tiny BERT and RoBERTa models built by ``adapters``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from autopeft_ray.builder import (
     parameter_groups,
     task_head_parameters,
 )
-from autopeft_ray.models import DEFAULT_MODEL
 from autopeft_ray.space import PeftConfiguration
 
 ALL = (True,) * 6
@@ -21,6 +20,11 @@ EXPECTED = {
     "pa": (PeftConfiguration(0, 8, 0, ALL), {"head", "pa"}),
     "pt": (PeftConfiguration(0, 0, 4, ALL), {"head", "pt"}),
     "sa+pa+pt": (PeftConfiguration(8, 4, 2, ALL), {"head", "sa", "pa", "pt"}),
+    "lora-rank": (PeftConfiguration(0, 0, 0, ALL, lora_rank=4), {"head", "lora"}),
+    "sa+pa+pt+lora": (
+        PeftConfiguration(8, 4, 2, ALL, lora_rank=2),
+        {"head", "sa", "pa", "pt", "lora"},
+    ),
     "head-only": (PeftConfiguration(0, 0, 0, ALL), {"head"}),
     "full": ("full", {"head", "base"}),
     "serial": ("serial", {"head", "sa"}),
@@ -36,10 +40,13 @@ def test_every_preset_is_covered() -> None:
     assert set(PRESET_NAMES) <= set(EXPECTED)
 
 
+@pytest.mark.parametrize("family", ["bert", "roberta"])
 @pytest.mark.parametrize("name", EXPECTED)
-def test_every_trained_parameter_is_in_exactly_one_group(name: str) -> None:
+def test_every_trained_parameter_is_in_exactly_one_group(
+    tiny_models: dict[str, str], family: str, name: str
+) -> None:
     configuration, expected = EXPECTED[name]
-    built = build_peft_model(DEFAULT_MODEL, configuration, num_labels=2, seed=0)
+    built = build_peft_model(tiny_models[family], configuration, num_labels=2, seed=0)
     head = task_head_parameters(built.model)
     groups = parameter_groups(built.model, head)
     assert set(groups) == expected
@@ -47,5 +54,5 @@ def test_every_trained_parameter_is_in_exactly_one_group(name: str) -> None:
     trained = [id(p) for p in built.model.parameters() if p.requires_grad]
     assert sorted(grouped) == sorted(trained)  # each once, none left out
     assert {id(p) for p in groups["head"]} == {id(p) for p in head}
-    # The head is the pooler and the classifier: 4 tensors on BERT.
+    # The head: BERT's pooler and classifier, RoBERTa's classifier (dense, output): 4 tensors.
     assert len(groups["head"]) == 4

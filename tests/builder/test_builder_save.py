@@ -1,4 +1,7 @@
-"""Saved adapters load into a fresh model with plain ``adapters`` and give the same logits."""
+"""Saved adapters load into a fresh model with plain ``adapters`` and give the same logits.
+
+On a tiny BERT model built from a config (6 layers, width 32, random weights).
+"""
 
 from __future__ import annotations
 
@@ -18,18 +21,20 @@ from autopeft_ray.builder import (
     save_adapters,
 )
 from autopeft_ray.exceptions import ConfigurationError
-from autopeft_ray.models import DEFAULT_MODEL, resolve_model
 from autopeft_ray.space import PeftConfiguration
 
 SOME = (True, False, True, False, False, True)
 
 
-def _fresh() -> Any:
+@pytest.fixture
+def model(tiny_models: dict[str, str]) -> str:
+    return tiny_models["bert"]
+
+
+def _fresh(model: str) -> Any:
     from transformers import AutoModelForSequenceClassification
 
-    return AutoModelForSequenceClassification.from_pretrained(
-        resolve_model(DEFAULT_MODEL), num_labels=2
-    )
+    return AutoModelForSequenceClassification.from_pretrained(model, num_labels=2)
 
 
 def _logits(model: Any, batch: dict[str, Any]) -> torch.Tensor:
@@ -38,9 +43,9 @@ def _logits(model: Any, batch: dict[str, Any]) -> torch.Tensor:
         return model(**{k: v for k, v in batch.items() if k != "labels"}).logits
 
 
-def _trained(configuration: PeftConfiguration | str) -> BuiltModel:
+def _trained(model: str, configuration: PeftConfiguration | str) -> BuiltModel:
     """A built model whose trainable weights all moved away from their initial values."""
-    built = build_peft_model(DEFAULT_MODEL, configuration, num_labels=2, seed=0)
+    built = build_peft_model(model, configuration, num_labels=2, seed=0)
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for param in built.model.parameters():
@@ -61,31 +66,33 @@ def _trained(configuration: PeftConfiguration | str) -> BuiltModel:
     ids=["sa+pa+pt", "sa+pa+pt+lora", "head-only", "lora", "unipelt"],
 )
 def test_round_trip_gives_the_same_logits(
-    batch: dict[str, Any], tmp_path: Path, configuration: Any
+    model: str, batch: dict[str, Any], tmp_path: Path, configuration: Any
 ) -> None:
-    built = _trained(configuration)
+    built = _trained(model, configuration)
     expected = _logits(built.model, batch)
     save_adapters(built, tmp_path)
     assert json.loads((tmp_path / SETUP_FILE).read_text()) == built.setup
-    fresh = _fresh()
+    fresh = _fresh(model)
     assert not torch.allclose(_logits(fresh, batch), expected, atol=1e-3)
     load_adapters(fresh, tmp_path)
     assert torch.allclose(_logits(fresh, batch), expected, atol=1e-5)
 
 
-def test_plain_adapters_reload_without_this_project(batch: dict[str, Any], tmp_path: Path) -> None:
+def test_plain_adapters_reload_without_this_project(
+    model: str, batch: dict[str, Any], tmp_path: Path
+) -> None:
     """What a user does with plain adapters: load each folder and the head, activate Stack(*active)."""
     import adapters
     from adapters.composition import Stack
     from safetensors.torch import load_file
 
-    built = _trained(PeftConfiguration(8, 0, 2, SOME))
+    built = _trained(model, PeftConfiguration(8, 0, 2, SOME))
     expected = _logits(built.model, batch)
     save_adapters(built, tmp_path)
     setup = json.loads((tmp_path / SETUP_FILE).read_text())
     assert setup["composition"] == "stack"
 
-    fresh = _fresh()
+    fresh = _fresh(model)
     adapters.init(fresh)
     for name in setup["active"]:
         fresh.load_adapter(str(tmp_path / name))
@@ -95,17 +102,19 @@ def test_plain_adapters_reload_without_this_project(batch: dict[str, Any], tmp_p
     assert torch.allclose(_logits(fresh, batch), expected, atol=1e-5)
 
 
-def test_both_bottlenecks_need_the_composition(batch: dict[str, Any], tmp_path: Path) -> None:
+def test_both_bottlenecks_need_the_composition(
+    model: str, batch: dict[str, Any], tmp_path: Path
+) -> None:
     import adapters
     from adapters.composition import Stack
     from safetensors.torch import load_file
 
     from autopeft_ray.builder.composition import enable_parallel_then_serial
 
-    built = _trained(PeftConfiguration(8, 4, 0, SOME))
+    built = _trained(model, PeftConfiguration(8, 4, 0, SOME))
     expected = _logits(built.model, batch)
     save_adapters(built, tmp_path)
-    fresh = _fresh()
+    fresh = _fresh(model)
     adapters.init(fresh)
     for name in built.setup["active"]:
         fresh.load_adapter(str(tmp_path / name))
@@ -116,10 +125,12 @@ def test_both_bottlenecks_need_the_composition(batch: dict[str, Any], tmp_path: 
     assert torch.allclose(_logits(fresh, batch), expected, atol=1e-5)
 
 
-def test_full_fine_tuning_saves_a_whole_model(batch: dict[str, Any], tmp_path: Path) -> None:
+def test_full_fine_tuning_saves_a_whole_model(
+    model: str, batch: dict[str, Any], tmp_path: Path
+) -> None:
     from transformers import AutoModelForSequenceClassification
 
-    built = build_peft_model(DEFAULT_MODEL, "full", num_labels=2, seed=0)
+    built = build_peft_model(model, "full", num_labels=2, seed=0)
     with torch.no_grad():
         built.model.base_model.encoder.layer[0].output.dense.bias.add_(0.5)
     expected = _logits(built.model, batch)
@@ -127,9 +138,9 @@ def test_full_fine_tuning_saves_a_whole_model(batch: dict[str, Any], tmp_path: P
     reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
     assert torch.allclose(_logits(reloaded, batch), expected, atol=1e-5)
     with pytest.raises(ConfigurationError, match="from_pretrained"):
-        load_adapters(_fresh(), tmp_path)
+        load_adapters(_fresh(model), tmp_path)
 
 
-def test_loading_a_folder_without_setup_fails(tmp_path: Path) -> None:
+def test_loading_a_folder_without_setup_fails(model: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="`directory`"):
-        load_adapters(_fresh(), tmp_path)
+        load_adapters(_fresh(model), tmp_path)

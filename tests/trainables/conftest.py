@@ -8,9 +8,11 @@ from autopeft_ray.config import TrainingSettings
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_cache) -> TrainingSettings:
-    """The 200-sentence real task, short sequences, 6 steps, 3 evaluations of 16 examples."""
+def settings(tmp_cache, tiny_models) -> TrainingSettings:
+    """A tiny BERT (6 layers, width 32, random weights) on the 200-sentence real task, short
+    sequences, 6 steps, 3 evaluations of 16 examples."""
     return TrainingSettings(
+        model=tiny_models["bert"],
         task="pang_lee_polarity",
         max_length=48,
         batch_size=8,

@@ -1,0 +1,79 @@
+"""Tiny models built from a config with random weights: real architectures, no download.
+
+Tests of the builder, the cost, the presets and the training loop need a real
+``transformers`` model that ``adapters`` can wrap, not a pretrained one: a
+few layers of width 32 build, train and save in milliseconds. Each checkpoint
+is saved with ``save_pretrained`` beside the offline default model's
+tokenizer (its vocabulary size is the model's), so that it loads by path
+wherever a model name is taken, data preparation included.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from autopeft_ray.exceptions import invalid_value
+
+#: Families a tiny checkpoint can be built for (encoders ``adapters`` supports).
+FAMILIES = ("bert", "roberta")
+
+
+def tiny_config(
+    family: str = "bert", *, num_layers: int = 3, hidden_size: int = 32, vocab_size: int = 30522
+) -> Any:
+    """A ``transformers`` config of a tiny model of ``family``: 4 heads, FFN twice the width."""
+    from transformers import BertConfig, RobertaConfig
+
+    shape = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 4,
+        "intermediate_size": 2 * hidden_size,
+        "max_position_embeddings": 130,
+    }
+    if family == "bert":
+        return BertConfig(**shape)
+    if family == "roberta":
+        # The BERT tokenizer's ids: [PAD] 0, [CLS] 101, [SEP] 102.
+        return RobertaConfig(**shape, pad_token_id=0, bos_token_id=101, eos_token_id=102)
+    raise invalid_value("family", family, valid=FAMILIES)
+
+
+def tiny_checkpoint(
+    folder: str | Path,
+    family: str = "bert",
+    *,
+    num_layers: int = 3,
+    hidden_size: int = 32,
+    seed: int = 0,
+) -> str:
+    """Save a randomly initialised ``family`` base model (and a tokenizer) in ``folder``.
+
+    Args:
+        folder: where to save (created).
+        family: one of ``FAMILIES``.
+        num_layers, hidden_size: the model's shape.
+        seed: seeds the random weights.
+
+    Returns:
+        ``folder``, to pass as ``model`` wherever a checkpoint is taken.
+    """
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from autopeft_ray.models import DEFAULT_MODEL, resolve_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_MODEL))
+    config = tiny_config(
+        family, num_layers=num_layers, hidden_size=hidden_size, vocab_size=len(tokenizer)
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModel.from_config(config)
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
