@@ -34,7 +34,9 @@ INHERITED = {
 
 def _training_arguments(p: argparse.ArgumentParser, inherit: Sequence[str] = ()) -> None:
     add_arguments(p.add_argument_group("training (per trial)"), TrainingSettings, inherited=inherit)
-    _data_arguments(p.add_argument_group("your own data (--task FILE, FOLDER or HUB NAME)"))
+    _data_arguments(
+        p.add_argument_group("your own data (--task FILE, FOLDER or HUB NAME), or --causal-lm")
+    )
 
 
 def _data_arguments(g: argparse._ArgumentGroup) -> None:
@@ -45,24 +47,39 @@ def _data_arguments(g: argparse._ArgumentGroup) -> None:
         nargs="+",
         metavar="COLUMN",
         default=None,
-        help="one or two text columns (default: sentence1 sentence2, text or sentence)",
+        help="one or two text columns (default: sentence1 sentence2, text or sentence; with "
+        "--causal-lm, a text or a prompt and its response: prompt response, text or sentence)",
     )
     g.add_argument("--label-column", default=None, help="the label column (default: label)")
     g.add_argument(
         "--metric",
         choices=METRICS,
         default=None,
-        help="the score (default: accuracy; pearson and spearman with --regression)",
+        help="the score (default: accuracy; pearson and spearman with --regression; "
+        "token_accuracy with --causal-lm, or neg_loss)",
     )
     g.add_argument(
         "--regression", action="store_true", help="numeric labels: one output, correlations"
     )
+    g.add_argument(
+        "--causal-lm",
+        action="store_true",
+        help="causal-LM fine-tuning of a decoder (GPT-2, Llama, Mistral) on the task's text "
+        "instead of classification: the loss on every token of one text column, or on the "
+        "response of a prompt and a response column; a registered task's text works too",
+    )
 
 
 def resolve_task(task: str, args: argparse.Namespace) -> str | dict[str, Any]:
-    """A registered name as it is; anything else becomes your own task (``task_from_data``)."""
+    """A registered name as it is; anything else becomes your own task (``task_from_data``).
+
+    With ``--causal-lm`` either becomes causal-LM fine-tuning on its text.
+    """
     from autopeft_ray.tasks import is_task_name, task_from_data
 
+    causal_lm = bool(getattr(args, "causal_lm", False))
+    if causal_lm and is_task_name(task):
+        return _registered_causal_lm(task, args)
     data_flags = [
         flag
         for flag, given in (
@@ -86,8 +103,32 @@ def resolve_task(task: str, args: argparse.Namespace) -> str | dict[str, Any]:
         label_column=args.label_column,
         metric=args.metric,
         regression=args.regression,
+        causal_lm=causal_lm,
     )
     return spec.to_dict()
+
+
+def _registered_causal_lm(task: str, args: argparse.Namespace) -> dict[str, Any]:
+    """``--task NAME --causal-lm``: causal-LM fine-tuning on a registered task's text."""
+    from autopeft_ray.tasks import get_task
+    from autopeft_ray.tasks.custom import causal_lm_task
+
+    other = [
+        flag
+        for flag, given in (
+            ("--text-columns", args.text_columns),
+            ("--label-column", args.label_column),
+            ("--regression", args.regression),
+        )
+        if given
+    ]
+    if other:
+        raise ConfigurationError(
+            f"`--task` {task!r} is a registered task, so {', '.join(other)} cannot change it; "
+            f"with --causal-lm its text columns are modelled as they are. Use them with your "
+            f"own data: --task FILE, FOLDER or HUB NAME."
+        )
+    return causal_lm_task(get_task(task), args.metric).to_dict()
 
 
 def _resource_arguments(p: argparse.ArgumentParser) -> None:

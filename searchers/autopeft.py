@@ -1,13 +1,18 @@
 """The AutoPEFT searcher: multi-objective Bayesian optimisation over PEFT configurations.
 
 Following the paper (arXiv 2301.12132, section 3): ``num_initial`` random
-configurations, then one configuration per suggestion maximising qLogNEHVI
+configurations (by default scaled to the space and the budget:
+:func:`autopeft_ray.config.initial_design_size`), then one configuration per
+suggestion maximising qLogNEHVI
 over (score, parameter fraction). The score is modelled by a SAAS fully
 Bayesian GP fitted with NUTS; the fraction is known (``cost_fn``) and is not
 learned. Running trials are pending points, so concurrent suggestions differ.
 The acquisition is optimised by local search on the lattice of encodings,
 started from random neighbours of the current Pareto set and never returning
-an evaluated or pending configuration.
+an evaluated or pending configuration. A small space (a narrowed
+``param_space``, or ``candidates=``) is enumerated instead: every unseen
+configuration is scored by the acquisition and the best one is taken, so a
+nearly used-up space needs no local-search starts.
 
 Fidelity policy: only results that reached their target fidelity (or
 ``min_fidelity``) are fitted; with ``multi_fidelity=True`` early-stopped ones
@@ -79,6 +84,11 @@ from .surrogate import (
 logger = logging.getLogger(__name__)
 #: Candidates scored by one acquisition call (``candidates=``): bounds its memory.
 CANDIDATE_BATCH = 512
+#: A space of at most this many lattice points is enumerated: every unseen
+#: configuration is scored (a few calls of ``CANDIDATE_BATCH``) instead of a local
+#: search, which needs ``num_restarts`` unseen starting points that a nearly
+#: used-up small space does not have.
+ENUMERATE_SPACE = 2048
 
 
 class AutoPEFTSearcher(
@@ -89,12 +99,19 @@ class AutoPEFTSearcher(
     Args:
         space: the search space.
         cost_fn: ``configuration -> parameter fraction``, the known objective
-            (e.g. :class:`autopeft_ray.objectives.cost.ParamCost`).
+            (e.g. :class:`autopeft_ray.objectives.cost.ParamCost`). Its value is
+            the fraction recorded and optimised, not a ``param_fraction`` the
+            trainable reports (a disagreement is logged once, naming both).
         metric: result key of the score (Tune's ``TuneConfig(metric="score",
             mode="max")`` may set it; see the base class on multi-objective runs).
         mode: ``"max"`` or ``"min"`` for ``metric``.
         num_initial: random configurations before the model is used (paper: 100;
-            0 with results added through ``add_evaluated_point``).
+            0 with results added through ``add_evaluated_point``). ``None`` (the
+            default): twice the searched dimensions, at most a fifth of the
+            trials once the searcher knows how many (``search_callbacks`` or a
+            ``param_space`` tell it; else of 50), at least 5
+            (:func:`autopeft_ray.config.initial_design_size`). A search that
+            ends without a model-based suggestion says so, with the fix.
         nuts_warmup: NUTS warmup steps (paper: 128).
         nuts_samples: NUTS samples (paper: 64).
         nuts_thinning: keep every ``nuts_thinning``-th sample (paper: 4).
@@ -161,6 +178,41 @@ class AutoPEFTSearcher(
             :class:`~autopeft_ray.searchers.PeftSearcherBase`); the acquisition is
             then evaluated on every candidate not yet suggested, instead of a local
             search over the space.
+
+    Examples:
+        The space and the cost come from a model name (a hub name, a local
+        path, or the offline default), as in the README's Python API::
+
+            from ray import tune
+
+            from autopeft_ray.config import TrainingSettings
+            from autopeft_ray.experiment import MultiObjectiveASHA
+            from autopeft_ray.objectives import ParamCost
+            from autopeft_ray.run import search_callbacks
+            from autopeft_ray.searchers import AutoPEFTSearcher
+            from autopeft_ray.space import SearchSpace
+            from autopeft_ray.trainables import with_resources
+
+            model = "bert-base-uncased"
+            space = SearchSpace.from_model_config(model)  # 12 layers: 15 dimensions
+            searcher = AutoPEFTSearcher(space, cost_fn=ParamCost.from_model(model), seed=0)
+            scheduler = MultiObjectiveASHA(max_t=400, grace_period=100)
+            tuner = tune.Tuner(
+                with_resources(cpus=2, settings=TrainingSettings(model=model, task="rte")),
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher, scheduler=scheduler,
+                    metric="score", mode="max", num_samples=40,
+                ),
+                run_config=tune.RunConfig(
+                    callbacks=search_callbacks(searcher, "runs/rte", scheduler=scheduler)
+                ),
+            )
+            results = tuner.fit()
+
+        With ``num_samples=40`` and ``search_callbacks`` telling it the budget,
+        8 configurations are random and 32 come from the model. Searching a
+        narrower space only needs a ``param_space``, e.g.
+        ``{"pt_length": 0, "sa_size": tune.choice([0, 8, 16])}``.
     """
 
     _background_caches = ("_model_cache", "_known_cost", "_map_fit")
@@ -171,7 +223,7 @@ class AutoPEFTSearcher(
         cost_fn: Callable[[PeftConfiguration], float],
         metric: str = SCORE,
         mode: str = "max",
-        num_initial: int = 100,
+        num_initial: int | None = None,
         nuts_warmup: int = 128,
         nuts_samples: int = 64,
         nuts_thinning: int = 4,
@@ -341,7 +393,9 @@ class AutoPEFTSearcher(
             model, self.reference_max, X, X_pending, self.mc_samples, seed, self.max_baseline
         )
         if self._candidates is not None:
-            return self._best_candidate(acquisition)
+            return self._best_candidate(acquisition, self._unseen_candidates())
+        if self.space.cardinality <= ENUMERATE_SPACE:
+            return self._best_candidate(acquisition, self._unseen_configurations())
         seen = [encode(self.space, r.config) for r in self.records] + pending
         X_avoid = torch.tensor(seen, dtype=DTYPE).reshape(-1, X.shape[-1])
         initial = pareto_neighbour_starts(
@@ -363,9 +417,10 @@ class AutoPEFTSearcher(
             X_avoid = torch.cat([X_avoid, candidate.reshape(1, -1)])
         return None, None
 
-    def _best_candidate(self, acquisition: Any) -> tuple[PeftConfiguration | None, float | None]:
-        """The unseen candidate with the largest acquisition value (all of them scored)."""
-        left = self._unseen_candidates()
+    def _best_candidate(
+        self, acquisition: Any, left: list[PeftConfiguration]
+    ) -> tuple[PeftConfiguration | None, float | None]:
+        """The configuration of ``left`` (unseen) with the largest acquisition value."""
         if not left:
             return None, None
         X = torch.tensor([encode(self.space, c) for c in left], dtype=DTYPE)

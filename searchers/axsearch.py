@@ -105,7 +105,9 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
             second objective.
         metric: result key of the score.
         mode: ``"max"`` or ``"min"`` for ``metric``.
-        num_initial: random configurations before Ax's model is used.
+        num_initial: random configurations before Ax's model is used; ``None`` (the
+            default) sizes the initial design as AutoPEFTSearcher does
+            (:func:`autopeft_ray.config.initial_design_size`).
         surrogate: ``"saas-nuts"`` (fully Bayesian SAAS GP per objective, NUTS)
             or ``"saas-map"`` (BoTorch's ``EnsembleMapSaasSingleTaskGP``).
         nuts_warmup: NUTS warmup steps (paper: 128).
@@ -135,7 +137,7 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         cost_fn: Callable[[PeftConfiguration], float],
         metric: str = SCORE,
         mode: str = "max",
-        num_initial: int = 100,
+        num_initial: int | None = None,
         surrogate: str = "saas-nuts",
         nuts_warmup: int = 128,
         nuts_samples: int = 64,

@@ -49,6 +49,9 @@ logger = logging.getLogger(__name__)
 
 #: Below this many configurations, an exhausted random sampler enumerates the rest.
 _ENUMERATE_LIMIT = 1 << 18
+#: A reported ``param_fraction`` within this relative distance of ``cost_fn``'s agrees
+#: with it: a fraction rounded to three significant digits still does.
+FRACTION_TOLERANCE = 1e-2
 
 
 class PeftSearcherBase(JsonState, Searcher):
@@ -58,6 +61,10 @@ class PeftSearcherBase(JsonState, Searcher):
         space: the search space.
         cost_fn: ``configuration -> parameter fraction`` (e.g.
             :class:`autopeft_ray.objectives.cost.ParamCost`); the known second objective.
+            Its value is the fraction the searcher records and optimises, also when
+            the trainable reports its own ``param_fraction`` (a disagreement beyond
+            rounding is logged once, naming both values); without ``cost_fn`` the
+            reported one is used.
         metric: the result key of the score (Tune's ``TuneConfig(metric=...)``
             overrides it). The searcher's own constructor also takes the pair
             ``["score", "param_fraction"]`` with ``mode=["max", "min"]``; Tune's
@@ -89,6 +96,10 @@ class PeftSearcherBase(JsonState, Searcher):
     Pareto set of a ``ResultGrid`` is
     :func:`autopeft_ray.objectives.pareto.pareto_frame`.
     """
+
+    #: Whether a reported ``param_fraction`` was found to disagree with ``cost_fn``'s
+    #: (a class default too, for searchers pickled before it existed).
+    _warned_fraction = False
 
     def __init__(
         self,
@@ -135,6 +146,7 @@ class PeftSearcherBase(JsonState, Searcher):
         #: The largest fidelity any result reported (the target when none is known).
         self.max_fidelity_seen: float | None = None
         self._warned_target = False
+        self._warned_fraction = False
         self._points_to_evaluate = check_points(points_to_evaluate, self.space)
         self._candidates = check_candidates(candidates, self.space)
         self._check_points_are_candidates()
@@ -270,13 +282,44 @@ class PeftSearcherBase(JsonState, Searcher):
             status, score, fidelity, target, reason = classify(
                 final, self._metric, self.min_fidelity, self._default_target(final)
             )
-            if fraction is None and final is not None:
-                fraction = finite_number(final.get(PARAM_FRACTION))
+            reported = None if final is None else finite_number(final.get(PARAM_FRACTION))
+            if fraction is None:
+                fraction = reported
+            elif reported is not None:
+                self._check_reported_fraction(trial_id, config, reported, fraction)
             record = TrialRecord(
                 trial_id, config, status, score, fraction, fidelity, target, reason
             )
         self.records.append(record)
         self._reclassify()
+        if record.status == EARLY_STOPPED:
+            self.note_early_stopping()
+
+    def note_early_stopping(self) -> None:
+        """Say what is fitted of trials a scheduler stops early (model-based searchers do,
+        once); called at the start of a search whose scheduler stops trials."""
+
+    def _check_reported_fraction(
+        self, trial_id: str, config: PeftConfiguration, reported: float, computed: float
+    ) -> None:
+        """Log once when a trainable's own ``param_fraction`` disagrees with ``cost_fn``'s."""
+        if self._warned_fraction or math.isclose(
+            reported, computed, rel_tol=FRACTION_TOLERANCE, abs_tol=1e-12
+        ):
+            return
+        self._warned_fraction = True
+        logger.warning(
+            "Trial %s reported %s=%.6g, but cost_fn gives %.6g for its configuration (%s). "
+            "The searcher records and optimises cost_fn's value and ignores the reported one "
+            "(said once). Make the two agree: pass the cost_fn that computes what your "
+            "trainable reports, or report the fraction of the base model's parameters "
+            "that train (autopeft_ray.objectives.ParamCost.from_model(model)).",
+            trial_id,
+            PARAM_FRACTION,
+            reported,
+            computed,
+            config.describe(),
+        )
 
     # -- fidelity ----------------------------------------------------------------
     def _see_fidelity(self, result: Mapping[str, Any] | None) -> None:
@@ -310,7 +353,9 @@ class PeftSearcherBase(JsonState, Searcher):
 
     def _reclassify(self) -> None:
         if self.max_t is None and self.max_fidelity_seen is not None:
-            self.records = below_largest_fidelity(self.records, self.max_fidelity_seen)
+            self.records = below_largest_fidelity(
+                self.records, self.max_fidelity_seen, self.min_fidelity
+            )
 
     def add_evaluated_point(
         self,
@@ -433,15 +478,22 @@ class PeftSearcherBase(JsonState, Searcher):
                 config = self.space.sample(self._rng)
                 if config.canonical() not in self._seen:
                     return config
+        left = self._unseen_configurations()
+        return self._rng.choice(left) if left else None
+
+    def _unseen_configurations(self) -> list[PeftConfiguration]:
+        """Every model of the space not suggested yet, one configuration each, in
+        lattice order (enumerates ``space.cardinality`` points: small spaces only)."""
         fixed = self.space.fixed()
         dims = self.space.dimensions
-        left = []
+        left: dict[PeftConfiguration, PeftConfiguration] = {}
         for values in itertools.product(*(d.choices for d in dims)):
             flat = dict(fixed, **{d.name: v for d, v in zip(dims, values, strict=True)})
             config = PeftConfiguration.from_dict(flat)
-            if config.canonical() not in self._seen:
-                left.append(config)
-        return self._rng.choice(left) if left else None
+            key = config.canonical()
+            if key not in self._seen and key not in left:
+                left[key] = config
+        return list(left.values())
 
     def _trial_config(self, config: PeftConfiguration) -> dict[str, Any]:
         return {**self.fixed_config, **config.to_dict()}

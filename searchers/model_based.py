@@ -1,8 +1,14 @@
 """What the model-based searchers share: their settings and the hypervolume reference.
 
 Both :class:`~.autopeft.AutoPEFTSearcher` and :class:`~.axsearch.AxPEFTSearcher`
-take a cost function, a number of random initial configurations, a SAAS
-surrogate (NUTS or MAP) with its NUTS settings, and JAX's compilation cache.
+take a cost function, a number of random initial configurations (``None``:
+:func:`autopeft_ray.config.initial_design_size`, scaled to the space and, once
+Tune tells it, to the budget), a SAAS surrogate (NUTS or MAP) with its NUTS
+settings, and JAX's compilation cache. They say what a user should know and
+would not see otherwise: at the start of a search whose scheduler stops trials,
+that those trials are not fitted (:meth:`ModelBasedSearcher.note_early_stopping`);
+at its end, why no suggestion came from the model, if none did
+(:meth:`ModelBasedSearcher.search_summary`).
 They measure improvement against a reference ``(score, param_fraction)`` in
 natural units: by default score 0.0 and the fraction of the space's largest
 configuration (the role of the paper's (0.7, 26%) on RTE, for any model).
@@ -11,23 +17,29 @@ A minimised score has no natural default bound, so it needs one given.
 
 from __future__ import annotations
 
+import logging
 import os
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autopeft_ray.config import SURROGATES
+from autopeft_ray.config import SURROGATES, initial_design_size
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
+from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FAILED
 from autopeft_ray.objectives.pareto import reference_point_for
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.validation import check_int, check_reference_point
 
 from .surrogate import NutsSettings
 
+#: The statuses a summary counts, in the order it shows them.
+STATUSES_SHOWN = (COMPLETED, EARLY_STOPPED, FAILED)
 #: JAX's persistent compilation cache unless JAX is configured otherwise.
 DEFAULT_JAX_CACHE_DIR = os.path.join("~", ".cache", "autopeft_ray", "jax")
 #: The GP needs a few full-budget results before the first model-based step.
 MIN_OBSERVATIONS = 2
+
+logger = logging.getLogger(__name__)
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -54,20 +66,32 @@ class ModelBasedSearcher:
     _mode: Any
     reference_point: tuple[float, float] | None
     _default_fraction: float
+    # What PeftSearcherBase holds.
+    space: SearchSpace
+    num_suggested: int
+    min_fidelity: float | None
+    timings: list[dict[str, Any]]
+    records: list[Any]
 
     def _init_model_based(
         self,
         space: SearchSpace,
         cost_fn: Callable[[PeftConfiguration], float],
         *,
-        num_initial: int,
+        num_initial: int | None,
         surrogate: str,
         nuts: tuple[int, int, int],
         jax_cache_dir: str | os.PathLike[str] | None,
         reference_point: Sequence[float] | None,
     ) -> None:
         """Check and set the shared settings; call after ``PeftSearcherBase.__init__``."""
-        self.num_initial = check_int("num_initial", num_initial, minimum=0)
+        #: ``num_initial`` as given (``None``: :func:`initial_design_size`).
+        self.initial_given = (
+            None if num_initial is None else check_int("num_initial", num_initial, minimum=0)
+        )
+        #: The search's budget of trials, once Tune or ``search_callbacks`` tells it.
+        self.num_trials: int | None = None
+        self._noted_early_stopping = False
         if surrogate not in SURROGATES:
             raise invalid_value("surrogate", surrogate, valid=SURROGATES)
         self.surrogate = surrogate
@@ -97,7 +121,126 @@ class ModelBasedSearcher:
             metric, mode, config, **spec
         )
         self._check_mode_has_reference()
+        # Tune passes num_samples here only when the Tuner has a param_space.
+        if isinstance(spec.get("num_samples"), int) and spec["num_samples"] > 0:
+            self.set_budget(spec["num_samples"])
         return accepted
+
+    # -- the initial design ----------------------------------------------------
+    @property
+    def num_initial(self) -> int:
+        """Random configurations before the model: as given, else
+        :func:`~autopeft_ray.config.initial_design_size` of the space and the budget."""
+        if self.initial_given is not None:
+            return self.initial_given
+        return initial_design_size(self.space, self.num_trials)
+
+    def set_budget(self, num_trials: int | None) -> None:
+        """Tell the searcher how many trials the search runs (Tune's ``num_samples``),
+        so that the default initial design leaves most of them to the model.
+
+        ``search_callbacks`` calls this as the search starts; ``None`` (or Tune's
+        "unlimited") keeps the budget unknown.
+        """
+        if num_trials is None or num_trials >= 2**31:  # num_samples=-1 is sys.maxsize
+            return
+        self.num_trials = check_int("num_trials", num_trials)
+
+    # -- what a user is told ---------------------------------------------------
+    def note_early_stopping(self) -> None:
+        """Say once that trials a scheduler stops early are not fitted, and how to fit them.
+
+        ``search_callbacks`` (and ``autopeft-ray search``) call this at the start of a
+        search whose scheduler stops trials; otherwise the first trial stopped early
+        does. Silent when such trials are fitted (``multi_fidelity`` or ``min_fidelity``).
+        """
+        if self._noted_early_stopping:
+            return
+        self._noted_early_stopping = True
+        if getattr(self, "multi_fidelity", False) or self.min_fidelity is not None:
+            return
+        logger.warning(
+            "The scheduler stops trials early; %s fits only the trials that reach their "
+            "target fidelity, so it learns nothing from the others (under ASHA, most of "
+            "them). To fit them too, with their fidelity as a model input, use "
+            "AutoPEFTSearcher(multi_fidelity=True, surrogate='saas-map', cost_input=True) "
+            "(CLI: --multi-fidelity --surrogate saas-map --cost-input), or min_fidelity= to "
+            "fit those stopped at or above a fidelity.",
+            type(self).__name__,
+        )
+
+    @property
+    def num_model_based(self) -> int:
+        """Model-based suggestions made so far (timed steps that did not fall back)."""
+        return sum(1 for t in self.timings if "fallback" in t and t["fallback"] is None)
+
+    def search_summary(self) -> str | None:
+        """Why the search made no model-based suggestion, with the fix; ``None`` if it made one.
+
+        ``search_callbacks`` logs it when the search ends.
+        """
+        if self.num_model_based or not self.num_suggested:
+            return None
+        n, k = self.num_suggested, self.num_initial
+        head = f"The search ended without a model-based suggestion: all {n} trials were random"
+        if n <= k:
+            given = "given" if self.initial_given is not None else "the default, scaled to "
+            if self.initial_given is None:
+                given += f"the space's {len(self.space.dimensions)} searched dimensions"
+                given += "" if self.num_trials is None else f" and {self.num_trials} trials"
+            fix = max(MIN_OBSERVATIONS, n // 2)
+            if fix < n:
+                how = (
+                    f"Pass num_initial below the number of trials (e.g. num_initial={fix} "
+                    f"for num_samples={n}; CLI: --initial {fix}), or run more trials."
+                )
+            else:  # too few trials for any initial design to leave one to the model
+                how = (
+                    f"Run more trials: the model needs {MIN_OBSERVATIONS} results first "
+                    f"(e.g. num_samples={MIN_OBSERVATIONS + 2} with num_initial="
+                    f"{MIN_OBSERVATIONS}; CLI: --initial {MIN_OBSERVATIONS} --model-based 2)."
+                )
+            return (
+                f"{head}, because the initial design, num_initial={k} ({given}), took them "
+                f"all. {how}"
+            )
+        counts = {s: sum(r.status == s for r in self.records) for s in STATUSES_SHOWN}
+        if counts[COMPLETED] < MIN_OBSERVATIONS:
+            shown = ", ".join(f"{v} {s.replace('_', ' ')}" for s, v in counts.items())
+            return (
+                f"{head}: the model needs {MIN_OBSERVATIONS} trials that reached their target "
+                f"fidelity and got {counts[COMPLETED]} ({shown}). With a scheduler that stops "
+                "trials, fit them too: AutoPEFTSearcher(multi_fidelity=True, "
+                "surrogate='saas-map') (CLI: --multi-fidelity --surrogate saas-map); if trials "
+                "failed, see their errors."
+            )
+        return (
+            f"{head}: every model-based step failed and fell back to a random configuration "
+            "(the errors are logged above). Check them, or try surrogate='saas-map' "
+            "(CLI: --surrogate saas-map)."
+        )
+
+    # -- state -------------------------------------------------------------------
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A searcher pickled before the default initial design (Tune's tuner.pkl of a
+        # search being resumed) held its num_initial as a plain attribute.
+        state = dict(state)
+        if "initial_given" not in state:
+            state["initial_given"] = state.pop("num_initial", None)
+        state.setdefault("num_trials", None)
+        state.setdefault("_noted_early_stopping", False)
+        self.__dict__.update(state)
+
+    def _settings(self) -> dict[str, Any]:
+        settings: dict[str, Any] = super()._settings()  # type: ignore[misc]
+        settings.update(num_initial_given=self.initial_given, num_trials=self.num_trials)
+        return settings
+
+    def set_state(self, state: Any) -> None:
+        super().set_state(state)  # type: ignore[misc]
+        settings = state["settings"]
+        if "num_trials" in settings:  # absent from states saved before the budget was kept
+            self.num_trials = settings["num_trials"]
 
     @property
     def reference(self) -> tuple[float, float]:

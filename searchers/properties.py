@@ -74,6 +74,39 @@ def _unresolved_paths(config: Mapping[str, Any], prefix: str = "") -> list[str]:
     return paths
 
 
+class _Shown(str):
+    """A value as the user wrote it: its ``repr`` is itself (used in error messages)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def shown(value: Any) -> Any:
+    """``value`` for an error message: a Tune search domain as the call that makes it
+    (``tune.choice([0, 3])``, ``tune.randint(0, 10)``), not ``<Categorical object at
+    0x...>``; anything else as it is."""
+    from ray.tune.search.sample import Categorical, Domain, Float, Function, Integer
+
+    if not isinstance(value, Domain):
+        return value
+    if isinstance(value, Categorical):
+        return _Shown(f"tune.choice({list(value.categories)!r})")
+    if not isinstance(value, (Integer, Float)):
+        return _Shown("tune.sample_from(...)" if isinstance(value, Function) else repr(value))
+    sampler = value.sampler
+    q = getattr(sampler, "q", None)
+    inner = getattr(sampler, "sampler", sampler)
+    kind = type(inner).__name__.lstrip("_")
+    if kind == "Normal":
+        return _Shown(f"tune.randn({getattr(inner, 'mean', 0)!r}, {getattr(inner, 'sd', 1)!r})")
+    name = ("log" if kind == "LogUniform" else "") + (
+        "randint" if isinstance(value, Integer) else "uniform"
+    )
+    if q is not None:
+        return _Shown(f"tune.q{name}({value.lower!r}, {value.upper!r}, {q!r})")
+    return _Shown(f"tune.{name}({value.lower!r}, {value.upper!r})")
+
+
 def _domain_values(key: str, value: Any) -> list[int]:
     """The values a ``param_space`` entry allows for a PEFT key, or a clear refusal."""
     from ray.tune.search.sample import Categorical, Domain, Integer
@@ -88,7 +121,7 @@ def _domain_values(key: str, value: Any) -> list[int]:
     elif isinstance(value, (Domain, Mapping)):
         raise invalid_value(
             f"param_space[{key!r}]",
-            value,
+            shown(value),
             expected="a constant or tune.choice([...]) of this key's values",
             fix="The searcher chooses from a discrete set of sizes and layer bits; a "
             "continuous or grid domain cannot narrow it.",
@@ -102,7 +135,7 @@ def _domain_values(key: str, value: Any) -> list[int]:
     ]
     if not values or len(ints) != len(values):
         raise invalid_value(
-            f"param_space[{key!r}]", value, expected="integer sizes or layer bits (0 or 1)"
+            f"param_space[{key!r}]", shown(value), expected="integer sizes or layer bits (0 or 1)"
         )
     return ints
 
@@ -138,7 +171,7 @@ def check_param_space(
         if outside:
             raise invalid_value(
                 f"param_space[{key!r}]",
-                value,
+                shown(value),
                 expected=f"values of {key} in this space, {list(allowed)} (not {outside})",
                 fix="Narrow it with tune.choice([...]) of those values, or one of them.",
             )

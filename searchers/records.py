@@ -32,6 +32,7 @@ from autopeft_ray.objectives import (
     FIDELITY,
     PARAM_FRACTION,
     TARGET_FIDELITY,
+    stopped_early,
 )
 from autopeft_ray.space import PeftConfiguration
 from autopeft_ray.validation import finite_number
@@ -132,6 +133,8 @@ def classify(
     ``default_target`` is the target fidelity of a result that reports its
     ``fidelity`` but not its ``target_fidelity`` (the searcher's ``max_t``, or
     the largest fidelity seen); the returned target stays what was reported.
+    The rule is :func:`autopeft_ray.objectives.stopped_early`, which
+    ``pareto_frame`` and the run folder's records apply too.
     """
     if result is None:
         return FAILED, None, None, None, "no result reported"
@@ -141,11 +144,8 @@ def classify(
     if score is None:
         reason = f"metric {metric!r} missing or not finite (got {result.get(metric)!r})"
         return FAILED, None, fidelity, target, reason
-    goal = target if target is not None else default_target
-    full_budget = fidelity is None or goal is None or fidelity >= goal
-    if not full_budget and min_fidelity is not None and fidelity is not None:
-        full_budget = fidelity >= min_fidelity
-    return (COMPLETED if full_budget else EARLY_STOPPED), score, fidelity, target, None
+    early = stopped_early(fidelity, target, max_t=default_target, min_fidelity=min_fidelity)
+    return (EARLY_STOPPED if early else COMPLETED), score, fidelity, target, None
 
 
 def config_in_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -157,16 +157,18 @@ def config_in_result(result: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k.split("/", 1)[1]: v for k, v in result.items() if k.startswith("config/")}
 
 
-def below_largest_fidelity(records: list[TrialRecord], largest: float) -> list[TrialRecord]:
+def below_largest_fidelity(
+    records: list[TrialRecord], largest: float, min_fidelity: float | None = None
+) -> list[TrialRecord]:
     """``records`` with each completed one that reported no target and ended below
-    ``largest`` (the largest fidelity seen, the target when none is known) marked
-    as stopped early."""
+    ``largest`` (the largest fidelity seen, the target when none is known) and
+    below ``min_fidelity`` marked as stopped early (:func:`stopped_early`)."""
     return [
         dataclasses.replace(r, status=EARLY_STOPPED)
         if r.status == COMPLETED
-        and r.target_fidelity is None
-        and r.fidelity is not None
-        and r.fidelity < largest
+        and stopped_early(
+            r.fidelity, r.target_fidelity, largest_fidelity=largest, min_fidelity=min_fidelity
+        )
         else r
         for r in records
     ]

@@ -69,7 +69,19 @@ def tiny_search_args() -> list[str]:
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Tiny BERT and RoBERTa checkpoints by family: 6 layers of width 32, random weights,
     saved with the offline model's tokenizer (``autopeft_ray.testing.tiny``)."""
-    from autopeft_ray.testing.tiny import FAMILIES, tiny_checkpoint
+    from autopeft_ray.testing.tiny import ENCODER_FAMILIES, tiny_checkpoint
 
     root = tmp_path_factory.mktemp("tiny-models")
-    return {f: tiny_checkpoint(root / f, f, num_layers=6, hidden_size=32) for f in FAMILIES}
+    return {f: tiny_checkpoint(root / f, f, num_layers=6, hidden_size=32) for f in ENCODER_FAMILIES}
+
+
+@pytest.fixture(scope="session")
+def tiny_decoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Tiny GPT-2, Llama and Mistral causal LMs by family: 2 layers of width 64 (Llama and
+    Mistral with 2 key/value heads of 4), random weights, saved with the offline model's
+    tokenizer as a stand-in (``autopeft_ray.testing.tiny``)."""
+    from autopeft_ray.space.support import DECODER_FAMILIES
+    from autopeft_ray.testing.tiny import tiny_checkpoint
+
+    root = tmp_path_factory.mktemp("tiny-decoders")
+    return {f: tiny_checkpoint(root / f, f, num_layers=2, hidden_size=64) for f in DECODER_FAMILIES}

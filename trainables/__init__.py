@@ -4,6 +4,7 @@ from .device import Granted, Precision, granted_resources
 from .loop import TrainingRun, configuration_from_trial
 from .peft_trainable import (
     peft_trainable,
+    quiet_trial_logs,
     run_training,
     trial_settings,
     with_resources,
@@ -16,6 +17,7 @@ __all__ = [
     "configuration_from_trial",
     "granted_resources",
     "peft_trainable",
+    "quiet_trial_logs",
     "run_training",
     "trial_settings",
     "with_resources",

@@ -10,6 +10,12 @@ runs two trials side by side without one starving the other.
 the forward passes of training and evaluation (the weights and the optimiser
 stay in float32), and for fp16 a ``torch.amp.GradScaler``, whose state the
 checkpoint keeps so that a resumed trial continues exactly.
+
+:func:`peak_memory_gib` is the memory a trial reports: on a GPU, the most the
+trial's tensors held at once (``torch.cuda.max_memory_allocated``, counted from
+the trial's start, :func:`reset_peak_memory`); on a CPU, the trial process's
+peak resident set (``getrusage(RUSAGE_SELF).ru_maxrss``: Python, torch, the
+model and the data together, the whole life of the process).
 """
 
 from __future__ import annotations
@@ -65,6 +71,24 @@ def share_gpu(device: torch.device, gpus: float) -> float | None:
         return None
     torch.cuda.set_per_process_memory_fraction(fraction, device)
     return fraction
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting a GPU's peak memory anew (at a trial's start); nothing on a CPU."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """Peak memory in GiB: the GPU's allocated peak, or this process's resident peak on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)
 
 
 def to_device(batch: Mapping[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -4,6 +4,12 @@ A plain PyTorch loop rather than Hugging Face's ``Trainer``: it is what the
 throughput benchmark compares against, it resumes bit for bit from a
 checkpoint (data order is a function of ``(seed, epoch)``, RNG states are
 saved), and it keeps per-step overhead to one optimiser step.
+
+The same loop trains a sequence classifier or a causal LM (the task's
+``kind``). A causal LM's dev score comes from its target tokens
+(:func:`autopeft_ray.tasks.metrics.causal_lm_metrics`); its head-only model
+trains nothing (the language-model head is pretrained and frozen), so its
+steps only measure the loss and its score is the base model's.
 """
 
 from __future__ import annotations
@@ -25,13 +31,14 @@ from autopeft_ray.objectives import (
     FIDELITY,
     METRIC_PREFIX,
     PARAM_FRACTION,
+    PEAK_MEMORY,
     SCORE,
     TARGET_FIDELITY,
     TRAINABLE_PARAMS,
 )
 from autopeft_ray.tasks import PreparedData
 
-from .device import Precision, to_device
+from .device import Precision, peak_memory_gib, to_device
 
 STATE_FILE = "training_state.pt"
 #: Optimiser steps between two checks that the training loss is finite on a GPU: each
@@ -76,6 +83,7 @@ class TrainingRun:
             num_labels=task.num_labels,
             problem_type="regression" if task.is_regression else None,
             seed=self.settings.seed,
+            kind=task.kind,
         )
         with self._out_of_memory("moving the model to the device"):
             self.model = self.built.model.to(self.device)
@@ -97,10 +105,12 @@ class TrainingRun:
         #: The learning rate of each group that trains (``autopeft_ray.config.learning_rates``).
         self.learning_rates = {group: rates[group] for group in groups}
         self._trained = [p for params in groups.values() for p in params]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": params, "lr": rates[group]} for group, params in groups.items()],
-            weight_decay=self.settings.weight_decay,
-        )
+        # A causal LM's head-only model trains nothing; an empty group keeps the optimiser,
+        # the schedule and the checkpoint the same as for every other model.
+        param_groups = [
+            {"params": params, "lr": rates[group]} for group, params in groups.items()
+        ] or [{"params": [], "lr": 0.0}]
+        self.optimizer = torch.optim.AdamW(param_groups, weight_decay=self.settings.weight_decay)
         self.total_steps = self.settings.total_steps(len(self.data.train))
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, round(self.settings.warmup_ratio * self.total_steps), self.total_steps
@@ -155,6 +165,10 @@ class TrainingRun:
             loss = self.model(**batch).loss
         self._last_loss = loss.detach()
         self._loss_sum += self._last_loss.float()
+        if not self._trained:  # nothing to update: the loss is only reported
+            self.optimizer.step()  # a no-op, in the order the scheduler expects
+            self.scheduler.step()
+            return
         scaler.scale(loss).backward()
         if self.settings.max_grad_norm is not None:
             scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
@@ -202,6 +216,8 @@ class TrainingRun:
 
         from autopeft_ray.tasks import compute_metrics
 
+        if self.data.task.is_causal_lm:
+            return self._evaluate_causal_lm(split)
         dataset = getattr(self.data, split)
         self.model.eval()
         predictions, labels = [], []
@@ -217,6 +233,32 @@ class TrainingRun:
         logits_all = np.concatenate(predictions)
         preds = logits_all[:, 0] if self.data.task.is_regression else logits_all.argmax(-1)
         return compute_metrics(self.data.task, preds, np.concatenate(labels))
+
+    def _evaluate_causal_lm(self, split: str) -> dict[str, float]:
+        """Next-token accuracy and loss over a split's target tokens, summed batch by batch."""
+        from autopeft_ray.tasks.metrics import causal_lm_metrics
+        from autopeft_ray.tasks.tokenization import IGNORE_INDEX
+
+        dataset = getattr(self.data, split)
+        self.model.eval()
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # correct, tokens, loss
+        size = self.settings.eval_batch_size
+        for start in range(0, len(dataset), size):
+            batch = to_device(self.data.collator(dataset[start : start + size]), self.device)
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            out_of_memory = self._out_of_memory(f"evaluation on {split}", "eval_batch_size")
+            with out_of_memory, self.precision.autocast():
+                logits = self.model(**inputs).logits
+            # Position t predicts token t + 1, as in training.
+            logits, targets = logits[:, :-1].float(), batch["labels"][:, 1:]
+            scored = targets != IGNORE_INDEX
+            loss = torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), targets, ignore_index=IGNORE_INDEX, reduction="sum"
+            )
+            correct = ((logits.argmax(-1) == targets) & scored).sum()
+            sums += torch.stack([correct.double(), scored.sum().double(), loss.double()])
+        correct, tokens, loss_sum = sums.tolist()
+        return causal_lm_metrics(self.data.task, correct=correct, tokens=tokens, loss_sum=loss_sum)
 
     def result(self, metrics: dict[str, float]) -> dict[str, Any]:
         """The dict reported to Ray Tune after an evaluation."""
@@ -234,6 +276,7 @@ class TrainingRun:
             "train_samples_per_second": self.train_samples / max(self.train_time, 1e-9),
             "learning_rates": dict(self.learning_rates),
             "precision": self.precision.name,
+            PEAK_MEMORY: peak_memory_gib(self.device),
         }
         out.update({METRIC_PREFIX + k: float(v) for k, v in metrics.items() if k != "score"})
         self._loss_sum.zero_()

@@ -6,12 +6,21 @@ The trial config holds the configuration (or a preset); the fixed
 config (see ``autopeft_ray.config.settings``). After each of the
 settings' ``num_evaluations`` dev evaluations the trial reports (score, best
 score, every task metric, parameter fraction, fidelity in optimiser steps,
-throughput) with a checkpoint, so a trial paused by a scheduler or retried
+throughput, peak memory) with a checkpoint, so a trial paused by a scheduler or retried
 after a failure resumes from its last report, not from zero.
+
+A trial prints two library lines that say nothing to the user of a search:
+transformers' "Some weights of ... are newly initialized ... You should probably
+TRAIN this model" (the task head is new by design, and it always trains) and
+Ray's "Checkpoint successfully created at: ..." after every report.
+``autopeft-ray search`` keeps all trial output off its terminal
+(``ray.init(log_to_driver=False)``); a ``Tuner`` of your own shows the trials'
+output, so the trainable drops these two lines itself (:func:`quiet_trial_logs`).
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -25,10 +34,40 @@ from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.tasks import prepare_data
 from autopeft_ray.validation import check_trial_resources
 
-from .device import granted_resources, share_gpu
+from .device import granted_resources, reset_peak_memory, share_gpu
 from .loop import TrainingRun, configuration_from_trial
 
 Report = Callable[[dict[str, Any], str], None]
+
+#: Logger -> the text of the one line :func:`quiet_trial_logs` drops from it.
+QUIETED_LINES = {
+    "transformers.modeling_utils": "newly initialized",
+    "ray.train._internal.storage": "Checkpoint successfully created",
+    "ray.train.v2._internal.execution.storage": "Checkpoint successfully created",
+}
+
+
+class _DropLine(logging.Filter):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+def quiet_trial_logs() -> None:
+    """Drop the library lines of :data:`QUIETED_LINES` from this process's logs.
+
+    Every other message of those loggers still shows; nothing is dropped when
+    ``autopeft_ray`` logs at DEBUG. Safe to call more than once.
+    """
+    if logging.getLogger("autopeft_ray").isEnabledFor(logging.DEBUG):
+        return
+    for name, text in QUIETED_LINES.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropLine) and f.text == text for f in logger.filters):
+            logger.addFilter(_DropLine(text))
 
 
 def trial_settings(
@@ -65,6 +104,7 @@ def run_training(
     applies when the config holds none (see :func:`trial_settings`).
     """
     started = time.perf_counter()
+    quiet_trial_logs()
     settings = trial_settings(config, settings)
     configuration = configuration_from_trial(config)
     granted = granted_resources()
@@ -72,6 +112,7 @@ def run_training(
     device = device or granted.device
     # Before the model is built: a shared GPU's memory is capped from the first allocation.
     memory_share = share_gpu(device, granted.gpus)
+    reset_peak_memory(device)  # a reused worker process reports this trial's peak only
     run = TrainingRun(settings, configuration, prepare_data(settings), device)
     if restore_from is not None:
         run.load(restore_from)

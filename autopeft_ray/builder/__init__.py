@@ -8,7 +8,13 @@
 * :mod:`.saving`: save and load what was trained.
 """
 
-from .build import BuiltModel, build_peft_model, deployable_params, task_head_parameters
+from .build import (
+    BuiltModel,
+    build_peft_model,
+    deployable_params,
+    is_causal_lm,
+    task_head_parameters,
+)
 from .groups import parameter_groups
 from .presets import BASELINE_NAMES, HEAD_ONLY_BASELINE, PRESET_NAMES, PRESETS, baseline, get_preset
 from .saving import HEAD_FILE, SETUP_FILE, load_adapters, save_adapters
@@ -47,6 +53,7 @@ __all__ = [
     "build_peft_model",
     "deployable_params",
     "get_preset",
+    "is_causal_lm",
     "load_adapters",
     "parameter_groups",
     "save_adapters",

@@ -11,7 +11,14 @@ from autopeft_ray.exceptions import invalid_value
 
 from .build import BuiltModel, task_head_parameters
 from .composition import enable_parallel_then_serial
-from .setup import FULL, HEAD_ONLY, PARALLEL_THEN_SERIAL, active_stack, quiet_activation_warning
+from .setup import (
+    FULL,
+    HEAD_ONLY,
+    PARALLEL_THEN_SERIAL,
+    active_stack,
+    quiet_activation_warning,
+    use_eager_attention,
+)
 
 #: Files written by :func:`save_adapters` next to the adapter folders.
 SETUP_FILE = "autopeft_setup.json"
@@ -25,7 +32,8 @@ def save_adapters(built: BuiltModel, directory: str | os.PathLike[str]) -> Path:
     ``model/`` (``save_pretrained``) for full fine-tuning, plus
     ``task_head.safetensors`` (the trained task head, pooler included, which
     ``adapters``' own head saving leaves out because the pooler sits in the
-    base model) and ``autopeft_setup.json`` (:func:`adapter_setup_dict`).
+    base model; empty for a causal LM, whose head is the pretrained one) and
+    ``autopeft_setup.json`` (:func:`adapter_setup_dict`).
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,7 +51,11 @@ def save_adapters(built: BuiltModel, directory: str | os.PathLike[str]) -> Path:
 
 
 def load_adapters(model: Any, directory: str | os.PathLike[str]) -> Any:
-    """Load a :func:`save_adapters` folder into a fresh classifier of the same base model.
+    """Load a :func:`save_adapters` folder into a fresh model of the same base model and kind.
+
+    ``model`` is a sequence classifier (for a decoder, with the ``pad_token_id``
+    it was trained with) or a causal LM, as the saved one was. A decoder
+    whose setup holds a prefix is switched to eager attention, as it trained.
 
     Uses plain ``adapters`` calls (``load_adapter``, ``set_active_adapters``)
     plus :func:`~autopeft_ray.builder.composition.enable_parallel_then_serial` when the
@@ -67,6 +79,7 @@ def load_adapters(model: Any, directory: str | os.PathLike[str]) -> Any:
             expected="saved adapters",
             fix=f"Full fine-tuning saved a whole model: from_pretrained('{folder / 'model'}').",
         )
+    use_eager_attention(model, setup)  # a decoder's prefixes need it (setup.py)
     adapters.init(model)
     loaded = model.load_state_dict(load_file(str(folder / HEAD_FILE)), strict=False)
     if loaded.unexpected_keys:

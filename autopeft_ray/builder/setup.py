@@ -10,7 +10,8 @@ scaled by 1 at every rank, as in the ``lora`` preset, r = alpha = 8). They are
 activated as ``Stack("pa", "sa", "pt", "lora")``: each layer applies the
 adapters it holds, and LoRA and prefixes sit at sites of their own. When both
 bottlenecks are present the stock ``Stack`` computes the wrong function at the
-FFN site and :mod:`.composition` is installed.
+FFN site and :mod:`.composition` is installed. A decoder holding a prefix
+runs eager attention (:func:`use_eager_attention`).
 The setup is a JSON-ready dict, so a user can rebuild the model without this
 project.
 """
@@ -22,8 +23,9 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from autopeft_ray.exceptions import ConfigurationError, SearchSpaceError, invalid_value
+from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.space import PeftConfiguration
+from autopeft_ray.space.support import PREFIX_NEEDS_EAGER_ATTENTION, adapter_config
 
 from .presets import PRESET_NAMES, get_preset
 
@@ -53,8 +55,6 @@ def adapter_setup_dict(
         ``"head_only"``; ``"full"``: no module, every weight trains) and
         ``configuration``.
     """
-    import adapters
-
     if isinstance(configuration, str):
         preset = get_preset(configuration)
         if preset.is_full:
@@ -66,52 +66,19 @@ def adapter_setup_dict(
     if configuration.is_degenerate:
         return _setup({}, HEAD_ONLY, described)
     off = [i for i, on in enumerate(configuration.layers) if not on]
-    needs_width = configuration.sa_size or configuration.pa_size
-    if needs_width and not (is_int(hidden_size) and int(hidden_size or 0) >= 1):
-        raise invalid_value(
-            "hidden_size",
-            hidden_size,
-            expected="the model's hidden size (a positive integer)",
-            fix="Bottleneck sizes are set through reduction_factor = hidden_size / size.",
-        )
-    width = int(hidden_size or 0)
-    configs: dict[str, Any] = {}
-    if configuration.pa_size:
-        configs[PA] = adapters.ParBnConfig(
-            reduction_factor=_reduction(width, configuration.pa_size, "pa_size"), leave_out=off
-        )
-    if configuration.sa_size:
-        configs[SA] = adapters.SeqBnConfig(
-            reduction_factor=_reduction(width, configuration.sa_size, "sa_size"), leave_out=off
-        )
-    if configuration.pt_length:
-        configs[PT] = adapters.PrefixTuningConfig(
-            prefix_length=configuration.pt_length, leave_out=off
-        )
-    if configuration.lora_rank:
-        configs[LORA] = adapters.LoRAConfig(
-            r=configuration.lora_rank, alpha=configuration.lora_rank, leave_out=off
-        )
+    configs = {
+        name: adapter_config(
+            name, configuration.size(name), hidden_size=hidden_size, leave_out=off
+        ).to_dict()
+        for name in STACK_ORDER
+        if configuration.size(name)
+    }
     composition = PARALLEL_THEN_SERIAL if SA in configs and PA in configs else STACK
-    return _setup({k: v.to_dict() for k, v in configs.items()}, composition, described)
+    return _setup(configs, composition, described)
 
 
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _reduction(width: int, size: int, field: str) -> float:
-    """``adapters``' reduction factor for a bottleneck of exactly ``size`` units."""
-    factor = width / size
-    if int(width // factor) != size:  # adapters builds int(hidden_size // factor) units
-        raise invalid_value(
-            field,
-            size,
-            expected=f"a size adapters can build exactly on hidden size {width}",
-            fix="Use 0 or a power of two up to the hidden size.",
-            cls=SearchSpaceError,
-        )
-    return factor
 
 
 def _setup(configs: dict[str, Any], composition: str, configuration: Any) -> dict[str, Any]:
@@ -121,6 +88,34 @@ def _setup(configs: dict[str, Any], composition: str, configuration: Any) -> dic
         "active": list(configs),
         "composition": composition,
     }
+
+
+def has_prefix(setup: dict[str, Any]) -> bool:
+    """True when an adapter of ``setup`` holds prefix tuning (alone or in a union, as in ``mam``)."""
+
+    def prefix(config: Any) -> bool:
+        if isinstance(config, dict):
+            return config.get("architecture") == "prefix_tuning" or any(
+                prefix(v) for v in config.values()
+            )
+        if isinstance(config, list):
+            return any(prefix(v) for v in config)
+        return False
+
+    return any(prefix(config) for config in setup["adapters"].values())
+
+
+def use_eager_attention(model: Any, setup: dict[str, Any]) -> bool:
+    """Switch a decoder to eager attention when ``setup`` holds a prefix; True if switched.
+
+    Prefix tuning on GPT-2, Llama and Mistral computes the wrong attention under
+    SDPA (:mod:`autopeft_ray.space.support`). Call it before the adapters are added.
+    """
+    family = str(getattr(model.config, "model_type", ""))
+    if not has_prefix(setup) or family not in PREFIX_NEEDS_EAGER_ATTENTION:
+        return False
+    model.set_attn_implementation("eager")
+    return True
 
 
 def active_stack(setup: dict[str, Any]) -> Any:

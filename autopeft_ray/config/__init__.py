@@ -9,7 +9,14 @@
 """
 
 from .learning_rates import POLICIES, POLICY_NAMES, group_rates
-from .options import RESOURCE_FIELDS, SCHEDULERS, SEARCHERS, SURROGATES, SearchOptions
+from .options import (
+    RESOURCE_FIELDS,
+    SCHEDULERS,
+    SEARCHERS,
+    SURROGATES,
+    SearchOptions,
+    initial_design_size,
+)
 from .settings import (
     PRECISIONS,
     PRESET_KEY,
@@ -32,6 +39,7 @@ __all__ = [
     "SearchOptions",
     "TrainingSettings",
     "group_rates",
+    "initial_design_size",
     "trial_config",
     "trial_config_dict",
 ]

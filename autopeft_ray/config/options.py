@@ -8,12 +8,12 @@ defined here once: the searchers and the CLI read them from here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from autopeft_ray.builder.presets import BASELINE_NAMES
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
-from autopeft_ray.space import VARIANTS
+from autopeft_ray.space import VARIANTS, SearchSpace
 from autopeft_ray.validation import check_int, check_reference_point, check_trial_resources
 
 from .fields import option
@@ -26,6 +26,44 @@ SCHEDULERS = ("fifo", "asha", "hyperband")
 SURROGATES = ("saas-nuts", "saas-map")
 #: The fields that say where and how many trials run (search, evaluate, transfer).
 RESOURCE_FIELDS = ("concurrency", "cpus_per_trial", "gpus_per_trial", "address", "max_failures")
+
+#: The default initial design, sized as Ax sizes its Sobol step
+#: (``ax.generation_strategy.dispatch_utils.calculate_num_initialization_trials``):
+#: this many random configurations per searched dimension, ...
+INITIAL_PER_DIMENSION = 2
+#: ... at most this share of the trials (a fifth: Ax's), ...
+INITIAL_SHARE_OF_TRIALS = 1 / 5
+#: ... of this many trials when the searcher is not told the budget (Ray Tune tells
+#: it only through ``search_callbacks`` or a ``param_space``), ...
+ASSUMED_TRIALS = 50
+#: ... and at least this many (Ax's floor).
+MIN_INITIAL = 5
+
+
+def initial_design_size(space: SearchSpace, num_trials: int | None = None) -> int:
+    """The number of random configurations before the model, when none is given.
+
+    Twice the space's searched dimensions, at most a fifth of ``num_trials``
+    (:data:`ASSUMED_TRIALS` when unknown), at least 5: the rule Ax applies to
+    its Sobol step. The one definition of ``num_initial=None``, for the
+    searchers and for ``autopeft-ray search`` without ``--initial``.
+
+    Args:
+        space: the (possibly narrowed) search space.
+        num_trials: the search's budget of trials (Tune's ``num_samples``), if known.
+
+    Returns:
+        The size of the initial design.
+
+    Example:
+        >>> initial_design_size(SearchSpace(num_layers=6, hidden_size=384))  # 9 dimensions
+        10
+        >>> initial_design_size(SearchSpace(num_layers=6, hidden_size=384), num_trials=12)
+        5
+    """
+    budget = ASSUMED_TRIALS if num_trials is None else check_int("num_trials", num_trials)
+    scaled = INITIAL_PER_DIMENSION * len(space.dimensions)
+    return max(MIN_INITIAL, min(scaled, int(budget * INITIAL_SHARE_OF_TRIALS)))
 
 
 @dataclass(frozen=True)
@@ -58,7 +96,13 @@ class SearchOptions:
         "same search through Ax's Client: slower, Ax-native)",
         choices=SEARCHERS,
     )
-    num_initial: int = option(100, help="random initial configurations", flag="--initial")
+    num_initial: int | None = option(
+        None,
+        help="random initial configurations before the model; unset: twice the searched "
+        f"dimensions, from {MIN_INITIAL} to {int(ASSUMED_TRIALS * INITIAL_SHARE_OF_TRIALS)} "
+        "(the full space of a 6-layer model: 10; the paper: 100)",
+        flag="--initial",
+    )
     num_model_based: int = option(100, help="model-based (BO) configurations", flag="--model-based")
     concurrency: int = option(1, help="trials in flight")
     scheduler: str = option(
@@ -147,8 +191,9 @@ class SearchOptions:
             if getattr(self, name) not in valid:
                 raise invalid_value(name, getattr(self, name), valid=valid)
         for name in ("num_initial", "num_model_based", "max_failures", "seed"):
-            check_int(name, getattr(self, name), minimum=0)
-        if self.num_initial + self.num_model_based < 1:
+            if name != "num_initial" or self.num_initial is not None:
+                check_int(name, getattr(self, name), minimum=0)
+        if self.num_initial == 0 and self.num_model_based < 1:
             raise invalid_value(
                 "num_initial", self.num_initial, expected="> 0 when num_model_based is 0"
             )
@@ -222,8 +267,20 @@ class SearchOptions:
                 f"Use --searcher autopeft, or drop {flag}."
             )
 
+    def with_initial_design(self, space: SearchSpace) -> SearchOptions:
+        """These options with ``num_initial`` set: as given, else :func:`initial_design_size`."""
+        if self.num_initial is not None:
+            return self
+        return replace(self, num_initial=initial_design_size(space))
+
     @property
     def num_trials(self) -> int:
+        """Trials in all; ``num_initial`` must be set (:meth:`with_initial_design`)."""
+        if self.num_initial is None:
+            raise ConfigurationError(
+                "`num_initial` is unset (scaled to the space): call "
+                "options.with_initial_design(space) before counting the trials."
+            )
         return self.num_initial + self.num_model_based
 
     @property

@@ -8,6 +8,7 @@ and :func:`prepare` (task, model, data files, space, resources), before Ray star
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -24,9 +25,9 @@ from autopeft_ray.exceptions import (
     shorten,
 )
 from autopeft_ray.objectives import FAILED, FIDELITY, PARAM_FRACTION, SCORE
-from autopeft_ray.run import RunFolder, RunLog
+from autopeft_ray.run import RunFolder, search_callbacks
 from autopeft_ray.run.storage import Location, is_uri
-from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.space import SIZE_KEYS, PeftConfiguration, SearchSpace
 
 from .resources import check_cluster_resources, check_gpus
 
@@ -36,12 +37,23 @@ def prepare(options: SearchOptions) -> tuple[SearchSpace, Any, int]:
 
     Returns the space, the cost and the number of training examples a trial sees.
     """
-    from autopeft_ray.models import load_config
+    from autopeft_ray.models import load_config, model_family
     from autopeft_ray.objectives import ParamCost
-    from autopeft_ray.tasks import prepare_data
+    from autopeft_ray.space.support import check_causal_lm
+    from autopeft_ray.tasks import get_task, prepare_data
 
     check_gpus(options.gpus_per_trial, options.address)
-    space = SearchSpace.from_model_config(load_config(options.settings.model), options.variant)
+    model_config = load_config(options.settings.model)
+    space = SearchSpace.from_model_config(model_config, options.variant)
+    if get_task(options.settings.task).is_causal_lm:
+        check_causal_lm(model_family(model_config))
+    for module, why in space.refused:
+        logging.getLogger(__name__).warning(
+            "The %r space searches %s fixed at 0 on this model. %s",
+            options.variant,
+            SIZE_KEYS[module],
+            why,
+        )
     data = prepare_data(options.settings)  # raises on a bad task or data file; fills the cache
     return space, ParamCost.from_model(options.settings.model), len(data.train)
 
@@ -156,6 +168,7 @@ def run_search(
         )
     options = replace(options, output=output)  # absolute: check_not_moved reads it
     space, cost, train_size = prepare(options)
+    options = options.with_initial_design(space)  # --initial unset: scaled to the space
     if options.reference_point is None:
         from autopeft_ray.objectives.pareto import reference_point_for
 
@@ -181,11 +194,12 @@ def run_search(
         )
     else:
         searcher = make_searcher(options, space, cost)
+        scheduler = make_scheduler(options, target_steps)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
-                scheduler=make_scheduler(options, target_steps),
+                scheduler=scheduler,
                 metric=SCORE,
                 mode="max",
                 num_samples=options.num_trials,
@@ -201,7 +215,10 @@ def run_search(
                 # 10 s), a driver killed just after a trial ended resumed from a state
                 # without that trial's final checkpoint and trained it again.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                callbacks=[RunLog(run, reference, searcher)],
+                # The ones a Python user adds too: records, metrics, start and end notes.
+                callbacks=search_callbacks(
+                    searcher, run, scheduler=scheduler, reference_point=reference
+                ),
                 verbose=1,
             ),
         )

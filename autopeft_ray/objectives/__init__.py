@@ -1,6 +1,7 @@
 """The two objectives: names and sign convention, the parameter cost, Pareto fronts.
 
-* :mod:`.names`: metric names, trial statuses, ``to_maximization``;
+* :mod:`.names`: metric names, trial statuses and the rule that sets them
+  (:func:`stopped_early`), ``to_maximization``;
 * :mod:`.cost`: :class:`ParamCost`, the known cost objective;
 * :mod:`.pareto`: fronts and hypervolumes (imports BoTorch: import it by name).
 """
@@ -16,11 +17,13 @@ from .names import (
     MODES,
     OBJECTIVES,
     PARAM_FRACTION,
+    PEAK_MEMORY,
     SCORE,
     STATUSES,
     TARGET_FIDELITY,
     TRAINABLE_PARAMS,
     from_maximization,
+    stopped_early,
     to_maximization,
 )
 
@@ -34,6 +37,7 @@ __all__ = [
     "MODES",
     "OBJECTIVES",
     "PARAM_FRACTION",
+    "PEAK_MEMORY",
     "SCORE",
     "STATUSES",
     "TARGET_FIDELITY",
@@ -41,5 +45,6 @@ __all__ = [
     "ParamCost",
     "analytic_param_count",
     "from_maximization",
+    "stopped_early",
     "to_maximization",
 ]

@@ -36,6 +36,7 @@ from autopeft_ray.objectives.names import (
     PARAM_FRACTION,
     SCORE,
     TARGET_FIDELITY,
+    stopped_early,
     to_maximization,
 )
 from autopeft_ray.space import SIZE_KEYS, PeftConfiguration, SearchSpace
@@ -237,6 +238,7 @@ def pareto_frame(
     mode: str = "max",
     cost: str = PARAM_FRACTION,
     completed_only: bool = True,
+    max_t: float | None = None,
 ) -> Any:
     """The Pareto set of a Ray Tune run as a pandas DataFrame, cheapest first.
 
@@ -252,9 +254,13 @@ def pareto_frame(
             (``tune.run()``), or a DataFrame with one row per trial.
         metric, mode: the score column and its direction.
         cost: the cost column (minimised).
-        completed_only: drop trials that stopped below their target fidelity
-            (rows whose ``fidelity`` is under ``target_fidelity``), whose scores
-            reflect less training.
+        completed_only: drop trials that stopped below their target fidelity,
+            whose scores reflect less training. The rule is the searchers'
+            (:func:`autopeft_ray.objectives.stopped_early`): the target is a row's
+            ``target_fidelity``, else ``max_t``, else the largest ``fidelity`` of
+            the frame.
+        max_t: the target fidelity of rows without ``target_fidelity`` (your
+            scheduler's ``max_t``, as given to the searcher).
 
     Example:
         >>> results = tuner.fit()
@@ -277,6 +283,12 @@ def pareto_frame(
         )
     if mode not in ("max", "min"):
         raise invalid_value("mode", mode, valid=("max", "min"))
+    if max_t is not None and not (
+        isinstance(max_t, (int, float)) and not isinstance(max_t, bool) and max_t > 0
+    ):
+        raise invalid_value(
+            "max_t", max_t, expected="a positive fidelity (your scheduler's max_t) or None"
+        )
     missing = [c for c in (metric, cost) if c not in frame.columns]
     if missing:
         raise invalid_value(
@@ -289,9 +301,24 @@ def pareto_frame(
         & pd.to_numeric(frame[cost], errors="coerce").notna()
     ]
     rows = rows[np.isfinite(rows[metric].astype(float)) & np.isfinite(rows[cost].astype(float))]
-    if completed_only and {FIDELITY, TARGET_FIDELITY} <= set(rows.columns):
-        target = pd.to_numeric(rows[TARGET_FIDELITY], errors="coerce")
-        rows = rows[target.isna() | (pd.to_numeric(rows[FIDELITY]) >= target)]
+    if completed_only and FIDELITY in frame.columns:
+        fidelity = pd.to_numeric(frame[FIDELITY], errors="coerce")
+        largest = fidelity.max() if fidelity.notna().any() else None
+        reported = (
+            pd.to_numeric(frame[TARGET_FIDELITY], errors="coerce")
+            if TARGET_FIDELITY in frame.columns
+            else pd.Series(np.nan, index=frame.index)
+        )
+        early = [
+            stopped_early(
+                None if pd.isna(f) else float(f),
+                None if pd.isna(t) else float(t),
+                max_t=max_t,
+                largest_fidelity=None if largest is None else float(largest),
+            )
+            for f, t in zip(fidelity.loc[rows.index], reported.loc[rows.index], strict=True)
+        ]
+        rows = rows[~np.asarray(early, dtype=bool)]
     if rows.empty:
         return rows
     sign = 1.0 if mode == "max" else -1.0

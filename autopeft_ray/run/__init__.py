@@ -4,12 +4,13 @@
   and every read and write;
 * :mod:`.records`: the trial record, and the Pareto set of records;
 * :mod:`.storage`: where a run folder lives (local, or a ``pyarrow.fs`` URI);
-* :mod:`.callback`: :class:`RunLog`, the one Ray Tune callback of a search;
+* :mod:`.callback`: the Ray Tune callbacks of a search (:func:`search_callbacks`:
+  :class:`RunLog` and :class:`SearchSummary`);
 * :mod:`.metrics`: the metrics it exports;
 * :mod:`.report`: the report (figures and tables).
 """
 
-from .callback import RunLog
+from .callback import RunLog, SearchSummary, search_callbacks
 from .folder import RunFolder
 from .records import (
     completed_points,
@@ -31,6 +32,7 @@ from .report import (
 __all__ = [
     "RunFolder",
     "RunLog",
+    "SearchSummary",
     "baselines_table",
     "best_under",
     "completed_points",
@@ -40,6 +42,7 @@ __all__ = [
     "pareto_records",
     "reference_point_of",
     "relevance_table",
+    "search_callbacks",
     "top_dimensions",
     "trial_record",
     "write_report",

@@ -22,9 +22,12 @@ from autopeft_ray.objectives import (
     FAILED,
     FIDELITY,
     PARAM_FRACTION,
+    PEAK_MEMORY,
     SCORE,
     TARGET_FIDELITY,
+    stopped_early,
 )
+from autopeft_ray.validation import finite_number
 
 #: Result keys kept in a trial record besides the task metrics (``metric_*``, ``test_*``).
 KEPT_RESULT_KEYS = (
@@ -43,16 +46,25 @@ KEPT_RESULT_KEYS = (
     "device",
     "precision",
     "gpu_memory_fraction",
+    PEAK_MEMORY,
 )
 #: Statuses written by earlier versions, read as today's.
 _OLD_STATUSES = {"stopped_early": EARLY_STOPPED, "error": FAILED}
 
 
-def ended_status(result: Mapping[str, Any] | None) -> str:
-    """``completed`` if a result reached its target fidelity, else ``early_stopped``."""
+def ended_status(result: Mapping[str, Any] | None, max_t: float | None = None) -> str:
+    """``completed`` if a result reached its target fidelity, else ``early_stopped``.
+
+    The searchers' rule (:func:`autopeft_ray.objectives.stopped_early`): the target
+    is the result's ``target_fidelity``, else ``max_t``.
+    """
     result = result or {}
-    done = result.get(FIDELITY, 0) >= result.get(TARGET_FIDELITY, 0)
-    return COMPLETED if done else EARLY_STOPPED
+    early = stopped_early(
+        finite_number(result.get(FIDELITY)),
+        finite_number(result.get(TARGET_FIDELITY)),
+        max_t=max_t,
+    )
+    return EARLY_STOPPED if early else COMPLETED
 
 
 def trial_record(
@@ -79,7 +91,9 @@ def trial_record(
     }
 
 
-def missing_records(known: set[str], trials: Any) -> list[dict[str, Any]]:
+def missing_records(
+    known: set[str], trials: Any, max_t: float | None = None
+) -> list[dict[str, Any]]:
     """Records of the trials Ray Tune's saved state says ended that ``known`` lacks.
 
     A record can be missing after a crash cut the last line of ``trials.jsonl``
@@ -90,6 +104,7 @@ def missing_records(known: set[str], trials: Any) -> list[dict[str, Any]]:
     Args:
         known: the trial ids the run folder has records of.
         trials: Ray Tune ``Trial`` objects (``ExperimentAnalysis(...).trials``).
+        max_t: the target fidelity of results that report none (:func:`ended_status`).
     """
     rebuilt = []
     for trial in trials:
@@ -99,7 +114,7 @@ def missing_records(known: set[str], trials: Any) -> list[dict[str, Any]]:
         if trial.status == "ERROR":
             status, error = FAILED, "the trial raised (its record was rebuilt from Tune's state)"
         elif trial.status == "TERMINATED" and result:
-            status, error = ended_status(result), None
+            status, error = ended_status(result, max_t), None
         else:
             continue  # never ran, or still to resume: Tune trains it
         record = trial_record(trial.trial_id, dict(trial.config), result, status, error)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import invalid_value
-from autopeft_ray.objectives import PARAM_FRACTION, SCORE
+from autopeft_ray.objectives import PARAM_FRACTION, PEAK_MEMORY, SCORE
 from autopeft_ray.space import PeftConfiguration
 
 from .folder import RunFolder
@@ -56,12 +56,14 @@ def baselines_table(baselines: list[dict[str, Any]]) -> str:
 
 def markdown_table(records: list[dict[str, Any]]) -> str:
     """The records as a table; with a ``dominated by`` column when they are marked
-    (:func:`.records.mark_dominated`)."""
+    (:func:`.records.mark_dominated`). Peak memory reads ``-`` in records written
+    before it was measured."""
     marked = any("dominated_by" in r for r in records)
     lines = [
         "| # | D_SA | D_PA | L_PT | R_LoRA | layers | param fraction (%) | score | status |"
-        + (" dominated by |" if marked else ""),
-        "|---|---|---|---|---|---|---|---|---|" + ("---|" if marked else ""),
+        + (" dominated by |" if marked else "")
+        + " peak memory (GiB) |",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if marked else ""),
     ]
     for i, r in enumerate(records):
         config = PeftConfiguration.from_dict(r["configuration"])
@@ -73,8 +75,13 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
         )
         if marked:
             line += f" {', '.join(r.get('dominated_by') or []) or '-'} |"
-        lines.append(line)
+        lines.append(f"{line} {_memory(r['metrics'])} |")
     return "\n".join(lines)
+
+
+def _memory(metrics: dict[str, Any]) -> str:
+    value = metrics.get(PEAK_MEMORY)
+    return "-" if value is None else f"{value:.2f}"
 
 
 def relevance_table(relevance: dict[str, Any]) -> str:
@@ -258,6 +265,9 @@ def _draw(
         "## Pareto front",
         "",
         markdown_table(on_front),
+        "",
+        "Peak memory: a GPU trial's most allocated at once; a CPU trial's process "
+        "peak (resident set, interpreter and data included).",
         "",
         *(
             [

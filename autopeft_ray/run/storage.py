@@ -100,6 +100,10 @@ class Location:
             self._query = f"?{query}" if query else ""
             self._prefix = "" if self.is_local else base.split("://", 1)[0] + "://"
         else:
+            if "\0" in text:  # no file system takes it (os.path raises ValueError)
+                raise invalid_value(
+                    field, text, expected="a path without NUL characters", fix="Pick another path."
+                )
             self.fs = pafs.LocalFileSystem()
             self.root = str(Path(text).expanduser().resolve())
 

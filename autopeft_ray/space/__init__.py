@@ -4,7 +4,9 @@
 * :mod:`.space`: :class:`SearchSpace` (dimensions, validation, sampling,
   neighbours, counting) and the paper's ablated variants;
 * :mod:`.encoding`: vectors for the GP, with one canonical encoding of the
-  degenerate configurations.
+  degenerate configurations;
+* :mod:`.support`: each module as an ``adapters`` configuration, and the
+  modules a model family cannot build (fixed at 0 in its spaces).
 """
 
 from .configuration import MODULE_NAMES, MODULES, SIZE_KEYS, PeftConfiguration, layer_key

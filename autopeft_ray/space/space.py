@@ -6,6 +6,10 @@ serial and parallel adapters, prefixes, layers) is the default; its ablated
 spaces (Table 3) search fewer modules or fix every layer on. ``full-lora``
 adds the LoRA rank to the paper's space, and ``lora``/``lora-layer`` search
 LoRA alone, the counterparts of ``sa``/``sa-layer``.
+
+A space built for a model (:meth:`SearchSpace.from_model_config`) also fixes
+at 0 the modules ``adapters`` cannot build on the model's family
+(:mod:`.support`): searchers never propose them.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import SearchSpaceError, invalid_value
 
 from . import encoding
 from .configuration import MODULES, SIZE_KEYS, PeftConfiguration, layer_key
+from .support import refused_modules
 
 #: The paper's ablated spaces (Table 3): which modules are searched, and
 #: whether the layer bits are searched (otherwise every layer is on).
@@ -71,12 +77,16 @@ class SearchSpace:
         variant: ``"full"`` (SA-PA-PT-Layer) or an ablation from ``VARIANTS``.
         narrowed: ``(key, values)`` pairs that restrict searched keys to a subset
             of their values (:meth:`narrow`); a key narrowed to one value is fixed.
+        refused: ``(module, why)`` pairs of modules the model's family cannot
+            build (:func:`.support.refused_modules`): fixed at 0, kept by
+            :meth:`narrow` and :meth:`unnarrowed`.
     """
 
     num_layers: int
     hidden_size: int
     variant: str = "full"
     narrowed: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    refused: tuple[tuple[str, str], ...] = ()
     sizes: tuple[int, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +103,18 @@ class SearchSpace:
                 cls=SearchSpaceError,
             )
         object.__setattr__(self, "sizes", size_choices(self.hidden_size))
+        object.__setattr__(self, "refused", tuple((str(m), str(w)) for m, w in self.refused))
+        for module, _ in self.refused:
+            if module not in MODULES:
+                raise invalid_value("refused module", module, valid=MODULES, cls=SearchSpaceError)
+        if not self.modules:
+            raise invalid_value(
+                "variant",
+                self.variant,
+                expected="a space with a module this model family can build",
+                fix=" ".join(why for _, why in self.refused),
+                cls=SearchSpaceError,
+            )
         full = {d.name: d.choices for d in self._full_dimensions()}
         for key, values in self.narrowed:
             if key not in full:
@@ -136,12 +158,16 @@ class SearchSpace:
                 )
             current[key] = kept
         return SearchSpace(
-            self.num_layers, self.hidden_size, self.variant, tuple(sorted(current.items()))
+            self.num_layers,
+            self.hidden_size,
+            self.variant,
+            tuple(sorted(current.items())),
+            self.refused,
         )
 
     def unnarrowed(self) -> SearchSpace:
-        """The space before :meth:`narrow`."""
-        return SearchSpace(self.num_layers, self.hidden_size, self.variant)
+        """The space before :meth:`narrow` (the family's refused modules stay refused)."""
+        return SearchSpace(self.num_layers, self.hidden_size, self.variant, refused=self.refused)
 
     # -- construction -----------------------------------------------------
     @classmethod
@@ -150,16 +176,26 @@ class SearchSpace:
 
         ``config`` may be a ``PretrainedConfig``, a dict as in ``config.json``,
         or a hub name / local path (read with ``AutoConfig.from_pretrained``).
+        The layer count and hidden size come from the config (encoders and
+        decoders alike), and the modules ``adapters`` cannot build on its
+        family are fixed at 0 (:mod:`.support`).
         """
-        from autopeft_ray.models import model_shape
+        from autopeft_ray.models import load_config, model_family, model_shape
 
+        if isinstance(config, (str, Path)):
+            config = load_config(str(config))
         num_layers, hidden_size = model_shape(config)
-        return cls(num_layers, hidden_size, variant)
+        if variant not in VARIANTS:  # named before the family is looked at
+            return cls(num_layers, hidden_size, variant)
+        refused = refused_modules(model_family(config), VARIANTS[variant][0])
+        return cls(num_layers, hidden_size, variant, refused=tuple(refused.items()))
 
     # -- structure --------------------------------------------------------
     @property
     def modules(self) -> tuple[str, ...]:
-        return VARIANTS[self.variant][0]
+        """The modules this space searches: the variant's, less those the family refuses."""
+        refused = dict(self.refused)
+        return tuple(m for m in VARIANTS[self.variant][0] if m not in refused)
 
     @property
     def searches_layers(self) -> bool:
@@ -245,10 +281,7 @@ class SearchSpace:
                     key,
                     flat[key],
                     valid=[value],
-                    fix="The search space was narrowed to it (param_space)."
-                    if key in narrowed
-                    else f"The '{self.variant}' search space fixes it; use "
-                    f"variant='{_variant_searching(key)}'.",
+                    fix=self._fixed_because(key, narrowed),
                     cls=SearchSpaceError,
                 )
         for dim in self.dimensions:
@@ -263,6 +296,16 @@ class SearchSpace:
                     cls=SearchSpaceError,
                 )
         return config
+
+    def _fixed_because(self, key: str, narrowed: Mapping[str, Any]) -> str:
+        if key in narrowed:
+            return "The search space was narrowed to it (param_space)."
+        why = dict(self.refused).get(next((m for m in MODULES if SIZE_KEYS[m] == key), ""))
+        if why:
+            return why
+        return (
+            f"The '{self.variant}' search space fixes it; use variant='{_variant_searching(key)}'."
+        )
 
     def canonical(self, config: PeftConfiguration) -> PeftConfiguration:
         """Like :meth:`PeftConfiguration.canonical`, but always a member of this space.
@@ -404,12 +447,17 @@ class SearchSpace:
         }
         if self.narrowed:
             data["narrowed"] = {key: list(values) for key, values in self.narrowed}
+        if self.refused:
+            data["refused"] = dict(self.refused)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchSpace:
         space = cls(
-            int(data["num_layers"]), int(data["hidden_size"]), str(data.get("variant", "full"))
+            int(data["num_layers"]),
+            int(data["hidden_size"]),
+            str(data.get("variant", "full")),
+            refused=tuple(dict(data.get("refused") or {}).items()),
         )
         return space.narrow(data["narrowed"]) if data.get("narrowed") else space
 

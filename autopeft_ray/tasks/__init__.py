@@ -4,6 +4,7 @@ Importing this package is cheap: ``datasets`` and ``transformers`` are imported
 only by the functions that need them.
 """
 
+from autopeft_ray.models import load_tokenizer
 from autopeft_ray.tasks.custom import is_task_name, task_from_data
 from autopeft_ray.tasks.files import resolve_data_files
 from autopeft_ray.tasks.loading import load_task
@@ -22,7 +23,6 @@ from autopeft_ray.tasks.registry import (
 )
 from autopeft_ray.tasks.tokenization import (
     default_cache_dir,
-    load_tokenizer,
     tokenize_task,
     tokenized_cache_path,
     training_subset,

@@ -11,6 +11,11 @@ to Ray workers, and ``search.json`` keeps it for ``evaluate`` and ``report``.
 A missing validation split is cut from train (seeded), a missing test split
 from validation, as for registered tasks; every split needs at least
 ``MIN_SPLIT_ROWS`` rows, and the training split at least two classes.
+
+With ``causal_lm=True`` the task is causal-LM fine-tuning instead: no label
+column; one text column (the loss on every token) or a prompt and a response
+column (the loss on the response only). :func:`causal_lm_task` makes the same
+of a registered task's text.
 """
 
 from __future__ import annotations
@@ -21,13 +26,23 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import TaskError, invalid_value, shorten
+from autopeft_ray.models import CAUSAL_LM
 
 from .files import path_exists, read_table, resolve_data_files
-from .registry import CLASSIFICATION_METRICS, LABEL, REGRESSION_METRICS, TASKS, TaskSpec
+from .registry import (
+    CAUSAL_LM_METRICS,
+    CLASSIFICATION_METRICS,
+    LABEL,
+    REGRESSION_METRICS,
+    TASKS,
+    TaskSpec,
+)
 
 #: Text columns used when none are named, in this order of preference.
 DEFAULT_TEXT_COLUMNS = (("sentence1", "sentence2"), ("text",), ("sentence",))
-METRICS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+#: The same for a causal-LM task: a prompt and its response, or one text.
+DEFAULT_LM_COLUMNS = (("prompt", "response"), ("text",), ("sentence",))
+METRICS = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS, *CAUSAL_LM_METRICS)
 
 
 def is_task_name(value: str) -> bool:
@@ -49,6 +64,7 @@ def task_from_data(
     metric: str | None = None,
     regression: bool = False,
     name: str | None = None,
+    causal_lm: bool = False,
 ) -> TaskSpec:
     """A task for your own data (see the module docstring).
 
@@ -64,6 +80,10 @@ def task_from_data(
             ``regression``.
         regression: numeric labels, one output.
         name: the task's name in reports (default: from the source).
+        causal_lm: causal-LM fine-tuning: no labels; ``text_columns`` are a
+            text, or a prompt and a response (default ``prompt, response``,
+            ``text`` or ``sentence``); ``metric`` is ``token_accuracy``
+            (default) or ``neg_loss``.
 
     Raises:
         TaskError: a missing column (naming those found), a single class, a
@@ -75,8 +95,28 @@ def task_from_data(
         return TaskSpec.from_dict(json.loads(path.read_text()))
     if metric is not None and metric not in METRICS:
         raise invalid_value("metric", metric, valid=METRICS, cls=TaskError)
+    if causal_lm:
+        _check_causal_lm_options(metric, regression, label_column)
     columns, labels, where = _read_train(path) if local else _read_hub_train(str(source))
-    texts = _text_columns(text_columns, columns, where)
+    texts = _text_columns(
+        text_columns, columns, where, DEFAULT_LM_COLUMNS if causal_lm else DEFAULT_TEXT_COLUMNS
+    )
+    origin: dict[str, Any] = (
+        {"data_files": str(path.resolve())} if local else {"hub_path": (str(source), "")}
+    )
+    task_name = name or _name_of(path.stem if local else str(source))
+    if causal_lm:
+        return TaskSpec(
+            name=task_name,
+            text_columns=texts,
+            num_labels=0,
+            metrics=CAUSAL_LM_METRICS,
+            score_metrics=(metric or CAUSAL_LM_METRICS[0],),
+            description=f"Your data, causal-LM fine-tuning: {shorten(str(source))}",
+            user_data=True,
+            kind=CAUSAL_LM,
+            **origin,
+        )
     label = label_column or LABEL
     if label not in columns:
         raise TaskError(
@@ -85,16 +125,13 @@ def task_from_data(
         )
     values = labels(label)
     spec_fields: dict[str, Any] = {
-        "name": name or _name_of(path.stem if local else str(source)),
+        "name": task_name,
         "text_columns": texts,
         "label_column": label,
         "description": f"Your data: {shorten(str(source))}",
         "user_data": True,
+        **origin,
     }
-    if local:
-        spec_fields["data_files"] = str(path.resolve())
-    else:
-        spec_fields["hub_path"] = (str(source), "")
     if regression:
         _check_numeric(values, where)
         metrics = (metric,) if metric else REGRESSION_METRICS
@@ -108,6 +145,55 @@ def task_from_data(
         label_names=label_names,
         **spec_fields,
     )
+
+
+def causal_lm_task(task: TaskSpec, metric: str | None = None) -> TaskSpec:
+    """Causal-LM fine-tuning on ``task``'s text, from the same source (its labels unused).
+
+    One text column: the loss on every token; two: the first is the prompt,
+    the second the response (the loss on the response only). The task is
+    named ``<name>_lm``.
+
+    Args:
+        task: a task (registered or your own) whose text to model.
+        metric: the score, ``token_accuracy`` (default) or ``neg_loss``.
+    """
+    if task.is_causal_lm:
+        return task
+    _check_causal_lm_options(metric, False, None)
+    data = task.to_dict()
+    data.update(
+        name=f"{task.name}_lm",
+        num_labels=0,
+        metrics=list(CAUSAL_LM_METRICS),
+        score_metrics=[metric or CAUSAL_LM_METRICS[0]],
+        label_names=[],
+        description=f"Causal-LM fine-tuning on the text of {task.name}. {task.description}",
+        kind=CAUSAL_LM,
+    )
+    return TaskSpec.from_dict(data)
+
+
+def _check_causal_lm_options(metric: str | None, regression: bool, label_column: Any) -> None:
+    if metric is not None and metric not in CAUSAL_LM_METRICS:
+        raise invalid_value(
+            "metric",
+            metric,
+            valid=CAUSAL_LM_METRICS,
+            fix="A causal-LM task is scored on its target tokens.",
+            cls=TaskError,
+        )
+    if regression:
+        raise TaskError(
+            "`regression` predicts a number per text; a causal-LM task predicts the next "
+            "tokens. Drop one of --regression and --causal-lm."
+        )
+    if label_column is not None:
+        raise TaskError(
+            f"`label_column` {shorten(repr(label_column))} was given, but a causal-LM task has "
+            f"no labels: it models its text columns (a text, or a prompt and a response). "
+            f"Drop --label-column, or drop --causal-lm to classify."
+        )
 
 
 def _is_spec_file(path: Path) -> bool:
@@ -164,7 +250,12 @@ def _read_hub_train(name: str) -> tuple[list[str], Any, str]:
     return list(train.column_names), labels, f"hub dataset {name!r} (train split)"
 
 
-def _text_columns(given: Any, columns: list[str], where: str) -> tuple[str, ...]:
+def _text_columns(
+    given: Any,
+    columns: list[str],
+    where: str,
+    defaults: tuple[tuple[str, ...], ...] = DEFAULT_TEXT_COLUMNS,
+) -> tuple[str, ...]:
     found = shorten(str(sorted(columns)), 300)
     if given:
         missing = [c for c in given if c not in columns]
@@ -173,11 +264,11 @@ def _text_columns(given: Any, columns: list[str], where: str) -> tuple[str, ...]
                 f"Text column(s) {shorten(str(missing))} not in {where}; columns found: {found}."
             )
         return tuple(given)
-    for candidate in DEFAULT_TEXT_COLUMNS:
+    for candidate in defaults:
         if all(c in columns for c in candidate):
             return candidate
     raise TaskError(
-        f"No text column in {where}: none of {[list(c) for c in DEFAULT_TEXT_COLUMNS]}; "
+        f"No text column in {where}: none of {[list(c) for c in defaults]}; "
         f"columns found: {found}. Name one or two with --text-columns."
     )
 

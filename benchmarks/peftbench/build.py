@@ -20,6 +20,11 @@ that depends on earlier rows (the 1x top 10) sees them:
     ``--configurations`` distinct configurations of ``--space`` at 1x, seed 0,
     drawn evenly over half-decade bins of the parameter fraction (a uniform
     draw would leave the cheap end nearly empty).
+``ablation``
+    the configurations of the paper's single-module spaces and their LoRA
+    counterparts (``--ablations``: ``sa`` and ``lora`` whole, ``sa-layer`` and
+    ``lora-layer`` ``--ablation-configurations`` each, drawn as in ``space``) at
+    1x, seed 0, so that replays can compare them with the combined space.
 ``repeat``
     a second seed at 1x for the anchors and ``--repeats`` of the configurations
     (drawn evenly over the fraction bins).
@@ -65,7 +70,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "data"
-STAGES = ("anchors", "space", "repeat", "full")
+STAGES = ("anchors", "space", "ablation", "repeat", "full")
 #: Examples per unit of fidelity: the demo trains on 1,024 examples, one epoch of batch 16.
 UNIT_EXAMPLES = 1024
 #: Columns of the table, in order (see the card, README.md, for their meaning).
@@ -112,6 +117,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--space", default="full", help="search-space variant whose configurations are drawn"
     )
     parser.add_argument("--configurations", type=int, default=300)
+    parser.add_argument(
+        "--ablations", nargs="*", default=["sa", "sa-layer"], help="spaces of stage ablation"
+    )
+    parser.add_argument(
+        "--ablation-configurations", type=int, default=40, help="per ablation space, at most"
+    )
     parser.add_argument("--repeats", type=int, default=60, help="configurations given seed 1")
     parser.add_argument("--top", type=int, default=10, help="1x top-k trained at full fidelity")
     parser.add_argument("--random-full", type=int, default=20, help="random others at full")
@@ -193,6 +204,16 @@ def plan(stage: str, args: argparse.Namespace, table: list[dict[str, Any]]) -> l
         return [job(k, 1, 0) for k in anchor_keys(args)]
     if stage == "space":
         return [job(k, 1, 0) for k in space_keys(args)]
+    if stage == "ablation":
+        from autopeft_ray.testing.peftbench import stratified_draw
+
+        keys: list[str] = []
+        for variant in args.ablations:
+            fractions = fractions_of_space(variant)
+            count = min(args.ablation_configurations, len(fractions))
+            rng = random.Random(f"ablation:{variant}:{args.plan_seed}")
+            keys += stratified_draw(fractions, count, rng)
+        return [job(k, 1, 0) for k in dict.fromkeys(keys)]
     if stage == "repeat":
         from autopeft_ray.testing.peftbench import stratified_draw
 

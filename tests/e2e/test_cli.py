@@ -1,4 +1,9 @@
-"""End-to-end: the CLI's search, evaluate, transfer and report on the small real task."""
+"""End-to-end: the CLI on the small real task, and its errors before Ray starts.
+
+The README's command block is the end-to-end run of search (in the space with
+LoRA, with baselines), report, export-ax, evaluate and transfer, checked in
+tests/e2e/test_readme.py; this file holds the ASHA search and every error path.
+"""
 
 from __future__ import annotations
 
@@ -18,84 +23,6 @@ def _has_cuda() -> bool:
 
 def _lines(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "trials.jsonl").read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def fifo_run(ray_session, tmp_path_factory, tiny_search_args) -> Path:
-    out = tmp_path_factory.mktemp("cli") / "fifo"
-    code = main(
-        [
-            "search",
-            *tiny_search_args,
-            "--max-steps",
-            "2",
-            "--initial",
-            "3",
-            "--model-based",
-            "2",
-            "--nuts",
-            "8",
-            "5",
-            "1",
-            "--concurrency",
-            "2",
-            "--baseline",
-            "head-only",
-            "--baseline",
-            "lora",
-            "--space",
-            "full-lora",
-            "--output",
-            str(out),
-        ]
-    )
-    assert code == 0
-    return out
-
-
-@pytest.mark.slow
-def test_search_fifo_writes_the_run_folder(fifo_run, capsys):
-    records = _lines(fifo_run)
-    assert len(records) == 5 and all(r["status"] == "completed" for r in records)
-    assert all(r["metrics"]["fidelity"] == 2 for r in records)
-    configs = [json.dumps(r["configuration"], sort_keys=True) for r in records]
-    assert len(set(configs)) == 5, "no configuration evaluated twice"
-    # The space with LoRA: every trial config holds a rank, drawn from its choices.
-    assert all(r["configuration"]["lora_rank"] in (0, 1, 2, 4, 8, 16, 32, 64) for r in records)
-    pareto = json.loads((fifo_run / "pareto.json").read_text())
-    assert 1 <= len(pareto) <= 5
-    # Each front member is marked with the baselines (head-only, lora) that dominate it.
-    assert all(set(p["dominated_by"]) <= {"head-only", "lora"} for p in pareto)
-    for name in (
-        "trials.csv",
-        "pareto.csv",
-        "search.json",
-        "report/pareto_front.png",
-        "report/hypervolume.png",
-        "report/report.md",
-        "report/relevance.png",
-    ):
-        assert (fifo_run / name).stat().st_size > 0, name
-    # The searcher fitted NUTS (2 model-based steps): its relevance, with a spread.
-    relevance = json.loads((fifo_run / "relevance.json").read_text())
-    assert relevance["source"] == "saas-nuts" and len(relevance["dimensions"]) == 10
-    assert "lora_rank" in {d["name"] for d in relevance["dimensions"]}
-    assert "## Which dimensions matter" in (fifo_run / "report" / "report.md").read_text()
-    setup = json.loads((fifo_run / "adapters" / "00" / "adapter_setup.json").read_text())
-    assert isinstance(setup, dict) and setup
-
-
-@pytest.mark.slow
-def test_search_trains_baselines_at_its_fidelity(fifo_run):
-    baselines = json.loads((fifo_run / "baselines.json").read_text())
-    assert [b["name"] for b in baselines] == ["head-only", "lora"]
-    head, lora = (b["metrics"] for b in baselines)
-    assert head["param_fraction"]["mean"] == 0.0 and 0 < lora["param_fraction"]["mean"] < 0.01
-    assert all(0 <= b["metrics"]["score"]["mean"] <= 1 for b in baselines)
-    report = (fifo_run / "report" / "report.md").read_text()
-    assert "## Baselines at the same fidelity" in report and "| lora |" in report
-    # Trained as evaluations of the search's settings, not as searched trials.
-    assert len(_lines(fifo_run)) == 5
 
 
 @pytest.mark.slow
@@ -137,61 +64,6 @@ def test_search_with_asha_stops_by_pareto_rungs_and_fits_every_rung(
     assert state["settings"]["multi_fidelity"] is True
     steps = [t for t in state["timings"] if "total_s" in t]
     assert [t["n_observations"] for t in steps] == [3]
-
-
-@pytest.mark.slow
-def test_evaluate_and_transfer_and_report(fifo_run, capsys, tiny_search_args):
-    code = main(
-        [
-            "evaluate",
-            str(fifo_run),
-            *tiny_search_args,
-            "--max-steps",
-            "2",
-            "--seeds",
-            "0",
-            "1",
-            "--max-fraction",
-            "1.0",
-            "--preset",
-            "lora",
-        ]
-    )
-    assert code == 0
-    summary = json.loads((fifo_run / "evaluate" / "evaluation.json").read_text())
-    assert any(row["configuration"].get("preset") == "lora" for row in summary)
-    for row in summary:
-        assert row["seeds"] == 2
-        assert set(row["metrics"]["test_score"]) == {"mean", "std"}
-
-    code = main(
-        [
-            "transfer",
-            str(fifo_run),
-            "--to",
-            "rotten_tomatoes",
-            *tiny_search_args[2:],
-            "--max-steps",
-            "2",
-            "--seeds",
-            "0",
-            "--train-examples",
-            "32",
-        ]
-    )
-    assert code == 0
-    transfer = json.loads((fifo_run / "transfer" / "transfer_rotten_tomatoes.json").read_text())
-    assert transfer and all(row["task"] == "rotten_tomatoes" for row in transfer)
-
-    code = main(["report", str(fifo_run), "--max-fraction", "1.0"])
-    assert code == 0
-    assert "Best under 100% parameters" in capsys.readouterr().out
-
-    assert main(["export-ax", str(fifo_run)]) == 0
-    from ax.api.client import Client
-
-    client = Client.load_from_json_file(str(fifo_run / "ax_experiment.json"))
-    assert len(client._experiment.trials) == 5  # noqa: SLF001
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,9 @@
 """``autopeft-ray search --resume`` after Ctrl-C and after the driver (and Ray) is killed.
 
 Each test runs the real CLI in its own process session on a tiny real search,
-interrupts it once ``trials.jsonl`` holds a trial, resumes it to the end and
-checks that nothing measured was lost, no configuration was trained twice,
-and the budget was met exactly.
+interrupts it once ``trials.jsonl`` holds a trial (the first test twice: Ctrl-C,
+then a kill), resumes it to the end and checks that nothing measured was lost,
+no configuration was trained twice, and the budget was met exactly.
 
 What resuming means (Ray Tune 2.60 ``Tuner.restore``): a trial that was pending
 or running at the interruption continues under its trial id from its last
@@ -134,14 +134,6 @@ def _records(output: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _wait_for_records(output: Path, proc: subprocess.Popen[bytes], count: int) -> None:
-    deadline = time.monotonic() + 300
-    while len(_records(output)) < count:
-        assert proc.poll() is None, f"the search ended (exit {proc.returncode}) before a trial did"
-        assert time.monotonic() < deadline, "no trial ended within 300 s"
-        time.sleep(0.2)
-
-
 def _canonical(record: dict) -> PeftConfiguration:
     return PeftConfiguration.from_dict(record["configuration"]).canonical()
 
@@ -153,46 +145,24 @@ def _wait_gone(runs: Runs, timeout: float = 30) -> list[int]:
     return runs.leaked()
 
 
-@pytest.mark.slow
-# Two of the four (searcher, signal) pairs: each searcher and each signal once.
-# The other two pairs passed too when the test was written (9.6 min for all four).
-@pytest.mark.parametrize(("searcher", "how"), [("random", "sigint"), ("autopeft", "sigkill")])
-def test_resume_after_interruption_loses_nothing_and_repeats_nothing(
-    runs: Runs, tmp_path: Path, how: str, searcher: str, tiny_search_args: list[str]
-) -> None:
-    output = tmp_path / "run"
-    budget = ["--max-steps", "2", "--concurrency", "1", *SEARCHERS[searcher]]
-    argv = ["search", *tiny_search_args, *budget, "--output", str(output)]
-    first = runs.start(argv, "first")
-    _wait_for_records(output, first, 1)
-    assert runs.leaked(), "the leak check sees this run's Ray processes"
-    if how == "sigint":
-        os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        # Tune saves its state and returns; the CLI must not pass that off as a finished search.
-        assert first.wait(timeout=180) == 2, runs.log("first")
-        assert f"--output {output} --resume" in runs.log("first")
-        assert (output / "pareto.json").exists(), "what ended is summarised"
-    else:
-        os.killpg(first.pid, signal.SIGKILL)  # a crash of the whole process group
-        assert first.wait() == -signal.SIGKILL
+def _wait_for_trials(output: Path, proc: subprocess.Popen[bytes], count: int) -> None:
+    """Until ``count`` distinct trials have records (a resumed trial may add a line)."""
+    deadline = time.monotonic() + 300
+    while len({r["trial_id"] for r in _records(output)}) < count:
+        assert proc.poll() is None, f"the search ended (exit {proc.returncode}) too early"
+        assert time.monotonic() < deadline, f"fewer than {count} trials ended within 300 s"
+        time.sleep(0.2)
+
+
+def _stopped_cleanly(runs: Runs, output: Path, budget: int) -> list[dict]:
     assert not _wait_gone(runs), "Ray processes outlived the interrupted search"
     before = _records(output)
-    assert before, "the trial that ended before the interruption is on disk"
-    assert len({r["trial_id"] for r in before}) < BUDGET, runs.log("first")
+    assert before, "the trials that ended before the interruption are on disk"
+    assert len({r["trial_id"] for r in before}) < budget
+    return before
 
-    if how == "sigint":  # a moved run folder is refused, before Ray starts, naming both places
-        moved = tmp_path / "moved"
-        shutil.move(output, moved)
-        refused = runs.start(["search", "--output", str(moved), "--resume"], "refused")
-        assert refused.wait(timeout=120) == 2, runs.log("refused")
-        assert f"move it back to {output}" in runs.log("refused")
-        assert "Traceback" not in runs.log("refused") and not runs.leaked()
-        shutil.move(moved, output)
-    resumed = runs.start(["search", "--output", str(output), "--resume"], "resumed")
-    assert resumed.wait(timeout=600) == 0, runs.log("resumed")
-    assert not _wait_gone(runs), "Ray processes outlived the resumed search"
 
-    lines = _records(output)
+def _nothing_lost_or_repeated(before: list[dict], lines: list[dict]) -> dict[str, dict]:
     assert lines[: len(before)] == before, "trials.jsonl is only appended to"
     latest = {r["trial_id"]: r for r in lines}
     for record in before:
@@ -200,6 +170,50 @@ def test_resume_after_interruption_loses_nothing_and_repeats_nothing(
             assert latest[record["trial_id"]]["metrics"] == record["metrics"], (
                 "a finished trial was trained again"
             )
+    return latest
+
+
+@pytest.mark.slow
+def test_resume_after_ctrl_c_and_after_a_kill_loses_nothing_and_repeats_nothing(
+    runs: Runs, tmp_path: Path, tiny_search_args: list[str]
+) -> None:
+    """One model-based search interrupted twice, each time resumed: Ctrl-C after its
+    first trial ended (Tune saves its state and returns), then a SIGKILL of the whole
+    process group, Ray included, after its second (a crash); resumed to the end. Then
+    records lost after the end are rebuilt by one more --resume."""
+    output = tmp_path / "run"
+    budget = ["--max-steps", "2", "--concurrency", "1", *SEARCHERS["autopeft"]]
+    first = runs.start(["search", *tiny_search_args, *budget, "--output", str(output)], "first")
+    _wait_for_trials(output, first, 1)
+    assert runs.leaked(), "the leak check sees this run's Ray processes"
+    os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    # Tune saves its state and returns; the CLI must not pass that off as a finished search.
+    assert first.wait(timeout=180) == 2, runs.log("first")
+    assert f"--output {output} --resume" in runs.log("first")
+    assert (output / "pareto.json").exists(), "what ended is summarised"
+    before = _stopped_cleanly(runs, output, BUDGET)
+
+    # A moved run folder is refused, before Ray starts, naming both places.
+    moved = tmp_path / "moved"
+    shutil.move(output, moved)
+    refused = runs.start(["search", "--output", str(moved), "--resume"], "refused")
+    assert refused.wait(timeout=120) == 2, runs.log("refused")
+    assert f"move it back to {output}" in runs.log("refused")
+    assert "Traceback" not in runs.log("refused") and not runs.leaked()
+    shutil.move(moved, output)
+
+    second = runs.start(["search", "--output", str(output), "--resume"], "second")
+    _wait_for_trials(output, second, len({r["trial_id"] for r in before}) + 1)
+    os.killpg(second.pid, signal.SIGKILL)  # a crash of the whole process group
+    assert second.wait() == -signal.SIGKILL
+    _nothing_lost_or_repeated(before, _records(output))
+    before = _stopped_cleanly(runs, output, BUDGET)
+
+    resumed = runs.start(["search", "--output", str(output), "--resume"], "resumed")
+    assert resumed.wait(timeout=600) == 0, runs.log("resumed")
+    assert not _wait_gone(runs), "Ray processes outlived the resumed search"
+    lines = _records(output)
+    latest = _nothing_lost_or_repeated(before, lines)
     assert len(latest) == BUDGET, (len(latest), runs.log("resumed"))
     assert all(r["status"] == "completed" for r in latest.values())
     trial_ids: dict[PeftConfiguration, set[str]] = {}
@@ -207,31 +221,29 @@ def test_resume_after_interruption_loses_nothing_and_repeats_nothing(
         trial_ids.setdefault(_canonical(record), set()).add(record["trial_id"])
     assert len(trial_ids) == BUDGET, "a configuration was evaluated twice"
     assert all(len(ids) == 1 for ids in trial_ids.values())
-    finished = list(latest.values())
     pareto = json.loads((output / "pareto.json").read_text())
     assert pareto and {json.dumps(r["configuration"], sort_keys=True) for r in pareto} <= {
-        json.dumps(r["configuration"], sort_keys=True) for r in finished
+        json.dumps(r["configuration"], sort_keys=True) for r in latest.values()
     }
 
-    if how == "sigint":
-        # Records lost after the search ended (a line cut short by a crash, a damaged line
-        # deleted as the error message allows) are rebuilt from Tune's state on --resume.
-        trials = output / "trials.jsonl"
-        kept = trials.read_text().splitlines()
-        lost = [json.loads(kept[0])["trial_id"], json.loads(kept[-1])["trial_id"]]
-        trials.write_text("\n".join(kept[1:-1]) + "\n" + kept[-1][: len(kept[-1]) // 2])
-        again = runs.start(["search", "--output", str(output), "--resume"], "rebuilt")
-        assert again.wait(timeout=600) == 0, runs.log("rebuilt")
-        assert "rebuilt the record of 2 ended trial(s)" in runs.log("rebuilt")
-        rebuilt = {r["trial_id"]: r for r in _records(output)}
-        assert sorted(rebuilt) == sorted(latest) and all(t in rebuilt for t in lost)
-        for trial_id, record in latest.items():
-            assert rebuilt[trial_id]["metrics"]["score"] == record["metrics"]["score"]
-        front = json.loads((output / "pareto.json").read_text())
-        assert [(r["trial_id"], r["metrics"]) for r in front] == [
-            (r["trial_id"], r["metrics"]) for r in pareto
-        ]
-        assert not _wait_gone(runs)
+    # Records lost after the search ended (a line cut short by a crash, a damaged line
+    # deleted as the error message allows) are rebuilt from Tune's state on --resume.
+    trials = output / "trials.jsonl"
+    kept = trials.read_text().splitlines()
+    lost = [json.loads(kept[0])["trial_id"], json.loads(kept[-1])["trial_id"]]
+    trials.write_text("\n".join(kept[1:-1]) + "\n" + kept[-1][: len(kept[-1]) // 2])
+    again = runs.start(["search", "--output", str(output), "--resume"], "rebuilt")
+    assert again.wait(timeout=600) == 0, runs.log("rebuilt")
+    assert "rebuilt the record of" in runs.log("rebuilt")
+    rebuilt = {r["trial_id"]: r for r in _records(output)}
+    assert sorted(rebuilt) == sorted(latest) and all(t in rebuilt for t in lost)
+    for trial_id, record in latest.items():
+        assert rebuilt[trial_id]["metrics"]["score"] == record["metrics"]["score"]
+    front = json.loads((output / "pareto.json").read_text())
+    assert [(r["trial_id"], r["metrics"]) for r in front] == [
+        (r["trial_id"], r["metrics"]) for r in pareto
+    ]
+    assert not _wait_gone(runs)
 
 
 @pytest.mark.slow

@@ -112,3 +112,19 @@ def test_best_under_a_budget(run):
 
 def test_markdown_table_of_no_records():
     assert markdown_table([]).count("\n") == 1
+
+
+def test_peak_memory_is_kept_and_shown_in_the_last_column(tmp_path):
+    from autopeft_ray.objectives import PEAK_MEMORY
+    from autopeft_ray.run.records import KEPT_RESULT_KEYS
+
+    assert PEAK_MEMORY in KEPT_RESULT_KEYS
+    result = {"score": 0.6, "param_fraction": 0.01, "fidelity": 4, PEAK_MEMORY: 1.234}
+    record = trial_record("m", _config(4), result, "completed")
+    assert record["metrics"][PEAK_MEMORY] == 1.234
+    table = markdown_table([record])
+    assert table.splitlines()[0].endswith("| status | peak memory (GiB) |")
+    assert table.splitlines()[2].endswith("| completed | 1.23 |")
+    # Records written before memory was measured read "-".
+    del record["metrics"][PEAK_MEMORY]
+    assert markdown_table([record]).splitlines()[2].endswith("| completed | - |")

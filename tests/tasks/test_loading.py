@@ -200,9 +200,7 @@ def test_single_file_instead_of_folder() -> None:
 def test_folder_without_validation_lists_files(tmp_path: Path) -> None:
     (tmp_path / "train.csv").write_text("sentence1,sentence2,label\na,b,0\n")
     (tmp_path / "notes.txt").write_text("")
-    with pytest.raises(
-        TaskError, match=r"no validation file \(found: 'notes.txt', 'train.csv'\)"
-    ):
+    with pytest.raises(TaskError, match=r"no validation file \(found: 'notes.txt', 'train.csv'\)"):
         load_task("rte", data_files=tmp_path)
 
 
