@@ -50,7 +50,7 @@ from autopeft_ray.models import (
 )
 from autopeft_ray.objectives.cost import deployable_params
 from autopeft_ray.space import WIDEST_VARIANT, PeftConfiguration, SearchSpace
-from autopeft_ray.space.support import check_causal_lm, check_supported
+from autopeft_ray.space.support import check_causal_lm, check_supported, quiet_activation_warning
 
 from .composition import enable_parallel_then_serial
 from .presets import get_preset
@@ -63,7 +63,6 @@ from .setup import (
     adapter_setup_dict,
     bad_configuration,
     is_int,
-    quiet_activation_warning,
     use_eager_attention,
 )
 

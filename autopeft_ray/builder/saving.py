@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import invalid_value
+from autopeft_ray.space.support import quiet_activation_warning
 
 from .build import BuiltModel, task_head_parameters
 from .composition import enable_parallel_then_serial
@@ -16,7 +17,6 @@ from .setup import (
     HEAD_ONLY,
     PARALLEL_THEN_SERIAL,
     active_stack,
-    quiet_activation_warning,
     use_eager_attention,
 )
 

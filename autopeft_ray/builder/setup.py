@@ -18,14 +18,14 @@ project.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.space import PeftConfiguration
-from autopeft_ray.space.support import PREFIX_NEEDS_EAGER_ATTENTION, adapter_config
+from autopeft_ray.space.support import (
+    PREFIX_NEEDS_EAGER_ATTENTION,
+    adapter_config,
+)
 
 from .presets import PRESET_NAMES, get_preset
 
@@ -132,22 +132,3 @@ def bad_configuration(value: Any) -> ConfigurationError:
         value,
         expected=f"a PeftConfiguration or a preset name ({', '.join(PRESET_NAMES)})",
     )
-
-
-class _DropActivationWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "none are activated" not in record.getMessage()
-
-
-@contextlib.contextmanager
-def quiet_activation_warning() -> Iterator[None]:
-    # adapters warns "adapters available but none are activated" from inside
-    # set_active_adapters itself (reset_adapter runs a ForwardContext before the
-    # setup is stored): misleading while building, so it is dropped there only.
-    logger = logging.getLogger("adapters.model_mixin")
-    drop = _DropActivationWarning()
-    logger.addFilter(drop)
-    try:
-        yield
-    finally:
-        logger.removeFilter(drop)

@@ -42,7 +42,7 @@ from typing import Any
 
 from autopeft_ray.exceptions import UnsupportedError, invalid_value
 from autopeft_ray.space import MODULES, PeftConfiguration
-from autopeft_ray.space.support import adapter_config
+from autopeft_ray.space.support import adapter_config, quiet_activation_warning
 
 
 def bottleneck_params(hidden_size: int, size: int) -> int:
@@ -198,12 +198,12 @@ def _count(
     net: Any, module: str, size: int, hidden_size: int, leave_out: Any, head: list[Any]
 ) -> int:
     name = f"measure_{module}_{size}"
-    net.add_adapter(
-        name, config=adapter_config(module, size, hidden_size=hidden_size, leave_out=leave_out)
-    )
-    net.train_adapter(name)
-    count = deployable_params(net, exclude=head)
-    net.delete_adapter(name)
+    config = adapter_config(module, size, hidden_size=hidden_size, leave_out=leave_out)
+    with quiet_activation_warning():
+        net.add_adapter(name, config=config)
+        net.train_adapter(name)
+        count = deployable_params(net, exclude=head)
+        net.delete_adapter(name)
     return count
 
 

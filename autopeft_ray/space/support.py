@@ -36,7 +36,9 @@ configuration before loading any weight (:func:`check_supported`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,3 +200,25 @@ def _reduction(width: int, size: int, field: str) -> float:
             cls=SearchSpaceError,
         )
     return factor
+
+
+class _DropActivationWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "none are activated" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_activation_warning() -> Iterator[None]:
+    """Drop ``adapters``' "adapters available but none are activated" while building.
+
+    ``adapters`` logs it from inside ``set_active_adapters`` itself
+    (``reset_adapter`` runs a ``ForwardContext`` before the setup is stored):
+    misleading while a model is built or measured, so it is dropped there only.
+    """
+    logger = logging.getLogger("adapters.model_mixin")
+    drop = _DropActivationWarning()
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
