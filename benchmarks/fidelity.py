@@ -8,7 +8,7 @@ k x 1,024 Rotten Tomatoes training examples, one epoch of batch 16 (64 k
 optimiser steps), sequence 64, scored on the whole dev split (1,274 examples). ``--contestants
 calibration`` is the learning-rate calibration: configurations chosen to cover
 each module alone and together, small and large (the ones that learned nothing
-or collapsed in the probes of FACTS.md), and presets, trained with each of
+or collapsed in the probes before the calibration), and presets, trained with each of
 ``--recipes``. A recipe is one learning rate for every group (``3e-3``), or a
 policy of :mod:`autopeft_ray.config.learning_rates` with group overrides
 (``short``, ``short,pa=1e-4``); the default is the settings' default.

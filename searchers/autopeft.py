@@ -136,7 +136,10 @@ class AutoPEFTSearcher(
         reference_point: ``(score, param_fraction)`` in natural units. Default:
             score 0.0 and the fraction of the space's largest configuration
             (the role of the paper's (0.7, 26%) on RTE, for any model);
-            required when ``mode="min"``.
+            required when ``mode="min"``. ``"auto"``: inferred at each step from
+            the observed front, as Ax infers one (its nadir, 10% of its range
+            further out: :func:`~.model_based.inferred_reference`), so that gains at
+            the cheap end of the front count as much as a better best score.
         seed: seeds sampling, NUTS and the acquisition (``None``: drawn once).
         min_fidelity: also fit early-stopped results at or above this fidelity.
         max_t: target fidelity of results that do not report ``target_fidelity``
@@ -232,7 +235,7 @@ class AutoPEFTSearcher(
         raw_samples: int = 512,
         mc_samples: int = 32,
         max_baseline: int | None = None,
-        reference_point: Sequence[float] | None = None,
+        reference_point: Sequence[float] | str | None = None,
         seed: int | None = None,
         min_fidelity: float | None = None,
         max_t: float | None = None,
@@ -444,7 +447,7 @@ class AutoPEFTSearcher(
             raw_samples=self.raw_samples,
             mc_samples=self.mc_samples,
             max_baseline=self.max_baseline,
-            reference_point=self.reference_point,
+            reference_point="auto" if self.auto_reference else self.reference_point,
             pad_multiple=self.pad_multiple,
             jax_cache_dir=self.jax_cache_dir,
             model_failures=self.model_failures,

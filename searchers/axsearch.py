@@ -4,7 +4,8 @@ For users of the Ax ecosystem: every suggestion comes from
 ``ax.api.client.Client.get_next_trials`` on an Ax experiment that holds the
 search's trials, so the run is an Ax experiment all along (``client``), with
 Ax's own model, transforms, acquisition optimiser and bookkeeping. Ray's
-``AxSearch`` does not work with Ax 1.3.1 (FACTS.md) and is single-objective.
+``AxSearch`` fails with Ax 1.3.1 (``'Objective' object has no attribute
+'objectives'``) and is single-objective.
 
 What differs from :class:`~.autopeft.AutoPEFTSearcher` (same arguments where
 they mean the same):
@@ -116,6 +117,8 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         reference_point: ``(score, param_fraction)`` in natural units, the Ax
             objective thresholds. Default: score 0.0 and the fraction of the
             space's largest configuration; required when ``mode="min"``.
+            ``"auto"``: inferred from the observed front at each step (as
+            :class:`~.autopeft.AutoPEFTSearcher`).
         seed: seeds the initial design, Ax's client and each step's torch RNG.
         min_fidelity: also fit early-stopped results at or above this fidelity.
         max_t: target fidelity of results that do not report ``target_fidelity``.
@@ -142,7 +145,7 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         nuts_warmup: int = 128,
         nuts_samples: int = 64,
         nuts_thinning: int = 4,
-        reference_point: Sequence[float] | None = None,
+        reference_point: Sequence[float] | str | None = None,
         seed: int | None = None,
         min_fidelity: float | None = None,
         max_t: float | None = None,
@@ -340,7 +343,7 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
             nuts_warmup=self.nuts.warmup_steps,
             nuts_samples=self.nuts.num_samples,
             nuts_thinning=self.nuts.thinning,
-            reference_point=self.reference_point,
+            reference_point="auto" if self.auto_reference else self.reference_point,
             jax_cache_dir=self.jax_cache_dir,
         )
         return settings

@@ -26,7 +26,7 @@ from typing import Any
 from autopeft_ray.config import SURROGATES, initial_design_size
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FAILED
-from autopeft_ray.objectives.pareto import reference_point_for
+from autopeft_ray.objectives.pareto import pareto_mask, reference_point_for
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.validation import check_int, check_reference_point
 
@@ -40,6 +40,36 @@ DEFAULT_JAX_CACHE_DIR = os.path.join("~", ".cache", "autopeft_ray", "jax")
 MIN_OBSERVATIONS = 2
 
 logger = logging.getLogger(__name__)
+
+
+#: ``reference_point="auto"``: the reference is inferred from the observed front.
+AUTO = "auto"
+#: The margin of an inferred reference beyond the front's nadir, as a share of its range.
+REFERENCE_MARGIN = 0.1
+
+
+def inferred_reference(
+    points: Sequence[tuple[float, float]], mode: str = "max"
+) -> tuple[float, float] | None:
+    """A reference point from observed ``(score, param_fraction)`` points, as Ax infers one.
+
+    The nadir of the points' Pareto front (its worst score and its largest
+    fraction), moved ``REFERENCE_MARGIN`` of the front's range further out, so
+    that every front point adds hypervolume and improving the cheap end counts as
+    much as improving the best score. ``None`` with fewer than two front points.
+    """
+    if len(points) < 2:
+        return None
+    sign = 1.0 if mode == "max" else -1.0
+    utility = [(sign * score, fraction) for score, fraction in points]
+    front = [p for p, on in zip(utility, pareto_mask(utility), strict=True) if on]
+    if len(front) < 2:
+        return None
+    scores, fractions = [p[0] for p in front], [p[1] for p in front]
+    score_margin = REFERENCE_MARGIN * (max(scores) - min(scores))
+    fraction_margin = REFERENCE_MARGIN * (max(fractions) - min(fractions))
+    score = sign * (min(scores) - score_margin)
+    return score, min(1.0, max(fractions) + fraction_margin)
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -82,7 +112,7 @@ class ModelBasedSearcher:
         surrogate: str,
         nuts: tuple[int, int, int],
         jax_cache_dir: str | os.PathLike[str] | None,
-        reference_point: Sequence[float] | None,
+        reference_point: Sequence[float] | str | None,
     ) -> None:
         """Check and set the shared settings; call after ``PeftSearcherBase.__init__``."""
         #: ``num_initial`` as given (``None``: :func:`initial_design_size`).
@@ -101,13 +131,23 @@ class ModelBasedSearcher:
         self.jax_cache_dir = None if jax_cache_dir is None else os.path.expanduser(jax_cache_dir)
         self._cost: Callable[[PeftConfiguration], float] = cost_fn
         self._default_fraction = reference_point_for(space, cost_fn)[1]
+        #: ``"auto"``: inferred from the observed front at each step (:attr:`reference`).
+        self.auto_reference = isinstance(reference_point, str) and reference_point == AUTO
+        if isinstance(reference_point, str) and not self.auto_reference:
+            raise invalid_value(
+                "reference_point",
+                reference_point,
+                expected=f"(score, param_fraction), {AUTO!r} or None",
+            )
         self.reference_point = (
-            None if reference_point is None else check_reference_point(reference_point)
+            None
+            if reference_point is None or self.auto_reference
+            else check_reference_point(reference_point)
         )
         self._check_mode_has_reference()
 
     def _check_mode_has_reference(self) -> None:
-        if self._mode == "min" and self.reference_point is None:
+        if self._mode == "min" and self.reference_point is None and not self.auto_reference:
             raise ConfigurationError(
                 f"`reference_point` is required when mode='min' (metric {self._metric!r}): "
                 "the default score bound 0.0 suits maximised scores only. Pass "
@@ -244,5 +284,19 @@ class ModelBasedSearcher:
 
     @property
     def reference(self) -> tuple[float, float]:
-        """The reference ``(score, param_fraction)`` in natural units (given or default)."""
+        """The reference ``(score, param_fraction)`` in natural units: given, inferred
+        (``"auto"``), or the default (score 0, the largest configuration's fraction)."""
+        if self.auto_reference:
+            inferred = inferred_reference(
+                [
+                    (r.score, r.param_fraction)
+                    for r in self.records
+                    if r.status == COMPLETED
+                    and r.score is not None
+                    and r.param_fraction is not None
+                ],
+                self._mode,
+            )
+            if inferred is not None:
+                return inferred
         return self.reference_point or (0.0, self._default_fraction)

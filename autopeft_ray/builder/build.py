@@ -16,7 +16,7 @@ through ``pad_token_id``) and the base model's pooler where it has one
 (BERT's dense + tanh over [CLS]), as the ``adapters`` library's own
 classification heads train a dense and an output layer. With the pretrained
 pooler frozen, a linear layer over it learned nothing in a short run
-(FACTS.md, "frozen pooler"). A causal LM has no new head: its language-model
+(BENCHMARKS.md, "Learning-rate calibration"). A causal LM has no new head: its language-model
 head is pretrained (on GPT-2, the input embedding itself) and stays frozen,
 so its head-only model trains nothing and scores the base model as it is.
 

@@ -1,6 +1,6 @@
 """A real S3 API on loopback for tests and benchmarks: moto's ``ThreadedMotoServer``.
 
-The way Ray's own storage tests exercise Tune against S3 (FACTS.md): the
+The way Ray's own storage tests exercise Tune against S3: the
 server runs in a thread of this process, every client (pyarrow, boto3, the
 Ray workers of a local or loopback cluster) reaches it at
 ``http://127.0.0.1:<port>``, and fake credentials sit in the environment.

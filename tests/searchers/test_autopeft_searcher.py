@@ -251,3 +251,23 @@ def test_max_baseline_keeps_the_likeliest_pareto_points_only(space, problem):
     assert {tuple(x) for x in capped.tolist()} <= {tuple(x) for x in X.tolist()}
     with pytest.raises(ConfigurationError, match="`max_baseline`"):
         AutoPEFTSearcher(space, problem.cost, max_baseline=0)
+
+
+def test_an_inferred_reference_is_the_fronts_nadir_moved_out_by_a_tenth(make_searcher, driver):
+    from autopeft_ray.searchers.model_based import inferred_reference
+
+    points = [(0.7, 0.01), (0.8, 0.05), (0.6, 0.001), (0.65, 0.02)]  # (0.65, 0.02) dominated
+    score, fraction = inferred_reference(points)
+    assert score == pytest.approx(0.6 - 0.1 * 0.2) and fraction == pytest.approx(0.05 + 0.1 * 0.049)
+    assert inferred_reference(points[:1]) is None
+    assert inferred_reference([(-p[0], p[1]) for p in points], "min")[0] == pytest.approx(-0.58)
+    searcher = make_searcher("autopeft", reference_point="auto", surrogate="saas-map")
+    default = make_searcher("autopeft", surrogate="saas-map").reference
+    assert searcher.reference == default  # nothing observed yet
+    run = driver(searcher)
+    run.run(7, concurrency=2)
+    done = [(r.score, r.param_fraction) for r in searcher.completed]
+    assert searcher.reference == inferred_reference(done) != default
+    assert [t["fallback"] for t in searcher.timings if "total_s" in t] == [None, None]
+    with pytest.raises(ConfigurationError, match="`reference_point`.*'auto'"):
+        make_searcher("autopeft", reference_point="nadir")
