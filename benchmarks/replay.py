@@ -21,7 +21,9 @@ reported to them under their own proposal. Their figures carry that caveat.
 Contestants (``--contestants``):
 
 * ``autopeft-map``, ``autopeft-map-cost``: AutoPEFT with the MAP SAAS GP,
-  without and with the parameter fraction as a model input;
+  without and with the parameter fraction as a model input; ``-auto``: with the
+  reference point inferred from the observed front (``reference_point="auto"``)
+  instead of the default (score 0, the largest configuration's fraction);
 * ``autopeft-nuts``, ``autopeft-nuts-cost``: the same with NUTS (the demo's
   32/16/2 budget: the paper's 128/64/4 costs about 30 s a suggestion here);
 * ``random``, ``random-2x``: random search at 1x and 2x the budget;
@@ -87,6 +89,8 @@ HERE = Path(__file__).resolve().parent
 CONTESTANTS = (
     "autopeft-map",
     "autopeft-map-cost",
+    "autopeft-map-auto",
+    "autopeft-map-cost-auto",
     "autopeft-nuts",
     "autopeft-nuts-cost",
     "random",
@@ -187,7 +191,8 @@ def make_searcher(
             nuts_warmup=warmup,
             nuts_samples=samples,
             nuts_thinning=thinning,
-            cost_input=name.endswith("-cost"),
+            cost_input="-cost" in name,
+            reference_point="auto" if name.endswith("-auto") else None,
             seed=seed,
             candidates=candidates,
         )

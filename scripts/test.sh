@@ -8,4 +8,7 @@ export RAY_USAGE_STATS_ENABLED=0
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
-.venv/bin/python -m pytest "$@"
+# Two workers (pytest-xdist): on 2 cores the suite's end-to-end tests spend most of
+# their time waiting (subprocesses starting, Ray scheduling), so a second worker fills
+# the idle core (BENCHMARKS.md, "Test suite time"). PYTEST_WORKERS=0 runs in one process.
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -30,7 +30,9 @@ import pytest
 
 from autopeft_ray.testing.object_store import FAKE_CREDENTIALS, moto_s3
 
-pytestmark = pytest.mark.slow
+# One xdist worker runs the module: its loopback cluster starts once, and no other test's
+# Ray competes for the ports it hands out.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multinode")]
 
 BIN = Path(sys.executable).parent
 # `ray start --head` turns on token authentication by default in Ray 2.60 (token in
