@@ -203,7 +203,11 @@ def plan(stage: str, args: argparse.Namespace, table: list[dict[str, Any]]) -> l
     if stage == "anchors":
         return [job(k, 1, 0) for k in anchor_keys(args)]
     if stage == "space":
-        return [job(k, 1, 0) for k in space_keys(args)]
+        # Trained in a seeded shuffle, not bin by bin: a build stopped part-way then
+        # leaves every fraction decade covered, not only the cheap ones.
+        keys = space_keys(args)
+        random.Random(f"order:{args.space}:{args.plan_seed}").shuffle(keys)
+        return [job(k, 1, 0) for k in keys]
     if stage == "ablation":
         from autopeft_ray.testing.peftbench import stratified_draw
 
@@ -221,6 +225,7 @@ def plan(stage: str, args: argparse.Namespace, table: list[dict[str, Any]]) -> l
         fractions = fractions_of_space(args.space)
         rng = random.Random(f"repeat:{args.space}:{args.plan_seed}")
         picked = stratified_draw({k: fractions[k] for k in drawn}, args.repeats, rng)
+        rng.shuffle(picked)  # as in stage space: a partial stage covers every decade
         return [job(k, 1, 1) for k in anchor_keys(args) + picked]
     if stage == "full":
         from autopeft_ray.objectives.pareto import pareto_mask
