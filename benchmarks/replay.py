@@ -56,6 +56,7 @@ there is skipped, so the benchmark resumes and grows.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -119,6 +120,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--initial", type=int, default=10, help="random start of model-based")
     parser.add_argument("--quick", action="store_true", help="2 seeds, budget 12, 4 initial")
+    parser.add_argument(
+        "--pick-fidelity",
+        type=int,
+        default=None,
+        help="fidelity whose test scores judge picks (default: 4 if tabulated, else 1)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.budgets, args.initial = 2, 12, [6, 12], 4
@@ -139,6 +146,8 @@ class TableProblem:
         if not self.configs:
             raise SystemExit(f"the table holds no configuration of space {space.variant!r}")
         self.keys = [configuration_key(c) for c in self.configs]
+        #: Names the candidates: a run replayed on a table that has grown since is not reused.
+        self.digest = hashlib.sha256("\n".join(sorted(self.keys)).encode()).hexdigest()[:10]
         self.encodings = [canonical_encoding(space, c) for c in self.configs]
         rows = [r for c in self.configs for r in bench.rows_of(c, 1)]
         #: The paper's reference: the nadir of the table's points (lowest score, largest fraction).
@@ -210,14 +219,14 @@ def make_searcher(
         if name == "nsga2"
         else optuna.samplers.TPESampler(seed=seed, n_startup_trials=initial)
     )
-    domains = {
+    domains: dict[str, optuna.distributions.BaseDistribution] = {
         d.name: optuna.distributions.CategoricalDistribution(list(d.choices))
         for d in space.dimensions
     }
-    searcher = OptunaSearch(
+    optuna_searcher = OptunaSearch(
         space=domains, metric=[SCORE, PARAM_FRACTION], mode=["max", "min"], sampler=sampler
     )
-    return searcher, True
+    return optuna_searcher, True
 
 
 def replay(
@@ -294,9 +303,11 @@ def replay(
 # -- runs on disk -------------------------------------------------------------------------
 
 
-def run_key(args: argparse.Namespace, name: str, concurrency: int, seed: int) -> str:
+def run_key(
+    args: argparse.Namespace, name: str, concurrency: int, seed: int, problem: TableProblem
+) -> str:
     budget = 2 * args.budget if name == "random-2x" else args.budget
-    return f"{name}|{args.space}|c{concurrency}|s{seed}|b{budget}|i{args.initial}"
+    return f"{name}|{args.space}|c{concurrency}|s{seed}|b{budget}|i{args.initial}|t{problem.digest}"
 
 
 def read_runs(folder: Path) -> list[dict[str, Any]]:
@@ -322,7 +333,7 @@ def run_all(args: argparse.Namespace) -> None:
     for concurrency in args.concurrency:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name in args.contestants:
-                key = run_key(args, name, concurrency, seed)
+                key = run_key(args, name, concurrency, seed, problem)
                 if key in done:
                     continue
                 budget = 2 * args.budget if name == "random-2x" else args.budget
@@ -340,6 +351,7 @@ def run_all(args: argparse.Namespace) -> None:
                     "initial": args.initial,
                     "mapped": mapped,
                     "candidates": len(problem.configs),
+                    "table": problem.digest,
                     "seconds": time.perf_counter() - started,
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
                     **out,
@@ -371,21 +383,33 @@ def pick_under(evaluations: list[dict[str, Any]], fraction: float) -> dict[str, 
 
 
 def summary(args: argparse.Namespace) -> None:
-    runs = [r for r in read_runs(Path(args.output)) if r["space"] == args.space]
-    if not runs:
-        print(f"no runs of space {args.space!r} in {args.output}")
-        return
     bench = PeftBench(args.table)
     space = SearchSpace.from_model_config(DEFAULT_MODEL, args.space)
     problem = TableProblem(bench, space)
+    everything = [r for r in read_runs(Path(args.output)) if r["space"] == args.space]
+    runs = [r for r in everything if r.get("table") == problem.digest]
+    if len(runs) < len(everything):
+        print(
+            f"{len(everything) - len(runs)} runs of space {args.space!r} were replayed on "
+            "another state of the table: left out"
+        )
+    if not runs:
+        print(f"no runs of space {args.space!r} on this table in {args.output}")
+        return
     cost = ParamCost.from_model(DEFAULT_MODEL)
     default_ref = reference_point_for(space, cost)
-    full = 4
+    full = args.pick_fidelity
+    if full is None:  # 4x where the table has the presets at 4x, else the search fidelity
+        full = 4 if any(k.startswith("preset:") for k in bench.keys(4, presets=True)) else 1
     presets = {
         k: (bench.mean(k, full, "test_score"), bench.rows_of(k, full)[0].param_fraction)
         for k in bench.keys(full, presets=True)
         if k.startswith("preset:") and k != "preset:full"
     }
+    print(
+        f"picks and presets scored by their mean test score at {full}x"
+        + ("" if full == 4 else " (the table has no 4x rows yet: not the full-fidelity figure)")
+    )
     test_n = _test_examples(args.table)
     print(
         f"space {args.space!r}: {len(problem.configs)} candidates; paper reference (nadir of "
@@ -394,7 +418,9 @@ def summary(args: argparse.Namespace) -> None:
     )
     for concurrency in sorted({r["concurrency"] for r in runs}):
         for budget in args.budgets:
-            rows = _figures(runs, concurrency, budget, problem, default_ref, presets, bench, test_n)
+            rows = _figures(
+                runs, concurrency, budget, problem, default_ref, presets, bench, test_n, full
+            )
             if rows:
                 print(f"\n### concurrency {concurrency}, {budget} evaluations\n")
                 print(_markdown(rows))
@@ -410,6 +436,7 @@ def _figures(
     presets: dict[str, tuple[float, float]],
     bench: PeftBench,
     test_n: int,
+    full: int,
 ) -> list[dict[str, Any]]:
     rows = []
     names = sorted({r["contestant"] for r in runs}, key=CONTESTANTS.index)
@@ -419,7 +446,7 @@ def _figures(
         mine = [r for r in mine if r["budget"] >= factor * budget]
         if not mine:
             continue
-        hv, hv0 = [], []
+        hv, hv0, hvlog = [], [], []
         picks: dict[str, list[float]] = {p: [] for p in presets}
         smallest: dict[str, list[float]] = {p: [] for p in presets}
         for run in mine:
@@ -427,17 +454,18 @@ def _figures(
             points = [(e["score"], e["fraction"]) for e in evals]
             hv.append(hypervolume(points, problem.nadir))
             hv0.append(hypervolume(points, default_ref))
+            hvlog.append(log_hypervolume(points, problem.nadir))
             front = [e for e, on in zip(evals, pareto_mask(points), strict=True) if on]
             for preset, (score, fraction) in presets.items():
                 pick = pick_under(evals, fraction)
                 picks[preset].append(
-                    math.nan if pick is None else bench.mean(pick["key"], 4, "test_score")
+                    math.nan if pick is None else bench.mean(pick["key"], full, "test_score")
                 )
                 se = math.sqrt(score * (1 - score) / test_n)
                 matching = [
                     e["fraction"]
                     for e in front
-                    if bench.mean(e["key"], 4, "test_score") >= score - se
+                    if bench.mean(e["key"], full, "test_score") >= score - se
                 ]
                 smallest[preset].append(min(matching) if matching else math.nan)
         row = {
@@ -446,11 +474,12 @@ def _figures(
             "HV (nadir) median": statistics.median(hv),
             "HV (nadir) IQR": _iqr(hv),
             "HV (default) median": statistics.median(hv0),
+            "HV (nadir, log10 fraction) median": statistics.median(hvlog),
         }
         for preset, (score, _) in presets.items():
             values = [v for v in picks[preset] if not math.isnan(v)]
             se = math.sqrt(score * (1 - score) / test_n)
-            row[f"pick <= {preset[7:]}: 4x test (n)"] = (
+            row[f"pick <= {preset[7:]}: {full}x test (n)"] = (
                 f"{statistics.median(values):.4f} ({len(values)}/{len(mine)})" if values else "-"
             )
             row[f">= {preset[7:]} - 1 s.e."] = sum(v >= score - se for v in values)
@@ -473,18 +502,42 @@ def _versus(runs: list[dict[str, Any]], args: argparse.Namespace, problem: Table
             factor = 2 if r["contestant"] == "random-2x" else 1
             if r["budget"] >= factor * budget:
                 points = [(e["score"], e["fraction"]) for e in arrived(r, factor * budget)]
-                by[(r["contestant"], r["seed"])] = hypervolume(points, problem.nadir)
+                by[(r["contestant"], r["seed"])] = (
+                    hypervolume(points, problem.nadir),
+                    log_hypervolume(points, problem.nadir),
+                )
         ours = sorted({c for c, _ in by if c.startswith("autopeft")})
         others = sorted({c for c, _ in by if not c.startswith("autopeft")})
         for mine in ours:
             for other in others:
                 seeds = sorted(s for c, s in by if c == mine and (other, s) in by)
                 if seeds:
-                    wins = sum(by[(mine, s)] > by[(other, s)] for s in seeds)
+                    wins = sum(by[(mine, s)][0] > by[(other, s)][0] for s in seeds)
+                    log_wins = sum(by[(mine, s)][1] > by[(other, s)][1] for s in seeds)
                     print(
                         f"c{concurrency}, {budget} evaluations: {mine} above {other} on "
-                        f"{wins} of {len(seeds)} seeds (HV from the nadir)"
+                        f"{wins} of {len(seeds)} seeds (HV from the nadir), {log_wins} of "
+                        f"{len(seeds)} (log10 fraction)"
                     )
+
+
+def log_hypervolume(points: list[tuple[float, float]], nadir: tuple[float, float]) -> float:
+    """The hypervolume with the fraction on a log10 scale, from the nadir.
+
+    On the linear scale, a table whose fractions span four decades gives the
+    cheap end almost no area: the linear hypervolume is nearly a best-score
+    measure. On the log scale each decade of fraction counts alike.
+    """
+    import torch
+    from botorch.utils.multi_objective.box_decompositions.dominated import (
+        DominatedPartitioning,
+    )
+
+    y = torch.tensor([[s, -math.log10(f)] for s, f in points if f > 0], dtype=torch.float64)
+    ref = torch.tensor([nadir[0], -math.log10(nadir[1])], dtype=torch.float64)
+    if len(y) == 0:
+        return 0.0
+    return float(DominatedPartitioning(ref_point=ref, Y=y).compute_hypervolume().item())
 
 
 def _iqr(values: list[float]) -> str:
