@@ -1,0 +1,200 @@
+"""PEFTBench: keys, stratified draws, the reader, and a replay driven over a small table.
+
+The table here is written by the test (synthetic scores on real configurations
+of the offline model's space); the replay drives the real searchers through the
+Ray Tune ``Searcher`` API, as ``benchmarks/replay.py`` does over the real table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from autopeft_ray.exceptions import ConfigurationError
+from autopeft_ray.models import DEFAULT_MODEL
+from autopeft_ray.objectives.cost import ParamCost
+from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.testing.peftbench import (
+    RECORDS_FILE,
+    PeftBench,
+    configuration_key,
+    configuration_of,
+    log_fraction_bins,
+    stratified_draw,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_keys_round_trip_with_lora_and_presets() -> None:
+    config = PeftConfiguration(8, 0, 16, (True, False, True, True, False, True), lora_rank=4)
+    key = configuration_key(config)
+    assert key == "sa8-pa0-pt16-lora4-L101101"
+    assert configuration_of(key) == config.canonical()
+    assert configuration_key("lora") == "preset:lora"
+    assert configuration_of("preset:lora") == "lora"
+    # Every degenerate configuration (head-only) has one key.
+    head_only = configuration_key(PeftConfiguration(0, 0, 0, (False,) * 6))
+    assert configuration_key(PeftConfiguration(8, 0, 0, (False,) * 6)) == head_only
+    with pytest.raises(ConfigurationError, match="key"):
+        configuration_of("sa8-banana")
+
+
+def test_stratified_draw_fills_every_bin_evenly() -> None:
+    # 100 keys in the top half-decade, 4 in the cheapest: a uniform draw of 20 would
+    # expect under one cheap key; the stratified draw takes all 4.
+    fractions = {f"cheap{i}": 1e-4 * (1 + i / 10) for i in range(4)}
+    fractions |= {f"mid{i}": 1e-3 * (1 + i / 100) for i in range(30)}
+    fractions |= {f"dear{i}": 2e-2 * (1 + i / 1000) for i in range(100)}
+    fractions["head"] = 0.0
+    drawn = stratified_draw(fractions, 20, random.Random(0))
+    assert len(drawn) == len(set(drawn)) == 20
+    assert "head" not in drawn
+    assert sum(k.startswith("cheap") for k in drawn) == 4
+    assert sum(k.startswith("mid") for k in drawn) == 8
+    assert sum(k.startswith("dear") for k in drawn) == 8
+    assert len(log_fraction_bins(fractions)) == 3
+    with pytest.raises(ConfigurationError, match="count"):
+        stratified_draw(fractions, 200, random.Random(0))
+
+
+def _score(config: PeftConfiguration, fraction: float, seed: int) -> float:
+    """A smooth synthetic score: rises with log fraction, plus a small seed effect."""
+    return 0.6 + 0.02 * (math.log10(fraction) + 5) + 0.003 * seed + 0.001 * sum(config.layers)
+
+
+def _write_table(folder: Path, configs: list[PeftConfiguration], cost: ParamCost) -> None:
+    rows: list[dict[str, Any]] = []
+    for i, config in enumerate(configs):
+        fraction = cost(config)
+        for seed in (0, 1) if i % 3 == 0 else (0,):
+            score = _score(config, fraction, seed)
+            rows.append(
+                {
+                    "key": configuration_key(config),
+                    "fidelity": 1,
+                    "seed": seed,
+                    "dev_score": score,
+                    "test_score": score - 0.01,
+                    "param_fraction": fraction,
+                    "seconds": 30.0 + i % 7,
+                    "test_examples": 1000,
+                }
+            )
+    for preset, fraction, score in (("lora", 3e-3, 0.65), ("serial", 5e-3, 0.64)):
+        for fidelity in (1, 4):
+            rows.append(
+                {
+                    "key": configuration_key(preset),
+                    "fidelity": fidelity,
+                    "seed": 0,
+                    "dev_score": score,
+                    "test_score": score,
+                    "param_fraction": fraction,
+                    "seconds": 40.0 * fidelity,
+                    "test_examples": 1000,
+                }
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / RECORDS_FILE)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SearchSpace, ParamCost]:
+    space = SearchSpace.from_model_config(DEFAULT_MODEL, "full")
+    cost = ParamCost.from_model(DEFAULT_MODEL)
+    rng = random.Random(0)
+    configs: dict[str, PeftConfiguration] = {}
+    while len(configs) < 40:
+        config = space.sample(rng)
+        if not config.is_degenerate:
+            configs.setdefault(configuration_key(config), config.canonical())
+    folder = tmp_path_factory.mktemp("peftbench")
+    _write_table(folder, list(configs.values()), cost)
+    return folder, space, cost
+
+
+def test_reader_looks_up_rows_seeds_and_means(table: tuple[Path, SearchSpace, ParamCost]) -> None:
+    folder, _, _ = table
+    bench = PeftBench(folder)
+    keys = bench.keys(1)
+    assert len(keys) == 40 and not any(k.startswith("preset:") for k in keys)
+    assert "preset:lora" in bench.keys(4, presets=True)
+    two_seeds = next(k for k in keys if len(bench.rows_of(k, 1)) == 2)
+    drawn = {bench.lookup(two_seeds, 1, random.Random(s)).seed for s in range(20)}
+    assert drawn == {0, 1}
+    rows = bench.rows_of(two_seeds, 1)
+    assert bench.mean(two_seeds, 1, "dev_score") == pytest.approx(
+        (rows[0].dev_score + rows[1].dev_score) / 2
+    )
+    assert math.isnan(bench.mean(two_seeds, 4, "test_score"))
+    with pytest.raises(ConfigurationError, match="candidates="):
+        bench.lookup(two_seeds, 4)
+    with pytest.raises(ConfigurationError, match="table folder"):
+        PeftBench(folder / "nowhere")
+
+
+def _replay_module() -> Any:
+    spec = importlib.util.spec_from_file_location("replay", REPO / "benchmarks" / "replay.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("replay", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["random", "autopeft-map-auto", "tpe"])
+def test_replay_evaluates_distinct_candidates_in_arrival_order(
+    table: tuple[Path, SearchSpace, ParamCost], name: str
+) -> None:
+    folder, space, cost = table
+    replay = _replay_module()
+    problem = replay.TableProblem(PeftBench(folder), space)
+    assert len(problem.configs) == 40 and len(problem.digest) == 10
+    searcher, mapped = replay.make_searcher(name, problem, cost, seed=0, initial=4)
+    assert mapped == (name == "tpe")  # Optuna cannot be restricted: proposals are mapped
+    out = replay.replay(searcher, mapped, problem, replay_seed=0, budget=8, concurrency=2)
+    evaluations = out["evaluations"]
+    keys = [e["key"] for e in evaluations]
+    assert len(keys) == len(set(keys)) == 8
+    assert set(keys) <= set(problem.keys)
+    for e in evaluations:  # each result is one of the configuration's recorded seeds
+        row = next(r for r in PeftBench(folder).rows_of(e["key"], 1) if r.seed == e["seed"])
+        assert (e["score"], e["fraction"]) == (row.dev_score, row.param_fraction)
+        assert e["end"] > e["start"]
+    if name.startswith("autopeft"):
+        assert out["model_steps"] >= 1 and out["model_fallbacks"] == 0
+    # The same replay seed draws the same seeds (common random numbers across contestants).
+    again = replay.replay(
+        replay.make_searcher("random", problem, cost, seed=1, initial=4)[0],
+        False,
+        problem,
+        replay_seed=0,
+        budget=40,
+        concurrency=4,
+    )
+    seeds = {e["key"]: e["seed"] for e in again["evaluations"]}
+    assert all(seeds[e["key"]] == e["seed"] for e in evaluations)
+
+
+def test_log_hypervolume_counts_the_cheap_end() -> None:
+    replay = _replay_module()
+    nadir = (0.5, 0.1)
+    best_only = [(0.70, 0.01)]
+    with_cheap = [(0.70, 0.01), (0.60, 1e-4)]
+    # Linear: the cheap point adds about 5%; log10 fraction: it doubles the area.
+    from autopeft_ray.objectives.pareto import hypervolume
+
+    linear_gain = hypervolume(with_cheap, nadir) / hypervolume(best_only, nadir) - 1
+    log_gain = replay.log_hypervolume(with_cheap, nadir) / replay.log_hypervolume(best_only, nadir)
+    assert linear_gain == pytest.approx(0.1 * 0.0099 / (0.2 * 0.09), rel=1e-6)
+    assert log_gain - 1 == pytest.approx(1.0, rel=1e-6)
+    assert replay.log_hypervolume([], nadir) == 0.0
