@@ -169,8 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--trust-run-folder",
         action="store_true",
-        help="resume a run folder that others can write or that another user owns "
-        "(resuming unpickles files in it)",
+        help="resume a run folder that fails the safety checks (another user owns it, "
+        "others can write it, or a file of its Ray Tune state changed since the search "
+        "recorded its digest). This RUNS CODE FROM THE FOLDER: resuming unpickles its files, "
+        "and a pickle runs whatever it holds. Give it only for a folder whose writers you trust",
     )
 
     d = sub.add_parser(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from autopeft_ray.exceptions import ModelLoadError, invalid_value
+from autopeft_ray.network import ensure_hub, offline_hint
 
 #: What a model is trained for: a sequence classifier (a head over the sequence; a
 #: decoder's over its last real token) or a causal language model (next-token loss).
@@ -69,6 +70,13 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long, or with a NUL byte
+        return False
+
+
 def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 2)[-1]
 
@@ -92,19 +100,15 @@ def load_config(name_or_path: str) -> Any:
             f"folder written by save_pretrained (config.json and weights), a hub name, or "
             f"{DEFAULT_MODEL!r}."
         )
+    if not _exists(folder):  # a hub name: one short probe, offline at once without a network
+        ensure_hub()
     try:
         return AutoConfig.from_pretrained(resolved)
     except (OSError, ValueError) as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = (
-            " HF_HUB_OFFLINE=1 is set, so only local folders and cached hub models load."
-            if offline
-            else ""
-        )
         raise ModelLoadError(
             f"`model` {name_or_path!r} could not be loaded: {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0]}.{hint} Pass a local checkpoint folder, a hub name, "
-            f"or {DEFAULT_MODEL!r} for the offline default."
+            f"{str(exc).splitlines()[0].rstrip('.') if str(exc) else ''}.{offline_hint()} Pass a "
+            f"local checkpoint folder, a hub name, or {DEFAULT_MODEL!r} for the offline default."
         ) from exc
 
 
@@ -126,13 +130,16 @@ def load_tokenizer(name_or_path: str) -> Any:
             f"tokenizer from the folder's name). Pass a folder written by save_pretrained, "
             f"a hub name, or {DEFAULT_MODEL!r}."
         )
+    if not _exists(folder):  # a hub name: one short probe, offline at once without a network
+        ensure_hub()
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolved)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
             f"`tokenizer` {name_or_path!r} could not be loaded: {exc.__class__.__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}. Pass a local checkpoint folder, a "
-            f"hub name (with network), or {DEFAULT_MODEL!r} for the offline default."
+            f"{str(exc).splitlines()[0].rstrip('.') if str(exc) else ''}.{offline_hint()} Pass a "
+            f"local checkpoint folder, a hub name (with network), or {DEFAULT_MODEL!r} for the "
+            f"offline default."
         ) from exc
     return fill_pad_token(tokenizer, name_or_path)
 

@@ -10,6 +10,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# The run-folder key (run/digest.py) from the environment: searches in tests leave the
+# user's config dir alone. tests/run/test_digest.py takes it out to test the key file.
+os.environ.setdefault("AUTOPEFT_RUN_FOLDER_KEY", "autopeft-ray tests: not a secret")
 
 import pytest  # noqa: E402
 

@@ -26,6 +26,7 @@ from autopeft_ray.exceptions import (
 )
 from autopeft_ray.objectives import FAILED, FIDELITY, PARAM_FRACTION, SCORE
 from autopeft_ray.run import RunFolder, search_callbacks
+from autopeft_ray.run.digest import StateDigest, check_digest, record_digest
 from autopeft_ray.run.storage import Location, is_uri
 from autopeft_ray.space import SIZE_KEYS, PeftConfiguration, SearchSpace
 
@@ -155,6 +156,8 @@ def run_search(
                 f"folders: fix the ownership and permissions (chmod -R go-w), or pass "
                 f"--trust-run-folder if you know who wrote it."
             )
+        if not trust_run_folder:
+            check_digest(run)  # a pickle in tune/ changed or added since the search recorded it
         options = replace(run.read_options(), address=options.address)
         check_not_moved(options.output, run)
         run.repair_records()
@@ -175,6 +178,7 @@ def run_search(
         options = replace(options, reference_point=reference_point_for(space, cost))
     reference: tuple[float, float] = options.reference_point  # type: ignore[assignment]
     run.write_options(options)
+    record_digest(run)  # tune/ as checked (or trusted): what a resume may unpickle
     target_steps = options.settings.total_steps(train_size)
 
     if not ray.is_initialized():
@@ -215,14 +219,22 @@ def run_search(
                 # 10 s), a driver killed just after a trial ended resumed from a state
                 # without that trial's final checkpoint and trained it again.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                # The ones a Python user adds too: records, metrics, start and end notes.
-                callbacks=search_callbacks(
-                    searcher, run, scheduler=scheduler, reference_point=reference
-                ),
+                # The ones a Python user adds too: records, metrics, start and end notes;
+                # and the digest of Tune's state at each snapshot (run/digest.py).
+                callbacks=[
+                    *search_callbacks(
+                        searcher, run, scheduler=scheduler, reference_point=reference
+                    ),
+                    StateDigest(run),
+                ],
                 verbose=1,
             ),
         )
-    tuner.fit()
+    record_digest(run)  # tuner.pkl, just written
+    try:
+        tuner.fit()
+    finally:  # ended, interrupted (Ctrl-C) or failed: what Tune left is this search's
+        record_digest(run)
     saved_trials = tune.ExperimentAnalysis(tune_path, storage_filesystem=tune_fs).trials
     # A record cut short by a crash, or a damaged line deleted, is rebuilt from Tune's
     # saved state: a resumed search never ends with fewer records than ended trials.

@@ -7,6 +7,7 @@
 * :mod:`.callback`: the Ray Tune callbacks of a search (:func:`search_callbacks`:
   :class:`RunLog` and :class:`SearchSummary`);
 * :mod:`.metrics`: the metrics it exports;
+* :mod:`.digest`: the keyed digest of the Tune state ``--resume`` unpickles;
 * :mod:`.report`: the report (figures and tables).
 """
 

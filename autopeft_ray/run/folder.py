@@ -21,7 +21,9 @@ Layout of a run folder (``RunFolder`` names each file once):
   inverse lengthscales, :mod:`searchers.relevance`);
 * ``ax_experiment.json`` the trials as an Ax experiment (``export-ax``);
 * ``report/``          the report (``report.md`` and its figures);
-* ``tune/``            Ray Tune's own experiment folder (``Tuner.restore``).
+* ``tune/``            Ray Tune's own experiment folder (``Tuner.restore``);
+* ``tune-digest.json`` keyed digests (HMAC-SHA256) of the files in ``tune/``
+  that ``--resume`` unpickles, checked before it does (:mod:`.digest`).
 
 A trial's status is one of :data:`autopeft_ray.objectives.STATUSES`.
 """
@@ -88,6 +90,7 @@ class RunFolder:
     AX_EXPERIMENT = "ax_experiment.json"
     REPORT = "report"
     TUNE = "tune"
+    TUNE_DIGEST = "tune-digest.json"
 
     def __init__(
         self,

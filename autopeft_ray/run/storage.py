@@ -173,7 +173,7 @@ class Location:
         except OSError as exc:
             if self.is_local:
                 raise
-            raise storage_error("run folder", self.uri(), exc, action) from None
+            raise storage_error("run folder", self.uri(), exc, action, self.fs) from None
 
     def exists(self, *names: str) -> bool:
         with self._errors("read"):
@@ -246,7 +246,7 @@ class Location:
                 f.write(b"autopeft-ray checks that it can write here\n")
             self.fs.delete_file(probe)
         except OSError as exc:
-            raise storage_error(field, self.uri(), exc, "write") from None
+            raise storage_error(field, self.uri(), exc, "write", self.fs) from None
 
 
 def _without_secret(uri: str) -> str:
@@ -279,16 +279,40 @@ _ERRORS = {
 _ERRORS["PERMISSION_DENIED"] = _ERRORS["ACCESS_DENIED"]
 
 
-def storage_error(field: str, location: str, exc: OSError, action: str) -> ConfigurationError:
-    """One line for a failed read or write of object storage: what went wrong, and the fix."""
+#: S3 errors that say something other than "no credentials" even when none were found.
+_NOT_ABOUT_CREDENTIALS = ("NO_SUCH_BUCKET", "NETWORK_CONNECTION")
+#: Where AWS clients (pyarrow's too) look for credentials, for the message.
+_INSTANCE_METADATA = ("169.254.169.254", 80)
+
+
+def storage_error(
+    field: str,
+    location: str,
+    exc: OSError,
+    action: str,
+    filesystem: pafs.FileSystem | None = None,
+) -> ConfigurationError:
+    """One line for a failed read or write of object storage: what went wrong, and the fix.
+
+    An S3 request without credentials goes out unsigned, and the store's answer
+    (a bare 403, or moto's ``INTERNAL_FAILURE``) says nothing of why: when no
+    credentials can be found where AWS clients look (:func:`aws_credential_sources`),
+    the message says so and where they were looked for.
+    """
     text = str(exc)
     found = re.search(r"AWS Error ([A-Z_]+)", text) or re.search(
         r"\b(" + "|".join(_ERRORS) + r")\b", text
     )
+    code = found.group(1) if found else ""
     expected, fix = _ERRORS.get(
-        found.group(1) if found else "",
-        ("a location this user can {action}", "Check the URI and the permissions."),
+        code, ("a location this user can {action}", "Check the URI and the permissions.")
     )
+    if (
+        "AWS Error" in text
+        and code not in _NOT_ABOUT_CREDENTIALS
+        and not aws_credential_sources(filesystem)
+    ):
+        expected, fix = _CREDENTIALS[0], f"No credentials found: {_where_aws_looks()}."
     first = shorten(text.splitlines()[0] if text else type(exc).__name__, 200)
     return invalid_value(
         field, location, expected=expected.format(action=action), fix=f"{fix} ({first})"
@@ -333,4 +357,62 @@ def _local_error(field: str, shown: str, exc: OSError) -> ConfigurationError:
         fix = "Pick a folder on a writable disk."
     return invalid_value(
         field, shown, expected="a folder this user can write", fix=f"{fix} ({reason})"
+    )
+
+
+def aws_credential_sources(filesystem: pafs.FileSystem | None = None) -> list[str]:
+    """Where credentials for S3 could come from on this machine (empty: none found).
+
+    The places of the AWS default chain, which pyarrow's S3 client follows: keys
+    given to the filesystem, the environment, the shared credentials and config
+    files, a web identity or container role, and the instance metadata (probed
+    for a second, unless ``AWS_EC2_METADATA_DISABLED`` is true).
+    """
+    found = []
+    try:  # an S3FileSystem pickles its options: keys given to it, or anonymous access
+        options = filesystem.__reduce__()[1][0] if filesystem is not None else {}
+    except (AttributeError, IndexError, TypeError):
+        options = {}
+    if isinstance(options, dict) and (options.get("access_key") or options.get("anonymous")):
+        found.append("the filesystem's options")
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        found.append("AWS_ACCESS_KEY_ID")
+    found += [
+        name
+        for name in (
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        )
+        if os.environ.get(name)
+    ]
+    found += [str(path) for path in _aws_files() if path.is_file()]
+    if not found and os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true":
+        from autopeft_ray.network import can_connect
+
+        if can_connect(*_INSTANCE_METADATA, timeout=1.0):
+            found.append("the instance metadata")
+    return found
+
+
+def _aws_files() -> list[Path]:
+    """The shared credentials and config files (``~/.aws/credentials``, ``~/.aws/config``)."""
+    return [
+        Path(os.environ.get(variable) or Path.home() / ".aws" / name).expanduser()
+        for variable, name in (
+            ("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+            ("AWS_CONFIG_FILE", "config"),
+        )
+    ]
+
+
+def _where_aws_looks() -> str:
+    credentials, config = _aws_files()
+    profile = os.environ.get("AWS_PROFILE") or "default"
+    return (
+        f"looked in the environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+        f"AWS_WEB_IDENTITY_TOKEN_FILE), in {credentials} and {config} (profile {profile!r}, "
+        f"AWS_PROFILE picks another) and in the instance metadata (an instance role). Set "
+        f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, write the profile, or run where a role "
+        f"gives them"
     )

@@ -27,6 +27,7 @@ from typing import Any
 
 from autopeft_ray.exceptions import TaskError, invalid_value, shorten
 from autopeft_ray.models import CAUSAL_LM
+from autopeft_ray.network import ensure_hub, offline_hint
 
 from .files import path_exists, read_table, resolve_data_files
 from .registry import (
@@ -224,20 +225,19 @@ def _read_train(path: Path) -> tuple[list[str], Any, str]:
 
 
 def _read_hub_train(name: str) -> tuple[list[str], Any, str]:
-    import os
-
+    if not path_exists(Path(name)):  # a local dataset folder needs no hub
+        ensure_hub()  # one short probe: without a network, offline at once instead of retries
     try:
         from datasets import load_dataset
 
         train = load_dataset(name, split="train")
     except Exception as exc:  # offline, network, auth and not-found errors share no base
-        offline = any(os.environ.get(v) == "1" for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
         raise TaskError(
             f"`task` {shorten(repr(name))} is not a registered task ({', '.join(TASKS)}), "
             f"not an existing file or folder, and no hub dataset of that name could be "
-            f"loaded ({exc.__class__.__name__}: {shorten(str(exc).splitlines()[0] if str(exc) else '')}"
-            f"{'; HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set' if offline else ''}). Check the "
-            f"name or the path."
+            f"loaded ({exc.__class__.__name__}: "
+            f"{shorten(str(exc).splitlines()[0] if str(exc) else '')}).{offline_hint()} "
+            f"Check the name or the path."
         ) from None
     features = train.features
 
@@ -292,6 +292,22 @@ def _classes(values: list[Any], where: str) -> tuple[tuple[str, ...], int]:
     if len(present) < len(values):
         raise TaskError(f"The label column of {where} has empty cells; every row needs a label.")
     as_ints = [_as_int(v) for v in present]
+    strings = [v for v in present if isinstance(v, str)]
+    numbers = [v for v in present if not isinstance(v, str)]
+    if strings and numbers and any(i is None for i in as_ints):
+        raise TaskError(
+            f"The labels of {where} mix types (numbers and strings), such as "
+            f"{shorten(repr(numbers[0]))} and {shorten(repr(strings[0]))}: a label is a class id "
+            f"or a class name, not both. Write every label as a name (a quoted string) or every "
+            f"label as an integer id."
+        )
+    fractional = [v for v in numbers if _as_int(v) is None]
+    if fractional:
+        raise TaskError(
+            f"Label {shorten(repr(fractional[0]))} in {where} is a number with a fraction; class "
+            f"labels are integer ids or names. Pass --regression to predict numbers, or write "
+            f"the labels as names (quoted strings)."
+        )
     if all(i is not None for i in as_ints):
         ids = sorted({int(i) for i in as_ints if i is not None})
         if ids[0] < 0:

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from autopeft_ray.exceptions import TaskError, invalid_value, shorten
-from autopeft_ray.tasks.files import SPLITS, read_table, resolve_data_files
+from autopeft_ray.network import ensure_hub, offline_hint
+from autopeft_ray.tasks.files import SPLITS, path_exists, read_table, resolve_data_files
 from autopeft_ray.tasks.offline import load_offline
 from autopeft_ray.tasks.registry import LABEL, OFFLINE_TASKS, TaskSpec, get_task
 
@@ -101,7 +102,28 @@ def _label_converter(spec: TaskSpec, where: str) -> Callable[[Any], int | float]
             )
         return number
 
+    def as_name(value: Any) -> str | None:
+        """The training split's name that a number in this file spells, if any: the
+        labels then mix types (your data's string labels are names, numbers are ids)."""
+        if not spec.user_data or not names or isinstance(value, (str, bool, np.bool_)):
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        spelled = [str(value), str(int(number))] if number.is_integer() else [str(value)]
+        return next(
+            (spec.label_names[names[t.lower()]] for t in spelled if t.lower() in names), None
+        )
+
     def to_int(value: Any) -> int:
+        name = as_name(value)
+        if name is not None:
+            raise TaskError(
+                f"Label {shorten(repr(value))} in {where} is a number, but the labels of task "
+                f"{spec.name!r} are names (strings in the training split): the labels mix types "
+                f"(numbers and strings). Write it as the name {shorten(repr(name))} in {where}."
+            )
         if isinstance(value, (bool, np.bool_, int, np.integer)) or (
             isinstance(value, (float, np.floating)) and float(value).is_integer()
         ):
@@ -251,16 +273,17 @@ def _warn_thin_classes(spec: TaskSpec, splits: Mapping[str, Dataset]) -> None:
 def _read_hub(spec: TaskSpec) -> dict[str, tuple[Columns, str]]:
     assert spec.hub_path is not None  # checked by the caller
     path, config = spec.hub_path
+    if not path_exists(Path(path)):  # a local dataset folder needs no hub
+        ensure_hub()  # one short probe: without a network, offline at once instead of retries
     try:
         from datasets import load_dataset
 
         raw = load_dataset(path, config or None)
     except Exception as exc:  # offline, network, auth and not-found errors share no base
-        offline = any(os.environ.get(v) == "1" for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
-        hint = " HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set." if offline else ""
         raise TaskError(
             f"Could not load task {spec.name!r} from the hub ({path!r}, {config!r}): "
-            f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}.{hint} "
+            f"{exc.__class__.__name__}: {str(exc).splitlines()[0].rstrip('.') if str(exc) else ''}."
+            f"{offline_hint()} "
             f"Pass `data_files` (train/validation files with columns "
             f"{list(spec.raw_columns)} and {spec.label_column!r}) or use an offline task: "
             f"{', '.join(OFFLINE_TASKS)}."

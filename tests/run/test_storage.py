@@ -195,3 +195,72 @@ def test_bad_credentials_and_missing_permissions_are_refused(s3, prefix):
             ConfigurationError, match="`run folder` should be a location these credentials may read"
         ):
             folder(unknown).read_records()
+
+
+@pytest.fixture
+def no_aws_credentials(monkeypatch, tmp_path):
+    """Nothing where AWS clients look: no keys in the environment, an empty home, no
+    instance metadata (restored after the test, the module's moto keys included)."""
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+# What pyarrow 26 raises for an unsigned write that the store cannot answer (moto with
+# authentication on; real S3 answers a bare 403, ACCESS_DENIED).
+INTERNAL_FAILURE = OSError(
+    "When initiating multiple part upload for key 'run/x' in bucket 'autopeft-runs': AWS Error "
+    "INTERNAL_FAILURE during CreateMultipartUpload operation: "
+)
+
+
+def test_no_credentials_are_named_with_where_they_are_looked_for(no_aws_credentials, monkeypatch):
+    from autopeft_ray.run.storage import aws_credential_sources, storage_error
+
+    assert aws_credential_sources() == []
+    message = str(storage_error("output", "s3://autopeft-runs/run", INTERNAL_FAILURE, "write"))
+    assert "No credentials found" in message and "INTERNAL_FAILURE" in message
+    for place in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", ".aws/credentials", "instance metadata"):
+        assert place in message, place
+    # A bare 403 without credentials is the same cause; a missing bucket is not.
+    denied = OSError("AWS Error ACCESS_DENIED during HeadObject operation: No response body.")
+    assert "No credentials found" in str(storage_error("output", "s3://b/r", denied, "read"))
+    missing = OSError("AWS Error NO_SUCH_BUCKET during CreateMultipartUpload operation")
+    assert "Create the bucket" in str(storage_error("output", "s3://b/r", missing, "write"))
+    # With keys in the environment (or a profile file) the message stays as it was.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    assert aws_credential_sources() == ["AWS_ACCESS_KEY_ID"]
+    assert "No credentials found" not in str(
+        storage_error("output", "s3://autopeft-runs/run", INTERNAL_FAILURE, "write")
+    )
+    keys = pafs.S3FileSystem(access_key="a", secret_key="b", region="us-west-2")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    assert aws_credential_sources(keys) == ["the filesystem's options"]
+
+
+def test_a_bucket_without_credentials_says_no_credentials_found(s3, prefix, no_aws_credentials):
+    """moto checking signatures, and no credentials anywhere: once a generic
+    'INTERNAL_FAILURE'; now the cause and where credentials are looked for."""
+    filesystem = pafs.S3FileSystem(
+        region=s3.region,
+        endpoint_override=s3.endpoint,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1),
+    )
+    with s3.enforce_auth(), pytest.raises(ConfigurationError) as caught:
+        RunFolder(f"{s3.bucket}/{prefix}", filesystem).check_writable()
+    message = str(caught.value)
+    assert message.startswith("`output` should be a location this machine has credentials for")
+    assert "No credentials found: looked in the environment (AWS_ACCESS_KEY_ID" in message
+    assert "\n" not in message

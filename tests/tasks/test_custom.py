@@ -122,6 +122,45 @@ def test_a_single_class_an_empty_file_and_unseen_dev_labels(tmp_path):
         load_task(task_from_data(small))
 
 
+def _jsonl(path: Path, labels: list[object]) -> Path:
+    path.write_text(
+        "".join(json.dumps({"text": f"row {i}", "label": v}) + "\n" for i, v in enumerate(labels))
+    )
+    return path
+
+
+def test_labels_that_mix_numbers_and_strings_are_named_with_their_file(tmp_path):
+    """1.5 and 'pos' in one file: the message says the types mix (it used to reject 1.5
+    while listing '1.5' as a valid name), and which file."""
+    mixed = _jsonl(tmp_path / "train.jsonl", [1.5, "pos"] * 20)
+    with pytest.raises(TaskError) as caught:
+        task_from_data(mixed)
+    message = str(caught.value)
+    assert "mix types (numbers and strings)" in message and str(mixed) in message
+    assert "1.5" in message and "'1.5'" not in message
+    # A number with a fraction and no strings: class ids are integers (or --regression).
+    with pytest.raises(TaskError, match=r"Label 1.5 in .*fraction.*--regression"):
+        task_from_data(_jsonl(tmp_path / "numbers.jsonl", [0, 1.5] * 20))
+    # Ids as numbers and as digit strings are the same ids: not a mix.
+    assert task_from_data(_jsonl(tmp_path / "ids.jsonl", [0, "1"] * 20)).num_labels == 2
+
+
+def test_a_number_in_another_file_that_spells_a_name_is_a_mix(tmp_path):
+    """The training file's labels are the strings '1.5' and 'pos' (a CSV); a validation
+    file in JSON lines writes 1.5 as a number: named as a mix, with that file."""
+    folder = tmp_path / "splits"
+    folder.mkdir()
+    _csv(folder / "train.csv", _rows(20, ("1.5", "pos")), header="text,label")
+    _jsonl(folder / "validation.jsonl", [1.5, "pos"] * 10)
+    spec = task_from_data(folder)
+    assert spec.label_names == ("1.5", "pos")
+    with pytest.raises(TaskError) as caught:
+        load_task(spec)
+    message = str(caught.value)
+    assert "mix types (numbers and strings)" in message and "validation.jsonl" in message
+    assert "Write it as the name '1.5'" in message
+
+
 def test_a_huge_cell_is_cut_in_messages(tmp_path):
     path = _csv(tmp_path / "big.csv", [("short", "x" * 5000)] + _rows(30), header="text,label")
     with pytest.raises(TaskError) as caught:
