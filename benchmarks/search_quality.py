@@ -34,7 +34,7 @@ fit of a new padded size compiles NUTS unless JAX's cache already holds it;
     python benchmarks/search_quality.py --part cost       # part 2 only: about 20 min
     python benchmarks/search_quality.py --part cost --cost-settings map \
         --observations 20,50,100,200,500                  # MAP up to 500 observations
-    python benchmarks/search_quality.py --part failures --seeds 3   # about 15 min
+    python benchmarks/search_quality.py --part failures --seeds 3   # about 20 min
     python benchmarks/search_quality.py --quick           # smoke run, about 1 minute
     # MAP SAAS with and without the fraction as a model input (cost_input), 5 seeds
     python benchmarks/search_quality.py --part quality \
@@ -155,6 +155,7 @@ def autopeft(
     num_initial: int | None = None,
     surrogate: str = "saas-nuts",
     model_failures: bool = True,
+    model_feasibility: bool = True,
     max_baseline: int | None = None,
     cost_input: bool = False,
 ) -> AutoPEFTSearcher:
@@ -171,6 +172,7 @@ def autopeft(
         surrogate=surrogate,
         seed=seed,
         model_failures=model_failures,
+        model_feasibility=model_feasibility,
         max_baseline=max_baseline,
         cost_input=cost_input,
         **settings,
@@ -308,22 +310,30 @@ def too_big(config: Any) -> bool:
 
 
 def failures(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
-    """Failed trials at equal budget: the searcher that models failures vs one that does not.
+    """Failed trials at equal budget: how the searcher learns from failures.
 
-    Both use the MAP SAAS surrogate (seconds per suggestion) with the same seed,
-    hence the same random initial design; random search at the same budget for
-    scale. Failures are counted after the initial design, where the model decides.
+    With the feasibility model (a GP of failed against ran, qLogNEHVI's outcome
+    constraint; the default) and failures also fitted just below the worst score
+    (the default), with the feasibility model alone (the score model fits
+    completed results only), and with the failures fitted below the worst only
+    (the searcher before the feasibility model). All use the MAP SAAS surrogate
+    (seconds per suggestion) with the same seed, hence the same random initial
+    design; random search at the same budget for scale. Failures are counted after
+    the initial design, where the model decides.
     """
     rows: dict[str, list[dict[str, Any]]] = {}
     for seed in range(args.seeds):
         problem = SyntheticPeftProblem(space, seed=seed)
         reference = reference_point_for(space, problem.cost)
         contestants = {
-            "autopeft-map, failures modelled (now)": autopeft(
+            "autopeft-map, feasibility model + failures below the worst (default)": autopeft(
                 args, space, problem.cost, seed, surrogate="saas-map"
             ),
-            "autopeft-map, completed results only (before)": autopeft(
+            "autopeft-map, feasibility model, completed results only": autopeft(
                 args, space, problem.cost, seed, surrogate="saas-map", model_failures=False
+            ),
+            "autopeft-map, failures below the worst only (before)": autopeft(
+                args, space, problem.cost, seed, surrogate="saas-map", model_feasibility=False
             ),
             "random": RandomPEFTSearcher(space, cost_fn=problem.cost, seed=seed),
         }
@@ -332,10 +342,11 @@ def failures(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any
             run = drive(searcher, problem, args.budget, args.batch, too_big)
             failed_after = sum(run["failed"][args.initial :])
             hv = hypervolume(run["points"], reference) if run["points"] else 0.0
-            rows.setdefault(name, []).append({"failures": failed_after, "hv": hv})
+            wall = time.perf_counter() - start
+            rows.setdefault(name, []).append({"failures": failed_after, "hv": hv, "wall": wall})
             print(
-                f"seed {seed} {name:48s} failures after the initial design {failed_after:3d}"
-                f"  HV {hv:.5f}  {time.perf_counter() - start:6.1f} s",
+                f"seed {seed} {name:70s} failures after the initial design {failed_after:3d}"
+                f"  HV {hv:.5f}  {wall:6.1f} s",
                 flush=True,
             )
     return [
@@ -347,6 +358,7 @@ def failures(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any
             ),
             "median failures": statistics.median(r["failures"] for r in per_seed),
             "median HV": f"{statistics.median(r['hv'] for r in per_seed):.5f}",
+            "median s per run": f"{statistics.median(r['wall'] for r in per_seed):.0f}",
         }
         for name, per_seed in rows.items()
     ]

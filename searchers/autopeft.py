@@ -14,6 +14,12 @@ an evaluated or pending configuration. A small space (a narrowed
 configuration is scored by the acquisition and the best one is taken, so a
 nearly used-up space needs no local-search starts.
 
+Failures: a trial that raised, or reported no finite score, is fitted by the
+score model just below the worst score (``model_failures``), and once one
+has failed a feasibility model of failed against ran becomes qLogNEHVI's
+outcome constraint (``model_feasibility``, :mod:`searchers.surrogate.feasibility`),
+so suggestions avoid regions that fail.
+
 Fidelity policy: only results that reached their target fidelity (or
 ``min_fidelity``) are fitted; with ``multi_fidelity=True`` early-stopped ones
 (ASHA) too, and every trial's earlier rungs (:mod:`searchers.rungs`), the
@@ -52,7 +58,7 @@ import torch
 from botorch.models.model import Model
 
 from autopeft_ray.exceptions import invalid_value
-from autopeft_ray.objectives import SCORE, to_maximization
+from autopeft_ray.objectives import FAILED, SCORE, to_maximization
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.space.encoding import canonical_encoding as encode
 from autopeft_ray.validation import check_int
@@ -67,12 +73,19 @@ from .model_based import (
     derive_seed,
 )
 from .numerics import count_harmless_warnings
-from .records import Observation, observations, one_per_configuration
+from .records import (
+    Observation,
+    feasibility_observations,
+    observations,
+    one_per_configuration,
+)
 from .rungs import RungMemory
 from .score_model import ScoreModelCache
 from .surrogate import (
     DTYPE,
+    FeasibilityInputs,
     KnownCost,
+    OnEncodings,
     build_acquisition,
     build_model,
     model_inputs,
@@ -153,6 +166,14 @@ class AutoPEFTSearcher(
             score just below the worst fitted one, so that suggestions avoid
             regions that fail (:func:`~.records.observations`); ``False`` fits
             results only.
+        model_feasibility: once a trial has failed, also fit a feasibility
+            model (a GP of failed against ran, on the module sizes and the
+            share of layers with modules) and give it to qLogNEHVI as an outcome constraint, as
+            BoTorch's constrained acquisitions do: a configuration's
+            improvement counts as much as it is likely to run
+            (:mod:`searchers.surrogate.feasibility`; BENCHMARKS.md, "Failed
+            trials when large configurations fail"). Nothing is fitted while
+            no trial has failed.
         multi_fidelity: also fit early-stopped results and each trial's
             earlier rungs, with their fidelity as a model input, and take the
             acquisition at the target fidelity (for ASHA or Hyperband, where
@@ -218,7 +239,7 @@ class AutoPEFTSearcher(
         ``{"pt_length": 0, "sa_size": tune.choice([0, 8, 16])}``.
     """
 
-    _background_caches = ("_model_cache", "_known_cost", "_map_fit")
+    _background_caches = ("_model_cache", "_feasibility_cache", "_known_cost", "_map_fit")
 
     def __init__(
         self,
@@ -245,6 +266,7 @@ class AutoPEFTSearcher(
         pad_multiple: int = 32,
         jax_cache_dir: str | None = DEFAULT_JAX_CACHE_DIR,
         model_failures: bool = True,
+        model_feasibility: bool = True,
         background: bool = False,
         queue_size: int = 2,
         fill_with_random: bool = False,
@@ -282,6 +304,7 @@ class AutoPEFTSearcher(
         )
         self.pad_multiple = check_int("pad_multiple", pad_multiple)
         flags = dict(model_failures=model_failures, multi_fidelity=multi_fidelity)
+        flags.update(model_feasibility=model_feasibility)
         flags.update(
             cost_input=cost_input, background=background, fill_with_random=fill_with_random
         )
@@ -289,6 +312,7 @@ class AutoPEFTSearcher(
             if not isinstance(flag, bool):
                 raise invalid_value(name, flag, valid=[True, False])
         self.model_failures, self.multi_fidelity = model_failures, multi_fidelity
+        self.model_feasibility = model_feasibility
         self.cost_input, self.background = cost_input, background
         if fill_with_random and not background:
             fix = "fill_with_random=True fills slots while the background thread fits: "
@@ -299,6 +323,7 @@ class AutoPEFTSearcher(
             fix = "multi_fidelity=True fits a MAP model: pass surrogate='saas-map'."
             raise invalid_value("surrogate", surrogate, valid=["saas-map"], fix=fix)
         self._model_cache: tuple[int, Model] | None = None
+        self._feasibility_cache: tuple[tuple[int, int], Model] | None = None
         #: The last MAP fit: its observations, where it started, its hyperparameters
         #: (the next fit starts from them). Part of the saved state.
         self._map_fit: dict[str, Any] | None = None
@@ -363,8 +388,10 @@ class AutoPEFTSearcher(
                 model = self._fitted_model(X, Y)
                 fitted = time.perf_counter()
                 model = on_encodings(model, self.multi_fidelity, cost_input)
+                feasibility = self._feasibility()
+                feasible = time.perf_counter()
                 baseline = model_inputs(self.space, one_per_configuration(data), False)
-                config, value = self._optimize(model, baseline, results, step_seed)
+                config, value = self._optimize(model, baseline, results, step_seed, feasibility)
         finally:
             np.random.set_state(numpy_state)
         done = time.perf_counter()
@@ -374,7 +401,8 @@ class AutoPEFTSearcher(
                 "n_failed_imputed": len(data) - len(results),
                 "n_pending": len(self._pending),
                 "fit_s": round(fitted - start, 4),
-                "acquisition_s": round(done - fitted, 4),
+                "feasibility_fit_s": (None if feasibility is None else round(feasible - fitted, 4)),
+                "acquisition_s": round(done - feasible, 4),
                 "total_s": round(done - start, 4),
                 "log_nehvi": value,
                 "fallback": None if config is not None else "no unseen candidate",
@@ -382,14 +410,26 @@ class AutoPEFTSearcher(
         )
         return config
 
+    def _feasibility(self) -> Model | None:
+        """The feasibility model on encodings, once a trial has failed (``None`` before,
+        or with ``model_feasibility=False``): :mod:`.surrogate.feasibility`."""
+        if not self.model_feasibility or not any(r.status == FAILED for r in self.records):
+            return None
+        data = feasibility_observations(self.records)
+        inputs = FeasibilityInputs(self.space)
+        X = inputs(model_inputs(self.space, data, False))
+        Y = torch.tensor([[value] for _, value, _ in data], dtype=DTYPE)
+        return OnEncodings(self._fitted_feasibility(X, Y), inputs)
+
     def _optimize(
         self,
         score_model: Model,
         X: torch.Tensor,
         data: list[Observation],
         seed: int,
+        feasibility: Model | None = None,
     ) -> tuple[PeftConfiguration | None, float | None]:
-        model = build_model(self.space, score_model, self._known())
+        model = build_model(self.space, score_model, self._known(), feasibility)
         pending = [encode(self.space, c) for c in self._pending.values()]
         X_pending = torch.tensor(pending, dtype=DTYPE).reshape(-1, X.shape[-1])
         acquisition = build_acquisition(
@@ -451,6 +491,7 @@ class AutoPEFTSearcher(
             pad_multiple=self.pad_multiple,
             jax_cache_dir=self.jax_cache_dir,
             model_failures=self.model_failures,
+            model_feasibility=self.model_feasibility,
             background=self.background,
             queue_size=self.queue_size,
             fill_with_random=self.fill_with_random,
@@ -465,13 +506,22 @@ class AutoPEFTSearcher(
     def set_state(self, state: Mapping[str, Any]) -> None:
         super().set_state(state)
         self._map_fit = state.get("map_fit")
-        self._model_cache = None
+        self._model_cache = self._feasibility_cache = None
         self._stop_background()  # its snapshot predates the restored state
         self._data_version = len(self.records)
 
     def _space_changed(self) -> None:
         self._model_cache, self._known_cost, self._map_fit = None, None, None
+        self._feasibility_cache = None
         self._stop_background()
 
     def _transient_attributes(self) -> tuple[str, ...]:
-        return ("_model_cache", "_known_cost", "_background")
+        return ("_model_cache", "_feasibility_cache", "_known_cost", "_background")
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A searcher pickled before the feasibility model (Tune's tuner.pkl of a
+        # search being resumed) gets the default.
+        state = dict(state)
+        state.setdefault("model_feasibility", True)
+        state.setdefault("_feasibility_cache", None)
+        super().__setstate__(state)

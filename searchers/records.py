@@ -267,3 +267,22 @@ def observations(
     values = [value for _, value, _ in data]
     floor = min(values) - 0.1 * ((max(values) - min(values)) or 1.0)
     return data + [(r.config, floor, 1.0) for r in records if r.status == FAILED]
+
+
+#: The feasibility model's value of a trial that failed, and of one that ran (its
+#: constraint is feasible where the model's value is at most 0, halfway).
+FAILED_VALUE, RAN_VALUE = 1.0, -1.0
+
+
+def feasibility_observations(records: list[TrialRecord]) -> list[Observation]:
+    """What the feasibility model is fitted on: ``(configuration, value, 1.0)``, one per
+    configuration, the value :data:`FAILED_VALUE` if its trial failed, else :data:`RAN_VALUE`.
+
+    A trial that ran counts whatever its fidelity (stopped early, it still did not
+    fail); the last record of a configuration wins.
+    """
+    last = {
+        r.config.canonical(): (r.config, FAILED_VALUE if r.status == FAILED else RAN_VALUE, 1.0)
+        for r in records
+    }
+    return list(last.values())

@@ -1,7 +1,8 @@
 """The AutoPEFT searcher's score model: its fit, cached until new results arrive, and its inputs.
 
 A mixin of :class:`~.autopeft.AutoPEFTSearcher`: one fit per number of
-observations (a batch of suggestions, or a background queue, costs one fit);
+observations (a batch of suggestions, or a background queue, costs one fit),
+and so for the feasibility model once a trial has failed;
 MAP fits start from the prior's defaults and from the last one's mode, the
 better kept; the known cost of encodings is cached; with ``cost_input=True``
 the model sees each configuration's parameter fraction too
@@ -26,6 +27,7 @@ from .surrogate import (
     KnownCost,
     NutsSettings,
     enable_compilation_cache,
+    fit_feasibility_model,
     fit_score_model,
     warm_map_fit,
 )
@@ -46,6 +48,7 @@ class ScoreModelCache:
     _cost: Callable[[PeftConfiguration], float]
     _default_fraction: float
     _model_cache: tuple[int, Model] | None
+    _feasibility_cache: tuple[tuple[int, int], Model] | None
     _known_cost: KnownCost | None
     _map_fit: dict[str, Any] | None
 
@@ -63,6 +66,17 @@ class ScoreModelCache:
             enable_compilation_cache(self.jax_cache_dir)
             model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
         self._model_cache = (n, model)
+        return model
+
+    def _fitted_feasibility(self, X: torch.Tensor, Y: torch.Tensor) -> Model:
+        """The feasibility model of ``X`` and +-1 values ``Y`` (:mod:`.surrogate.feasibility`),
+        cached like the score model until new outcomes arrive (or a failed trial, rerun,
+        ran: the same number of rows, one failure less)."""
+        key = (len(X), int((Y > 0).sum()))
+        if self._feasibility_cache is not None and self._feasibility_cache[0] == key:
+            return self._feasibility_cache[1]
+        model = fit_feasibility_model(X, Y, derive_seed(self.seed, "feasibility", len(X)))
+        self._feasibility_cache = (key, model)
         return model
 
     def _known(self) -> KnownCost:

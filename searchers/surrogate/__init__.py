@@ -4,11 +4,18 @@
 * :mod:`.fit`: fitting the score model (NUTS or MAP);
 * :mod:`.inputs`: the model's inputs (encoding, known cost, fidelity) and their wrapper;
 * :mod:`.fidelity`: the multi-fidelity model, and the model at the target fidelity;
+* :mod:`.feasibility`: where trials fail, the constraint of the acquisition;
 * :mod:`.acquisition`: qLogNEHVI;
 * :mod:`.optimize`: discrete local search over encodings.
 """
 
 from .acquisition import build_acquisition, load_fused_kernel
+from .feasibility import (
+    FeasibilityInputs,
+    OnEncodings,
+    failure_constraint,
+    fit_feasibility_model,
+)
 from .fidelity import AtTargetFidelity, multi_fidelity_map_model, on_encodings
 from .fit import (
     NutsSettings,
@@ -28,12 +35,16 @@ __all__ = [
     "AtTargetFidelity",
     "CanonicalModelList",
     "CostInput",
+    "FeasibilityInputs",
     "KnownCost",
     "NutsSettings",
+    "OnEncodings",
     "PaddedSaasGP",
     "build_acquisition",
     "build_model",
     "enable_compilation_cache",
+    "failure_constraint",
+    "fit_feasibility_model",
     "fit_map_score_model",
     "fit_score_model",
     "load_fused_kernel",

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from botorch.acquisition.multi_objective.logei import (
     qLogNoisyExpectedHypervolumeImprovement,
 )
+from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
 from botorch.acquisition.multi_objective.utils import prune_inferior_points_multi_objective
 from botorch.sampling import IIDNormalSampler, ListSampler
 from botorch.sampling.index_sampler import IndexSampler
 from torch import Tensor
 
+from .feasibility import failure_constraint
 from .model import DTYPE, CanonicalModelList
 
 
@@ -60,23 +64,42 @@ def build_acquisition(
     ``prune_inferior_points_multi_objective`` with ``max_frac``): each
     acquisition call takes a joint posterior over the kept points, so at
     hundreds of observations this bounds its cost (BENCHMARKS.md).
+
+    A model with a third output, the feasibility model (:mod:`.feasibility`),
+    makes it a constrained qLogNEHVI: the objectives are the first two
+    outputs, and the third is BoTorch's outcome constraint (feasible at most 0).
     """
     load_fused_kernel()
     ref = torch.tensor(ref_point, dtype=DTYPE)
     X_baseline = X_baseline.to(DTYPE)
+    constrained = len(model.models) > 2
+    objective = IdentityMCMultiOutputObjective(outcomes=[0, 1]) if constrained else None
+    constraints: list[Callable[[Tensor], Tensor]] | None = (
+        [failure_constraint] if constrained else None
+    )
     if max_baseline is not None and len(X_baseline) > max_baseline:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             X_baseline = prune_inferior_points_multi_objective(
-                model, X_baseline, ref, num_samples=512, max_frac=max_baseline / len(X_baseline)
+                model,
+                X_baseline,
+                ref,
+                objective=objective,
+                constraints=constraints,
+                num_samples=512,
+                max_frac=max_baseline / len(X_baseline),
             )
     shape = torch.Size([mc_samples])
-    sampler = ListSampler(IIDNormalSampler(shape, seed=seed), IndexSampler(shape, seed=seed))
+    samplers: list[Any] = [IIDNormalSampler(shape, seed=seed), IndexSampler(shape, seed=seed)]
+    if constrained:  # its own draws: the failure model is independent of the score's
+        samplers.append(IIDNormalSampler(shape, seed=seed + 1))
     return qLogNoisyExpectedHypervolumeImprovement(
         model=model,
         ref_point=ref,
         X_baseline=X_baseline,
-        sampler=sampler,
+        sampler=ListSampler(*samplers),
+        objective=objective,
+        constraints=constraints,
         X_pending=None if X_pending is None or len(X_pending) == 0 else X_pending.to(DTYPE),
         prune_baseline=True,
     )

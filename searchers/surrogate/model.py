@@ -195,8 +195,15 @@ class CanonicalModelList(ModelList):
 
 
 def build_model(
-    space: SearchSpace, score_model: Model, known_cost: KnownCost
+    space: SearchSpace,
+    score_model: Model,
+    known_cost: KnownCost,
+    feasibility_model: Model | None = None,
 ) -> CanonicalModelList:
-    """Outputs ``(score, -param_fraction)``: the learned score and the known cost."""
+    """Outputs ``(score, -param_fraction)``: the learned score and the known cost; with a
+    ``feasibility_model`` (:mod:`.feasibility`), its value as a third output."""
     cost_model = GenericDeterministicModel(known_cost, num_outputs=1)
-    return CanonicalModelList(space, score_model, cost_model)
+    models = [score_model, cost_model]
+    if feasibility_model is not None:
+        models.append(feasibility_model)
+    return CanonicalModelList(space, *models)
