@@ -19,7 +19,7 @@ PACKAGES = {
     ROOT / "trainables": "autopeft_ray.trainables",
 }
 #: Modules every layer may import: errors, value checks, where models come from.
-FOUNDATION_MODULES = {"exceptions", "validation", "models"}
+FOUNDATION_MODULES = {"exceptions", "validation", "models", "network"}
 FOUNDATION = {"foundation"}
 LIBRARY = FOUNDATION | {"space", "objectives", "builder", "tasks", "config"}
 #: Layer -> the layers it may import (itself included).
