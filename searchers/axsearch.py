@@ -62,7 +62,7 @@ from .model_based import (
     derive_seed,
 )
 from .records import TrialRecord
-from .surrogate import enable_compilation_cache
+from .surrogate import enable_compilation_cache, load_fused_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -300,6 +300,10 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         start = time.perf_counter()
         if self.surrogate == "saas-nuts":
             enable_compilation_cache(self.jax_cache_dir)
+        # Ax builds qLogNEHVI itself: load BoTorch's fused kernel first, as the autopeft
+        # searcher does, or Ax's first acquisition JIT-builds it with the first ninja on
+        # PATH, and a process running both searchers rebuilt it for each.
+        load_fused_kernel()
         step_seed = derive_seed(self.seed, "ax-step", self.num_suggested)
         numpy_state = np.random.get_state()
         config = None

@@ -25,7 +25,14 @@ SCHEDULERS = ("fifo", "asha", "hyperband")
 #: (NUTS), or its MAP fit (cheap at hundreds of observations).
 SURROGATES = ("saas-nuts", "saas-map")
 #: The fields that say where and how many trials run (search, evaluate, transfer).
-RESOURCE_FIELDS = ("concurrency", "cpus_per_trial", "gpus_per_trial", "address", "max_failures")
+RESOURCE_FIELDS = (
+    "concurrency",
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "address",
+    "max_failures",
+    "reuse_actors",
+)
 
 #: The default initial design, sized as Ax sizes its Sobol step
 #: (``ax.generation_strategy.dispatch_utils.calculate_num_initialization_trials``):
@@ -167,6 +174,12 @@ class SearchOptions:
         metavar=("SCORE", "FRACTION"),
     )
     max_failures: int = option(1, help="retries of a failed trial (node loss)")
+    reuse_actors: bool = option(
+        True,
+        help="start each trial in the Ray actor of an ended one (Ray Tune's reuse_actors), "
+        "so a trial does not pay a fresh worker's imports and data loading; "
+        "--no-reuse-actors starts a fresh actor per trial",
+    )
     seed: int = option(0, help="the searcher's seed (the CLI's --seed sets it)", cli=False)
     baselines: tuple[str, ...] = option(
         (),

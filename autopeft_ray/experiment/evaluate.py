@@ -47,6 +47,7 @@ def evaluate_configurations(
     gpus_per_trial: float = SearchOptions.gpus_per_trial,
     address: str | None = SearchOptions.address,
     max_failures: int = SearchOptions.max_failures,
+    reuse_actors: bool = SearchOptions.reuse_actors,
     name: str = "evaluation",
     test: bool = True,
 ) -> list[dict[str, Any]]:
@@ -85,6 +86,7 @@ def evaluate_configurations(
             search_alg=FixedConfigurations(points),
             num_samples=len(points),
             max_concurrent_trials=concurrency,
+            reuse_actors=reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=name,

@@ -208,6 +208,7 @@ def run_search(
                 mode="max",
                 num_samples=options.num_trials,
                 max_concurrent_trials=options.concurrency,
+                reuse_actors=options.reuse_actors,
             ),
             run_config=tune.RunConfig(
                 name=RunFolder.TUNE,

@@ -56,6 +56,9 @@ def test_search_flags_and_their_names():
     args = _parse(SearchOptions, ["--initial", "3", "--space", "sa", "--baseline", "lora"])
     options = SearchOptions(**given_values(SearchOptions, args))
     assert (options.num_initial, options.variant, options.baselines) == (3, "sa", ("lora",))
+    assert options.reuse_actors  # the default: Ray Tune's reuse_actors, on
+    args = _parse(SearchOptions, ["--no-reuse-actors"])
+    assert SearchOptions(**given_values(SearchOptions, args)).reuse_actors is False
     flags = {f.name: flag_of(f) for f in cli_fields(SearchOptions)}
     assert flags["num_model_based"] == "--model-based" and "settings" not in flags
     assert set(RESOURCE_FIELDS) <= set(flags)

@@ -9,16 +9,32 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = """
-from botorch.acquisition.multi_objective import logei
+LOAD = """
 from autopeft_ray.searchers.surrogate import load_fused_kernel
 load_fused_kernel()
+"""
+#: The Ax-backed searcher's first model step: Ax builds qLogNEHVI itself.
+AX_STEP = """
+from autopeft_ray.searchers import AxPEFTSearcher
+from autopeft_ray.space import SearchSpace
+from autopeft_ray.testing.synthetic import SyntheticPeftProblem
+space = SearchSpace(num_layers=2, hidden_size=16)
+problem = SyntheticPeftProblem(space, seed=0)
+searcher = AxPEFTSearcher(space, problem.cost, num_initial=3, surrogate="saas-map", seed=0)
+for i in range(4):
+    config = searcher.suggest(str(i))
+    searcher.on_trial_complete(str(i), problem.evaluate_trial_config(config))
+assert searcher.timings and searcher.timings[-1]["fallback"] is None, searcher.timings
+"""
+REPORT = """
+from botorch.acquisition.multi_objective import logei
 print("loaded" if logei._C is not None else "fallback")
 """
 
 
 @pytest.mark.slow
-def test_kernel_loads_with_the_environments_ninja_not_the_first_on_path(tmp_path):
+@pytest.mark.parametrize("script", [LOAD, AX_STEP], ids=["autopeft", "ax"])
+def test_kernel_loads_with_the_environments_ninja_not_the_first_on_path(tmp_path, script):
     if not (Path(sys.executable).parent / "ninja").exists():
         pytest.skip("no ninja installed next to this interpreter")
     marker = tmp_path / "called"
@@ -28,7 +44,7 @@ def test_kernel_loads_with_the_environments_ninja_not_the_first_on_path(tmp_path
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", script + REPORT],
         env=env,
         cwd=Path(__file__).parents[2],
         capture_output=True,
