@@ -29,7 +29,13 @@ from autopeft_ray.objectives.pareto import (
 )
 
 from .folder import RunFolder
-from .metrics import BEST_SCORE, HYPERVOLUME, SUGGESTION_SECONDS, TRIALS_FINISHED, create_metrics
+from .metrics import (
+    BEST_SCORE_METRIC,
+    HYPERVOLUME_METRIC,
+    SUGGESTION_SECONDS_METRIC,
+    TRIALS_FINISHED_METRIC,
+    create_metrics,
+)
 from .records import ended_status, objective_point, trial_record
 
 logger = logging.getLogger(__name__)
@@ -136,7 +142,7 @@ class RunLog(Callback):
         self.ended += 1
         self.finished[status] = self.finished.get(status, 0) + 1
         if self._metrics is not None:
-            self._metrics[TRIALS_FINISHED].inc(1, tags={"status": status})
+            self._metrics[TRIALS_FINISHED_METRIC].inc(1, tags={"status": status})
         self._export_timings()
         self._publish()
         if self.verbose:
@@ -163,15 +169,15 @@ class RunLog(Callback):
                 continue
             self.suggestion_seconds.append(float(seconds))
             if self._metrics is not None:
-                self._metrics[SUGGESTION_SECONDS].observe(float(seconds))
+                self._metrics[SUGGESTION_SECONDS_METRIC].observe(float(seconds))
         self._timings_seen = len(timings)
 
     def _publish(self) -> None:
         if self._metrics is None:
             return
-        self._metrics[HYPERVOLUME].set(self.hypervolume)
+        self._metrics[HYPERVOLUME_METRIC].set(self.hypervolume)
         if self.best_score is not None:
-            self._metrics[BEST_SCORE].set(self.best_score)
+            self._metrics[BEST_SCORE_METRIC].set(self.best_score)
 
 
 def stops_trials(scheduler: Any) -> bool:

@@ -13,10 +13,10 @@ import hashlib
 import re
 from typing import Any
 
-TRIALS_FINISHED = "autopeft_trials_finished"
-HYPERVOLUME = "autopeft_hypervolume"
-BEST_SCORE = "autopeft_best_score"
-SUGGESTION_SECONDS = "autopeft_suggestion_seconds"
+TRIALS_FINISHED_METRIC = "autopeft_trials_finished"
+HYPERVOLUME_METRIC = "autopeft_hypervolume"
+BEST_SCORE_METRIC = "autopeft_best_score"
+SUGGESTION_SECONDS_METRIC = "autopeft_suggestion_seconds"
 #: Histogram buckets (seconds): a model-based suggestion takes from about a second
 #: (MAP fit, few observations) to many minutes (NUTS, hundreds of observations).
 SUGGESTION_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -44,21 +44,21 @@ def create_metrics(run: str) -> dict[str, Any]:
     from ray.util.metrics import Counter, Gauge, Histogram
 
     metrics: dict[str, Any] = {
-        TRIALS_FINISHED: Counter(
-            TRIALS_FINISHED,
+        TRIALS_FINISHED_METRIC: Counter(
+            TRIALS_FINISHED_METRIC,
             description="AutoPEFT trials that ended (completed, stopped early or errored).",
             tag_keys=("run", "status"),
         ),
-        HYPERVOLUME: Gauge(
-            HYPERVOLUME,
+        HYPERVOLUME_METRIC: Gauge(
+            HYPERVOLUME_METRIC,
             description="Hypervolume of the current Pareto front (score vs parameter fraction).",
             tag_keys=("run",),
         ),
-        BEST_SCORE: Gauge(
-            BEST_SCORE, description="Best dev score of a completed trial.", tag_keys=("run",)
+        BEST_SCORE_METRIC: Gauge(
+            BEST_SCORE_METRIC, description="Best dev score of a completed trial.", tag_keys=("run",)
         ),
-        SUGGESTION_SECONDS: Histogram(
-            SUGGESTION_SECONDS,
+        SUGGESTION_SECONDS_METRIC: Histogram(
+            SUGGESTION_SECONDS_METRIC,
             description="Seconds the searcher took to propose a model-based configuration.",
             boundaries=list(SUGGESTION_BUCKETS),
             tag_keys=("run",),

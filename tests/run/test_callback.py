@@ -13,12 +13,12 @@ import pytest
 from autopeft_ray.objectives.pareto import hypervolume
 from autopeft_ray.run import RunFolder, RunLog, ended_status, trial_record
 from autopeft_ray.run.metrics import (
-    BEST_SCORE,
-    HYPERVOLUME,
+    BEST_SCORE_METRIC,
+    HYPERVOLUME_METRIC,
     MAX_TAG_LENGTH,
     SUGGESTION_BUCKETS,
-    SUGGESTION_SECONDS,
-    TRIALS_FINISHED,
+    SUGGESTION_SECONDS_METRIC,
+    TRIALS_FINISHED_METRIC,
     run_tag,
 )
 
@@ -158,14 +158,14 @@ def test_callback_exports_prometheus_metrics(metrics_port, tmp_path):
     callback.on_trial_error(iteration=2, trials=[], trial=_trial("d", 0.0, 0.0))
 
     expected = {
-        (f"ray_{TRIALS_FINISHED}_total", "completed"): 2,
-        (f"ray_{TRIALS_FINISHED}_total", "early_stopped"): 1,
-        (f"ray_{TRIALS_FINISHED}_total", "failed"): 1,
-        (f"ray_{HYPERVOLUME}", ""): hypervolume([(0.8, 0.01), (0.7, 0.001)], REFERENCE),
-        (f"ray_{BEST_SCORE}", ""): 0.8,
-        (f"ray_{SUGGESTION_SECONDS}_count", ""): 2,
-        (f"ray_{SUGGESTION_SECONDS}_bucket", "1.0"): 1,  # 0.7 s
-        (f"ray_{SUGGESTION_SECONDS}_bucket", "10.0"): 2,  # and 7 s
+        (f"ray_{TRIALS_FINISHED_METRIC}_total", "completed"): 2,
+        (f"ray_{TRIALS_FINISHED_METRIC}_total", "early_stopped"): 1,
+        (f"ray_{TRIALS_FINISHED_METRIC}_total", "failed"): 1,
+        (f"ray_{HYPERVOLUME_METRIC}", ""): hypervolume([(0.8, 0.01), (0.7, 0.001)], REFERENCE),
+        (f"ray_{BEST_SCORE_METRIC}", ""): 0.8,
+        (f"ray_{SUGGESTION_SECONDS_METRIC}_count", ""): 2,
+        (f"ray_{SUGGESTION_SECONDS_METRIC}_bucket", "1.0"): 1,  # 0.7 s
+        (f"ray_{SUGGESTION_SECONDS_METRIC}_bucket", "10.0"): 2,  # and 7 s
     }
     samples = _wait_for(metrics_port, run_tag(str(run)), expected)
     assert len([k for k in samples if k[0].endswith("_bucket")]) == len(SUGGESTION_BUCKETS) + 1
@@ -197,10 +197,10 @@ def test_a_real_search_exports_its_metrics(metrics_port, tmp_path):
     reference = reference_point_of(run)
     points = [objective_point(r) for r in done]
     expected = {
-        (f"ray_{TRIALS_FINISHED}_total", "completed"): 3,
-        (f"ray_{HYPERVOLUME}", ""): hypervolume(points, reference),
-        (f"ray_{BEST_SCORE}", ""): max(p[0] for p in points),
-        (f"ray_{SUGGESTION_SECONDS}_count", ""): 1,  # the one model-based suggestion
+        (f"ray_{TRIALS_FINISHED_METRIC}_total", "completed"): 3,
+        (f"ray_{HYPERVOLUME_METRIC}", ""): hypervolume(points, reference),
+        (f"ray_{BEST_SCORE_METRIC}", ""): max(p[0] for p in points),
+        (f"ray_{SUGGESTION_SECONDS_METRIC}_count", ""): 1,  # the one model-based suggestion
     }
     _wait_for(metrics_port, str(output), expected)
 
