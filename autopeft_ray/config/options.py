@@ -177,7 +177,7 @@ class SearchOptions:
     reuse_actors: bool = option(
         True,
         help="start each trial in the Ray actor of an ended one (Ray Tune's reuse_actors), "
-        "so a trial does not pay a fresh worker's imports and data loading; "
+        "so a trial does not pay a fresh worker's start and imports; "
         "--no-reuse-actors starts a fresh actor per trial",
     )
     seed: int = option(0, help="the searcher's seed (the CLI's --seed sets it)", cli=False)
