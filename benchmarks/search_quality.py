@@ -42,6 +42,9 @@ fit of a new padded size compiles NUTS unless JAX's cache already holds it;
     # AutoPEFT vs the Ax-backed searcher, both with MAP SAAS, 3 seeds: about 25 min
     python benchmarks/search_quality.py --part quality --methods autopeft-map,ax-map \
         --seeds 3 --budget 30 --initial 10
+    # where each searcher's model-based step goes (fit against acquisition), NUTS and MAP
+    python benchmarks/search_quality.py --part quality --seeds 1 --budget 20 --initial 10 \
+        --batch 2 --methods autopeft,autopeft-map,ax,ax-map
 
 Measured on a quiet 2-core machine (12 layers x 768; BENCHMARKS.md): one
 suggestion with the paper's NUTS takes about 30 s at 20-50 observations, 51 s
@@ -372,8 +375,11 @@ def quality(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]
         runs = {}
         for name, (factory, budget) in methods(args, space, problem.cost, seed).items():
             start = time.perf_counter()
-            runs[name] = drive(factory(), problem, budget, args.batch)
+            searcher = factory()
+            runs[name] = drive(searcher, problem, budget, args.batch)
             runs[name]["wall_s"] = time.perf_counter() - start
+            # The model-based steps as the searcher timed them (fit, acquisition).
+            runs[name]["steps"] = [t for t in getattr(searcher, "timings", []) if "fit_s" in t]
             runs[name]["budget"] = budget
         union = [p for run in runs.values() for p in run["points"]]
         best = hypervolume(union, reference)
@@ -394,6 +400,7 @@ def quality(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]
                         "s_per_model_step": statistics.mean(run["seconds"][args.initial :]),
                         "wall_s": run["wall_s"],
                         "repeats": run["repeats"],
+                        "steps": run["steps"],
                     }
                 )
             print(f"seed {seed} {name:32s} HV {trace[-1]:.5f}  {run['wall_s']:7.1f} s", flush=True)
@@ -412,10 +419,21 @@ def quality(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]
                 "s / model-based step": (
                     f"{statistics.median(r['s_per_model_step'] for r in per_seed):.2f}"
                 ),
+                "fit / acquisition s per step": _split([t for r in per_seed for t in r["steps"]]),
                 "repeats": sum(r["repeats"] for r in per_seed),
             }
         )
     return table
+
+
+def _split(steps: list[dict[str, Any]]) -> str:
+    """Mean seconds of a model-based step's fit and acquisition, as the searcher timed them
+    (means: in a batch AutoPEFT fits once and its other steps reuse the fit)."""
+    if not steps:
+        return "-"
+    fit = statistics.mean(t["fit_s"] for t in steps)
+    acquisition = statistics.mean(t["acquisition_s"] for t in steps)
+    return f"{fit:.2f} / {acquisition:.2f}"
 
 
 def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:

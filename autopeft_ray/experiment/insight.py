@@ -220,7 +220,10 @@ def export_ax(
         objective=f"{SCORE}, -{PARAM_FRACTION}",
         outcome_constraints=[f"{SCORE} >= {reference[0]}", f"{PARAM_FRACTION} <= {reference[1]}"],
     )
-    client.configure_generation_strategy()
+    # The exported trials are the initial design: without the centre point (whose node
+    # hands over to Sobol without checking Sobol's budget), the next trial Ax generates
+    # after loading is model-based, not one more Sobol point.
+    client.configure_generation_strategy(initialize_with_center=False)
     named: set[tuple[tuple[str, int], ...]] = set()
     for record in records:
         configuration = space.from_trial_config(record["configuration"]).to_dict()

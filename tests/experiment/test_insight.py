@@ -72,6 +72,11 @@ def test_export_ax_loads_in_ax_with_every_trial(tmp_path):
         (["score"], 0.5),
         (["param_fraction"], 0.05),
     ]
+    # Going on in Ax continues model-based: the exported trials are its initial design
+    # (Ax's default strategy starts at the centre point and then one Sobol trial).
+    (index,) = client.get_next_trials(max_trials=1)
+    generator_run = client._experiment.trials[index].generator_runs[0]  # noqa: SLF001
+    assert generator_run._generation_node_name == "MBM"  # noqa: SLF001
 
 
 def test_export_ax_from_the_cli_to_a_chosen_file(tmp_path, capsys):

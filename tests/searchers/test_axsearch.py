@@ -64,6 +64,10 @@ def test_model_based_suggestions_come_from_the_ax_node_with_running_trials_pendi
     steps = [t for t in run.searcher.timings if "total_s" in t]
     assert [t["n_pending"] for t in steps] == [0, 1]
     assert all(t["fallback"] is None for t in steps)
+    # Where the time went, as Ax timed it: a model fit and an acquisition per step.
+    for step in steps:
+        assert step["fit_s"] > 0 and step["acquisition_s"] > 0
+        assert step["fit_s"] + step["acquisition_s"] <= step["total_s"]
 
 
 def test_a_status_change_rebuilds_the_experiment(make_searcher, driver):
