@@ -30,7 +30,9 @@ Contestants (``--contestants``):
 * ``nsga2``, ``tpe``: Ray Tune's ``OptunaSearch``, multi-objective;
 * ``ax-map``: the Ax-backed searcher with Ax's MAP SAAS model.
 
-Model-based searchers start with ``--initial`` random configurations.
+Model-based searchers start with ``--initial`` random configurations; runs
+with another initial design are shown as their own rows (``autopeft-map, 20
+initial``), so replays at several ``--initial`` compare the initial design.
 
 Figures (``--part summary``), per space, concurrency and budget (``--budgets``:
 prefixes of each run in the order results arrived):
@@ -387,7 +389,11 @@ def summary(args: argparse.Namespace) -> None:
     space = SearchSpace.from_model_config(DEFAULT_MODEL, args.space)
     problem = TableProblem(bench, space)
     everything = [r for r in read_runs(Path(args.output)) if r["space"] == args.space]
-    runs = [r for r in everything if r.get("table") == problem.digest]
+    runs = [
+        {**r, "label": _label(r, args.initial)}
+        for r in everything
+        if r.get("table") == problem.digest
+    ]
     if len(runs) < len(everything):
         print(
             f"{len(everything) - len(runs)} runs of space {args.space!r} were replayed on "
@@ -446,9 +452,9 @@ def _figures(
     full: int,
 ) -> list[dict[str, Any]]:
     rows = []
-    names = sorted({r["contestant"] for r in runs}, key=CONTESTANTS.index)
-    for name in names:
-        mine = [r for r in runs if r["contestant"] == name and r["concurrency"] == concurrency]
+    order = {r["label"]: (CONTESTANTS.index(r["contestant"]), r["initial"]) for r in runs}
+    for name in sorted(order, key=order.__getitem__):
+        mine = [r for r in runs if r["label"] == name and r["concurrency"] == concurrency]
         factor = 2 if name == "random-2x" else 1
         mine = [r for r in mine if r["budget"] >= factor * budget]
         if not mine:
@@ -509,7 +515,7 @@ def _versus(runs: list[dict[str, Any]], args: argparse.Namespace, problem: Table
             factor = 2 if r["contestant"] == "random-2x" else 1
             if r["budget"] >= factor * budget:
                 points = [(e["score"], e["fraction"]) for e in arrived(r, factor * budget)]
-                by[(r["contestant"], r["seed"])] = (
+                by[(r["label"], r["seed"])] = (
                     hypervolume(points, problem.nadir),
                     log_hypervolume(points, problem.nadir),
                 )
@@ -526,6 +532,14 @@ def _versus(runs: list[dict[str, Any]], args: argparse.Namespace, problem: Table
                         f"{wins} of {len(seeds)} seeds (HV from the nadir), {log_wins} of "
                         f"{len(seeds)} (log10 fraction)"
                     )
+
+
+def _label(run: dict[str, Any], initial: int) -> str:
+    """The contestant, and its initial design when it uses one other than ``--initial``."""
+    name = run["contestant"]
+    if name.startswith("random") or run["initial"] == initial:
+        return name
+    return f"{name}, {run['initial']} initial"
 
 
 def log_hypervolume(points: list[tuple[float, float]], nadir: tuple[float, float]) -> float:
