@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("search", help="search the PEFT configuration space")
+    s.set_defaults(func=_search)
     _training_arguments(s)
     _resource_arguments(s)
     add_arguments(s.add_argument_group("search"), SearchOptions, skip=RESOURCE_FIELDS)
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "demo", help="a small real search on the offline default (minutes on 2 cores)"
     )
+    d.set_defaults(func=_search)
     d.add_argument("--output", default=None, help="run folder (default: autopeft_runs/demo-<time>)")
     add_arguments(d, SearchOptions, only=("searcher",))
 
@@ -186,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("transfer", "evaluate configurations found on one task on other tasks"),
     ):
         e = sub.add_parser(name, help=help_text)
+        e.set_defaults(func=_evaluate)
         e.add_argument(
             "run", help="run folder (or URI) of a finished search (its Pareto set is used)"
         )
@@ -215,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         _resource_arguments(e)
 
     r = sub.add_parser("report", help="Pareto plot, hypervolume trace and table of a run")
+    r.set_defaults(func=_report)
     r.add_argument("run", help="run folder (or URI: s3://bucket/prefix/name)")
     r.add_argument(
         "--compare", nargs="*", default=[], help="other run folders (e.g. a random search)"
@@ -232,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     x = sub.add_parser("export-ax", help="write a run's trials as an Ax experiment (JSON)")
+    x.set_defaults(func=_export_ax)
     x.add_argument("run", help="run folder")
     x.add_argument("--output", default=None, help="default: <run>/ax_experiment.json")
     return parser
@@ -362,72 +367,81 @@ def _print_summary(summary: list[dict[str, Any]]) -> None:
         print(f"[{row['task']}] {label}: {metrics} ({row['seeds']} seeds)")
 
 
+def _search(args: argparse.Namespace) -> None:
+    """``search`` and ``demo``: run (or resume) a search, then print its front."""
+    from autopeft_ray.experiment.search import run_search
+
+    options = (
+        _search_options(args)
+        if args.command == "search"
+        else demo_options(args.output, **given_values(SearchOptions, args, only=["searcher"]))
+    )
+    folder = run_search(
+        options,
+        resume=getattr(args, "resume", False),
+        trust_run_folder=getattr(args, "trust_run_folder", False),
+    )
+    _print_front(folder)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    """``evaluate`` and ``transfer``: re-train chosen configurations, on the search's
+    task or on others."""
+    from autopeft_ray.experiment.evaluate import (
+        evaluate_configurations,
+        transfer_caveat,
+        transfer_configurations,
+    )
+    from autopeft_ray.run import RunFolder
+
+    chosen = _chosen(args)
+    output = args.output or RunFolder(args.run).location.child(args.command).uri()
+    resources = {"seeds": args.seeds, **given_values(SearchOptions, args, RESOURCE_FIELDS)}
+    if args.command == "evaluate":
+        _print_summary(evaluate_configurations(chosen, _settings(args), output=output, **resources))
+    else:
+        targets = [resolve_task(task, args) for task in args.to]
+        settings = _settings(args)
+        for task, summary in transfer_configurations(
+            chosen, settings, targets, output=output, **resources
+        ).items():
+            _print_summary(summary)
+            caveat = transfer_caveat(settings.task, task)
+            if caveat:
+                print(caveat)
+    print(f"Results: {output}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    """``report``: the Pareto plot, hypervolume trace and table of a run."""
+    from autopeft_ray.run import best_under, write_report
+
+    _refit_relevance(args.run)
+    report = write_report(args.run, compare=args.compare, report_dir=args.report_dir)
+    print(f"Report: {report}")
+    if args.max_fraction is not None:
+        best = best_under(args.run, args.max_fraction)
+        print(
+            f"Best under {100 * args.max_fraction:g}% parameters: "
+            f"{json.dumps(best['configuration'])} score {best['metrics']['score']:.4f}"
+        )
+
+
+def _export_ax(args: argparse.Namespace) -> None:
+    """``export-ax``: a run's trials as an Ax experiment."""
+    from ax.utils.common.logger import set_stderr_log_level
+
+    from autopeft_ray.experiment.insight import export_ax
+
+    set_stderr_log_level(logging.WARNING)  # not one INFO line per attached trial
+    path = export_ax(args.run, args.output)
+    print(f"Ax experiment: {path}\nLoad it with ax.api.client.Client.load_from_json_file.")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command in ("search", "demo"):
-            from autopeft_ray.experiment.search import run_search
-
-            options = (
-                _search_options(args)
-                if args.command == "search"
-                else demo_options(
-                    args.output, **given_values(SearchOptions, args, only=["searcher"])
-                )
-            )
-            folder = run_search(
-                options,
-                resume=getattr(args, "resume", False),
-                trust_run_folder=getattr(args, "trust_run_folder", False),
-            )
-            _print_front(folder)
-        elif args.command in ("evaluate", "transfer"):
-            from autopeft_ray.experiment.evaluate import (
-                evaluate_configurations,
-                transfer_caveat,
-                transfer_configurations,
-            )
-
-            chosen = _chosen(args)
-            from autopeft_ray.run import RunFolder
-
-            output = args.output or RunFolder(args.run).location.child(args.command).uri()
-            resources = {"seeds": args.seeds, **given_values(SearchOptions, args, RESOURCE_FIELDS)}
-            if args.command == "evaluate":
-                _print_summary(
-                    evaluate_configurations(chosen, _settings(args), output=output, **resources)
-                )
-            else:
-                targets = [resolve_task(task, args) for task in args.to]
-                settings = _settings(args)
-                for task, summary in transfer_configurations(
-                    chosen, settings, targets, output=output, **resources
-                ).items():
-                    _print_summary(summary)
-                    caveat = transfer_caveat(settings.task, task)
-                    if caveat:
-                        print(caveat)
-            print(f"Results: {output}")
-        elif args.command == "report":
-            from autopeft_ray.run import best_under, write_report
-
-            _refit_relevance(args.run)
-            report = write_report(args.run, compare=args.compare, report_dir=args.report_dir)
-            print(f"Report: {report}")
-            if args.max_fraction is not None:
-                best = best_under(args.run, args.max_fraction)
-                print(
-                    f"Best under {100 * args.max_fraction:g}% parameters: {json.dumps(best['configuration'])} "
-                    f"score {best['metrics']['score']:.4f}"
-                )
-        elif args.command == "export-ax":
-            from ax.utils.common.logger import set_stderr_log_level
-
-            from autopeft_ray.experiment.insight import export_ax
-
-            set_stderr_log_level(logging.WARNING)  # not one INFO line per attached trial
-            path = export_ax(args.run, args.output)
-            print(f"Ax experiment: {path}\nLoad it with ax.api.client.Client.load_from_json_file.")
+        args.func(args)
     except AutoPeftError as exc:
         print(f"autopeft-ray {args.command}: error: {in_cli_terms(str(exc))}", file=sys.stderr)
         return 2

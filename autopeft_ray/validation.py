@@ -7,7 +7,6 @@ reference point or a resource request follows one rule everywhere.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 from autopeft_ray.exceptions import invalid_value
@@ -105,10 +104,3 @@ def check_trial_resources(
     number = finite_number(gpus)
     if number is None or number < 0 or (number > 1 and number != int(number)):
         raise invalid_value(gpus_field, gpus, expected="a fraction in [0, 1] or a whole number")
-
-
-def check_sequence(name: str, value: Any, length: int) -> Sequence[Any]:
-    """A list or tuple of ``length`` items."""
-    if not isinstance(value, (list, tuple)) or len(value) != length:
-        raise invalid_value(name, value, expected=f"{length} values")
-    return value

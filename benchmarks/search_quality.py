@@ -66,6 +66,7 @@ from typing import Any
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
+from autopeft_ray.config import PAPER_NUTS  # noqa: E402
 from autopeft_ray.objectives import PARAM_FRACTION, SCORE  # noqa: E402
 from autopeft_ray.objectives.pareto import hypervolume, hypervolume_trace, reference_point_for  # noqa: E402
 from autopeft_ray.searchers import (  # noqa: E402
@@ -76,7 +77,6 @@ from autopeft_ray.searchers import (  # noqa: E402
 from autopeft_ray.space import SearchSpace  # noqa: E402
 from autopeft_ray.testing.synthetic import SyntheticPeftProblem  # noqa: E402
 
-PAPER_NUTS = (128, 64, 4)
 CHEAP_NUTS = (32, 16, 2)
 TINY_NUTS = (8, 5, 1)
 METHODS = (

@@ -57,14 +57,16 @@ import numpy as np
 import torch
 from botorch.models.model import Model
 
+from autopeft_ray.config import PAPER_NUTS, check_searcher_flags
 from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.objectives import FAILED, SCORE, to_maximization
 from autopeft_ray.space import PeftConfiguration, SearchSpace
-from autopeft_ray.space.encoding import canonical_encoding as encode
+from autopeft_ray.space.encoding import canonical_encoding
 from autopeft_ray.validation import check_int
 
 from .background import BackgroundProposals
 from .base import PeftSearcherBase
+from .fit_warnings import count_harmless_warnings
 from .model_based import (
     DEFAULT_JAX_CACHE_DIR,
     MIN_OBSERVATIONS,
@@ -72,7 +74,6 @@ from .model_based import (
     check_cost_fn,
     derive_seed,
 )
-from .numerics import count_harmless_warnings
 from .records import (
     Observation,
     feasibility_observations,
@@ -85,7 +86,7 @@ from .surrogate import (
     DTYPE,
     FeasibilityInputs,
     KnownCost,
-    OnEncodings,
+    OnInputs,
     build_acquisition,
     build_model,
     model_inputs,
@@ -248,9 +249,9 @@ class AutoPEFTSearcher(
         metric: str = SCORE,
         mode: str = "max",
         num_initial: int | None = None,
-        nuts_warmup: int = 128,
-        nuts_samples: int = 64,
-        nuts_thinning: int = 4,
+        nuts_warmup: int = PAPER_NUTS[0],
+        nuts_samples: int = PAPER_NUTS[1],
+        nuts_thinning: int = PAPER_NUTS[2],
         surrogate: str = "saas-nuts",
         num_restarts: int = 10,
         raw_samples: int = 512,
@@ -314,14 +315,13 @@ class AutoPEFTSearcher(
         self.model_failures, self.multi_fidelity = model_failures, multi_fidelity
         self.model_feasibility = model_feasibility
         self.cost_input, self.background = cost_input, background
-        if fill_with_random and not background:
-            fix = "fill_with_random=True fills slots while the background thread fits: "
-            fix += "pass background=True."
-            raise invalid_value("fill_with_random", fill_with_random, valid=[False], fix=fix)
+        check_searcher_flags(
+            surrogate=surrogate,
+            background=background,
+            fill_with_random=fill_with_random,
+            multi_fidelity=multi_fidelity,
+        )
         self.fill_with_random = fill_with_random
-        if multi_fidelity and surrogate != "saas-map":
-            fix = "multi_fidelity=True fits a MAP model: pass surrogate='saas-map'."
-            raise invalid_value("surrogate", surrogate, valid=["saas-map"], fix=fix)
         self._model_cache: tuple[int, Model] | None = None
         self._feasibility_cache: tuple[tuple[int, int], Model] | None = None
         #: The last MAP fit: its observations, where it started, its hyperparameters
@@ -419,7 +419,7 @@ class AutoPEFTSearcher(
         inputs = FeasibilityInputs(self.space)
         X = inputs(model_inputs(self.space, data, False))
         Y = torch.tensor([[value] for _, value, _ in data], dtype=DTYPE)
-        return OnEncodings(self._fitted_feasibility(X, Y), inputs)
+        return OnInputs(self._fitted_feasibility(X, Y), inputs)
 
     def _optimize(
         self,
@@ -430,7 +430,7 @@ class AutoPEFTSearcher(
         feasibility: Model | None = None,
     ) -> tuple[PeftConfiguration | None, float | None]:
         model = build_model(self.space, score_model, self._known(), feasibility)
-        pending = [encode(self.space, c) for c in self._pending.values()]
+        pending = [canonical_encoding(self.space, c) for c in self._pending.values()]
         X_pending = torch.tensor(pending, dtype=DTYPE).reshape(-1, X.shape[-1])
         acquisition = build_acquisition(
             model, self.reference_max, X, X_pending, self.mc_samples, seed, self.max_baseline
@@ -439,7 +439,7 @@ class AutoPEFTSearcher(
             return self._best_candidate(acquisition, self._unseen_candidates())
         if self.space.cardinality <= ENUMERATE_SPACE:
             return self._best_candidate(acquisition, self._unseen_configurations())
-        seen = [encode(self.space, r.config) for r in self.records] + pending
+        seen = [canonical_encoding(self.space, r.config) for r in self.records] + pending
         X_avoid = torch.tensor(seen, dtype=DTYPE).reshape(-1, X.shape[-1])
         initial = pareto_neighbour_starts(
             self.space, data, self._cost, self._seen, self.num_restarts, random.Random(seed)
@@ -466,7 +466,7 @@ class AutoPEFTSearcher(
         """The configuration of ``left`` (unseen) with the largest acquisition value."""
         if not left:
             return None, None
-        X = torch.tensor([encode(self.space, c) for c in left], dtype=DTYPE)
+        X = torch.tensor([canonical_encoding(self.space, c) for c in left], dtype=DTYPE)
         with torch.no_grad():
             values = torch.cat(
                 [acquisition(chunk.unsqueeze(1)) for chunk in X.split(CANDIDATE_BATCH)]

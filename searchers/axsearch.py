@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from autopeft_ray.config import PAPER_NUTS
 from autopeft_ray.objectives import COMPLETED, FAILED, PARAM_FRACTION, SCORE
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 
@@ -144,9 +145,9 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         mode: str = "max",
         num_initial: int | None = None,
         surrogate: str = "saas-nuts",
-        nuts_warmup: int = 128,
-        nuts_samples: int = 64,
-        nuts_thinning: int = 4,
+        nuts_warmup: int = PAPER_NUTS[0],
+        nuts_samples: int = PAPER_NUTS[1],
+        nuts_thinning: int = PAPER_NUTS[2],
         reference_point: Sequence[float] | str | None = None,
         seed: int | None = None,
         min_fidelity: float | None = None,

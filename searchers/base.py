@@ -34,7 +34,6 @@ from autopeft_ray.objectives.pareto import ParetoFront
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.validation import check_int, check_number, finite_number
 
-from .properties import check_param_space, parse_metric
 from .records import (
     TrialRecord,
     below_largest_fidelity,
@@ -42,6 +41,7 @@ from .records import (
     config_in_result,
     keep_fields,
 )
+from .search_properties import check_param_space, parse_metric
 from .state import JsonState
 from .validation import check_candidates, check_fixed_config, check_points
 

@@ -25,7 +25,7 @@ from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.space.encoding import encode
 
-from .numerics import count_harmless_warnings
+from .fit_warnings import count_harmless_warnings
 from .surrogate import DTYPE, fit_map_score_model
 
 #: Fewer completed trials than this give no relevance: a GP of one point says nothing.

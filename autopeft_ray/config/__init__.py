@@ -10,11 +10,13 @@
 
 from .learning_rates import POLICIES, POLICY_NAMES, group_rates
 from .options import (
+    PAPER_NUTS,
     RESOURCE_FIELDS,
     SCHEDULERS,
     SEARCHERS,
     SURROGATES,
     SearchOptions,
+    check_searcher_flags,
     initial_design_size,
 )
 from .settings import (
@@ -34,7 +36,9 @@ __all__ = [
     "RESOURCE_FIELDS",
     "SCHEDULERS",
     "SEARCHERS",
+    "PAPER_NUTS",
     "SURROGATES",
+    "check_searcher_flags",
     "TRIAL_SETTINGS_KEY",
     "SearchOptions",
     "TrainingSettings",

@@ -24,6 +24,35 @@ SCHEDULERS = ("fifo", "asha", "hyperband")
 #: Score models of the autopeft and ax searchers: the paper's fully Bayesian SAAS GP
 #: (NUTS), or its MAP fit (cheap at hundreds of observations).
 SURROGATES = ("saas-nuts", "saas-map")
+#: The NUTS budget of the fully Bayesian SAAS fit, (warmup steps, samples, thinning):
+#: the paper's. The default of ``--nuts``, of the searchers' ``nuts_*`` arguments and
+#: of ``NutsSettings``.
+PAPER_NUTS = (128, 64, 4)
+
+
+def check_searcher_flags(
+    *, surrogate: str, background: bool, fill_with_random: bool, multi_fidelity: bool
+) -> None:
+    """The rules between the autopeft searcher's flags, for ``SearchOptions`` and the
+    searcher alike (field names in backticks: the CLI shows them as its flags)."""
+    if fill_with_random and not background:
+        raise invalid_value(
+            "fill_with_random",
+            fill_with_random,
+            valid=[False],
+            fix="`fill_with_random` fills free slots while the background thread fits; "
+            "without `background` there is none. Set `background` too.",
+        )
+    if multi_fidelity and surrogate != "saas-map":
+        raise invalid_value(
+            "surrogate",
+            surrogate,
+            valid=["saas-map"],
+            fix="`multi_fidelity` fits a MAP model of the score over configuration and "
+            "fidelity. Set `surrogate` to 'saas-map'.",
+        )
+
+
 #: The fields that say where and how many trials run (search, evaluate, transfer).
 RESOURCE_FIELDS = (
     "concurrency",
@@ -121,7 +150,7 @@ class SearchOptions:
     gpus_per_trial: float = option(0.0, help="GPUs of each trial; fractions allowed, e.g. 0.5")
     address: str | None = option(None, help="Ray cluster address (default: start Ray locally)")
     nuts: tuple[int, int, int] = option(
-        (128, 64, 4),
+        PAPER_NUTS,
         help="NUTS warmup steps, samples and thinning of the SAAS fit (paper: 128 64 4)",
         metavar=("WARMUP", "SAMPLES", "THINNING"),
     )
@@ -232,16 +261,12 @@ class SearchOptions:
                 "`background` suggestions are built into the autopeft searcher",
                 "computes its suggestions on the event loop",
             )
-        if self.fill_with_random and not self.background:
-            raise ConfigurationError(
-                "`fill_with_random` fills free slots while the background thread fits; "
-                "without --background-suggestions there is none. Add --background-suggestions."
-            )
-        if self.multi_fidelity and self.searcher == "autopeft" and self.surrogate != "saas-map":
-            raise ConfigurationError(
-                f"`multi_fidelity` fits a MAP model of the score over configuration and "
-                f"fidelity; --surrogate {self.surrogate} is not one. Add --surrogate saas-map."
-            )
+        check_searcher_flags(
+            surrogate=self.surrogate if self.searcher == "autopeft" else "saas-map",
+            background=self.background,
+            fill_with_random=self.fill_with_random,
+            multi_fidelity=self.multi_fidelity,
+        )
         if self.multi_fidelity and (self.searcher != "autopeft" or self.scheduler == "fifo"):
             used = (
                 f"--searcher {self.searcher}" if self.searcher != "autopeft" else "--scheduler fifo"

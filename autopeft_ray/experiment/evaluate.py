@@ -32,10 +32,6 @@ from .resources import check_gpus
 logger = logging.getLogger(__name__)
 
 
-def _label(configuration: PeftConfiguration | str) -> str:
-    return configuration if isinstance(configuration, str) else configuration.describe()
-
-
 def evaluate_configurations(
     configurations: Sequence[PeftConfiguration | str],
     settings: TrainingSettings,

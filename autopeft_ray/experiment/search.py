@@ -312,9 +312,9 @@ def run_baselines(
 def check_not_moved(saved: str, run: RunFolder) -> None:
     """Refuse to resume a run folder that was moved since the search started.
 
-    Ray Tune 2.60 keeps each trial's absolute folder in its saved state: after a
-    move, a trial that was running at the interruption fails on resume (tried:
-    it errored twice, looking for its checkpoint at the old place). ``saved`` is
+    Ray Tune keeps each trial's absolute folder in its saved state: after a
+    move, a trial that was running at the interruption fails on resume, looking
+    for its checkpoint at the old place. ``saved`` is
     the folder recorded in ``search.json``: a local one must be absolute and,
     resolved (symbolic links, ``..``), the same folder as ``run``'s; a URI must
     name the same bucket and path (its query, such as an endpoint, may change).

@@ -12,7 +12,6 @@
 from .acquisition import build_acquisition, load_fused_kernel
 from .feasibility import (
     FeasibilityInputs,
-    OnEncodings,
     failure_constraint,
     fit_feasibility_model,
 )
@@ -25,12 +24,20 @@ from .fit import (
     map_hyperparameters,
     warm_map_fit,
 )
-from .inputs import AppendInputs, CostInput, model_inputs
+from .inputs import (
+    FIDELITY_DECADES,
+    AppendInputs,
+    CostInput,
+    OnInputs,
+    fidelity_input,
+    model_inputs,
+)
 from .model import DTYPE, CanonicalModelList, KnownCost, PaddedSaasGP, build_model
 from .optimize import optimize_acquisition, pareto_neighbour_starts
 
 __all__ = [
     "DTYPE",
+    "FIDELITY_DECADES",
     "AppendInputs",
     "AtTargetFidelity",
     "CanonicalModelList",
@@ -38,7 +45,7 @@ __all__ = [
     "FeasibilityInputs",
     "KnownCost",
     "NutsSettings",
-    "OnEncodings",
+    "OnInputs",
     "PaddedSaasGP",
     "build_acquisition",
     "build_model",
@@ -47,6 +54,7 @@ __all__ = [
     "fit_feasibility_model",
     "fit_map_score_model",
     "fit_score_model",
+    "fidelity_input",
     "load_fused_kernel",
     "map_hyperparameters",
     "model_inputs",

@@ -28,8 +28,8 @@ def load_fused_kernel() -> None:
     with the first ``ninja`` on PATH. BoTorch depends on the ``ninja`` package,
     installed next to this interpreter; with another ninja on PATH (the
     system's), runs with and without the environment activated rebuilt the
-    cached kernel for each other, about a minute each time (measured: 53 s in a
-    demo). The environment's ninja is put first for this one call.
+    cached kernel for each other, nearly a minute each time (BENCHMARKS.md, "The
+    demo"). The environment's ninja is put first for this one call.
     """
     from botorch.acquisition.multi_objective import logei
 

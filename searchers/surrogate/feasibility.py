@@ -28,10 +28,8 @@ largest size searched), and the share of searched layers that carry modules:
 4 inputs on the paper's space instead of 15. On the score model's encoding
 (sizes by their log rank, one bit per layer) the fitted GP explained the
 first failures by a few layer bits, and gave configurations next to failed
-ones a probability of running near 1. Replayed on one run of the synthetic
-failure benchmark (BENCHMARKS.md), the 7 suggestions that failed had 1.00
-each under the SAAS MAP GP, 0.65-1.00 for 6 of them under the standard GP,
-and 0.00-0.22 for 6 of them on these inputs. A failure that depends on
+ones a probability of running near 1 (the probabilities of both, on the
+synthetic failure benchmark: BENCHMARKS.md). A failure that depends on
 *which* layers carry modules is learned less sharply on these inputs.
 
 It is fitted only once a trial has failed; searches without failures build
@@ -40,11 +38,8 @@ the same two-output model and acquisition as before.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from botorch.models.model import Model
-from botorch.posteriors import Posterior
 from torch import Tensor
 
 from autopeft_ray.space import SIZE_KEYS, SearchSpace
@@ -93,40 +88,6 @@ class FeasibilityInputs:
         if not columns:
             return X[..., :0]
         return torch.stack(columns, dim=-1)
-
-
-class OnEncodings(Model):
-    """The feasibility model asked about encodings: ``posterior(X)`` is the fitted
-    model's at ``inputs(X)``."""
-
-    def __init__(self, model: Model, inputs: FeasibilityInputs) -> None:
-        super().__init__()
-        self.model = model
-        self.inputs = inputs
-
-    @property
-    def num_outputs(self) -> int:
-        return int(self.model.num_outputs)
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        return self.model.batch_shape
-
-    def posterior(
-        self,
-        X: Tensor,
-        output_indices: list[int] | None = None,
-        observation_noise: bool | Tensor = False,
-        posterior_transform: Any = None,
-        **kwargs: Any,
-    ) -> Posterior:
-        return self.model.posterior(
-            self.inputs(X),
-            output_indices=output_indices,
-            observation_noise=observation_noise,
-            posterior_transform=posterior_transform,
-            **kwargs,
-        )
 
 
 def fit_feasibility_model(train_X: Tensor, train_Y: Tensor, seed: int) -> Model:

@@ -21,6 +21,7 @@ from botorch.models.model import Model
 from botorch.models.transforms.outcome import Standardize
 from torch import Tensor
 
+from autopeft_ray.config import PAPER_NUTS
 from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.validation import check_int
 
@@ -35,9 +36,9 @@ class NutsSettings:
     ``num_samples // thinning`` hyperparameter samples are kept.
     """
 
-    warmup_steps: int = 128
-    num_samples: int = 64
-    thinning: int = 4
+    warmup_steps: int = PAPER_NUTS[0]
+    num_samples: int = PAPER_NUTS[1]
+    thinning: int = PAPER_NUTS[2]
     max_tree_depth: int = 6
 
     def __post_init__(self) -> None:
@@ -153,12 +154,10 @@ def warm_map_fit(
     otherwise the warm fit starts from the last mode.
 
     Why both: L-BFGS from the last mode is quick, but a mode found on few
-    results can be a poor one, and a warm start never leaves it. Measured on
-    a multi-fidelity run (BENCHMARKS.md, "Learning from every rung"): the
-    first fit, on 9 trials, landed in a mode whose searcher proposed only
-    one-layer configurations; the warm fits that followed kept it (objective
-    0.19 down to -0.57 per observation) while cold fits of the same data
-    reached 0.48-0.59 and proposed configurations scoring 0.78-0.87.
+    results can be a poor one, and a warm start never leaves it: on a
+    multi-fidelity run a first fit on 9 trials found a mode that proposed only
+    one-layer configurations, and warm fits kept it while cold fits of the same
+    data found better ones (BENCHMARKS.md, "Learning from every rung").
     """
     n = len(X)
     init = None if last is None else last["start" if last["n"] == n else "result"]

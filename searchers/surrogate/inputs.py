@@ -7,15 +7,13 @@ dimension), then optionally:
   :class:`CostInput`). The fraction is known for every configuration, and
   the score usually grows with capacity; a SAAS GP over the encoding alone
   must find that trend spread over 15 dimensions (each layer bit adds a
-  little), which it cannot from tens of observations. Measured on the
-  synthetic problem over the BERT-base space (5 seeds, 100 unseen random
-  configurations ranked by the posterior mean): Spearman 0.26-0.51 from 15
-  random results, 0.26-0.79 with the fraction as an input; 0.40-0.68 and
-  0.75-0.94 from 25. Without it the model believes that one-layer
-  configurations score like eight-layer ones, and qLogNEHVI proposes the
-  cheapest. The SAAS prior shrinks this input like any other where the data
-  do not need it.
-* its fidelity (``multi_fidelity=True``, :mod:`.fidelity`), always last.
+  little), which it cannot from tens of observations: without it the model
+  believes that one-layer configurations score like eight-layer ones, and
+  qLogNEHVI proposes the cheapest (rank correlations with and without it:
+  BENCHMARKS.md, "The fraction as a model input"). The SAAS prior shrinks
+  this input like any other where the data do not need it.
+* its fidelity (``multi_fidelity=True``, :mod:`.fidelity`), always last, as
+  :func:`fidelity_input` maps it to [0, 1].
 
 The acquisition works on encodings only: :class:`AppendInputs` wraps the
 fitted model and computes the extra columns of any ``X`` it is asked about,
@@ -25,6 +23,7 @@ unchanged.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -38,6 +37,25 @@ from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.space.encoding import canonical_encoding
 
 from .model import DTYPE, KnownCost
+
+#: Decades below the target that the model's fidelity input spans: a result at
+#: 1/1000 of its target fidelity (or less) has input 0, one at the target 1.
+FIDELITY_DECADES = 3.0
+
+
+def fidelity_input(fidelity: float | None, target: float | None) -> float:
+    """A result's fidelity as a model input: ``1 + log10(fidelity / target) / 3`` in [0, 1].
+
+    ASHA's rungs are geometric (grace period times powers of the reduction
+    factor), so on this scale they are evenly spaced; the target is 1. A
+    result without a fidelity or a target counts as a full one.
+    """
+    if fidelity is None or target is None or target <= 0:
+        return 1.0
+    if fidelity <= 0:
+        return 0.0
+    return min(1.0, max(0.0, 1.0 + math.log10(fidelity / target) / FIDELITY_DECADES))
+
 
 #: Decades of parameter fraction below the largest configuration's that the
 #: cost input spans: [largest / 10^5, largest] -> [0, 1]. The smallest
@@ -98,17 +116,20 @@ def model_inputs(
     return torch.tensor(rows, dtype=DTYPE).reshape(-1, width)
 
 
-class AppendInputs(Model):
-    """A model asked about ``X`` with ``extra(X)`` appended as its last input columns.
+class OnInputs(Model):
+    """A fitted model asked about encodings: ``posterior(X)`` is ``model``'s at ``inputs(X)``.
 
+    The one wrapper between what the acquisition optimises (encodings) and what
+    a model was fitted on (extra columns, :class:`AppendInputs`; the
+    feasibility model's own inputs, :class:`~.feasibility.FeasibilityInputs`).
     BoTorch's ensemble flags are the wrapped model's, so a NUTS model stays a
     fully Bayesian one to qLogNEHVI and its samplers.
     """
 
-    def __init__(self, model: Model, extra: Callable[[Tensor], Tensor]) -> None:
+    def __init__(self, model: Model, inputs: Callable[[Tensor], Tensor]) -> None:
         super().__init__()
         self.model = model
-        self.extra = extra
+        self.inputs = inputs
         self._is_fully_bayesian = bool(getattr(model, "_is_fully_bayesian", False))
         self._is_ensemble = bool(getattr(model, "_is_ensemble", False))
 
@@ -129,9 +150,20 @@ class AppendInputs(Model):
         **kwargs: Any,
     ) -> Posterior:
         return self.model.posterior(
-            torch.cat([X, self.extra(X)], dim=-1),
+            self.inputs(X),
             output_indices=output_indices,
             observation_noise=observation_noise,
             posterior_transform=posterior_transform,
             **kwargs,
         )
+
+
+class AppendInputs(OnInputs):
+    """A model asked about ``X`` with ``extra(X)`` appended as its last input columns."""
+
+    def __init__(self, model: Model, extra: Callable[[Tensor], Tensor]) -> None:
+        super().__init__(model, functools.partial(_append, extra))
+
+
+def _append(extra: Callable[[Tensor], Tensor], X: Tensor) -> Tensor:
+    return torch.cat([X, extra(X)], dim=-1)

@@ -211,7 +211,7 @@ def test_fill_with_random_does_not_wait_for_the_first_results(make_searcher, dri
     [
         ({"background": "yes"}, r"`background` should be one of True, False, got 'yes'"),
         ({"queue_size": 0}, r"`queue_size` should be"),
-        ({"fill_with_random": True, "background": False}, r"pass background=True"),
+        ({"fill_with_random": True, "background": False}, r"Set `background` too"),
         ({"fill_with_random": 1}, r"`fill_with_random` should be one of True, False"),
     ],
 )

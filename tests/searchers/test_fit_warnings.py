@@ -4,7 +4,7 @@ import pytest
 from botorch.exceptions.warnings import InputDataWarning
 from linear_operator.utils.warnings import NumericalWarning
 
-from autopeft_ray.searchers.numerics import count_harmless_warnings
+from autopeft_ray.searchers.fit_warnings import count_harmless_warnings
 
 
 def test_harmless_warnings_are_counted_and_others_still_shown():

@@ -14,13 +14,13 @@ from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FAILED
 from autopeft_ray.searchers.records import (
     TrialRecord,
-    fidelity_input,
     observations,
     thin_rungs,
 )
 from autopeft_ray.searchers.surrogate import (
     DTYPE,
     AtTargetFidelity,
+    fidelity_input,
     fit_map_score_model,
     model_inputs,
 )
@@ -105,7 +105,7 @@ def test_low_rungs_rank_configurations_at_the_target():
     ("overrides", "match"),
     [
         ({"multi_fidelity": "yes", "surrogate": "saas-map"}, "multi_fidelity"),
-        ({"multi_fidelity": True}, r"`surrogate` .*'saas-nuts'.*pass surrogate='saas-map'"),
+        ({"multi_fidelity": True}, r"`surrogate` .*'saas-nuts'.*Set `surrogate` to 'saas-map'"),
     ],
 )
 def test_bad_multi_fidelity_arguments(make_searcher, overrides, match):
