@@ -261,12 +261,6 @@ class SearchOptions:
                 "`background` suggestions are built into the autopeft searcher",
                 "computes its suggestions on the event loop",
             )
-        check_searcher_flags(
-            surrogate=self.surrogate if self.searcher == "autopeft" else "saas-map",
-            background=self.background,
-            fill_with_random=self.fill_with_random,
-            multi_fidelity=self.multi_fidelity,
-        )
         if self.multi_fidelity and (self.searcher != "autopeft" or self.scheduler == "fifo"):
             used = (
                 f"--searcher {self.searcher}" if self.searcher != "autopeft" else "--scheduler fifo"
@@ -276,6 +270,12 @@ class SearchOptions:
                 f"scheduler stopped early; with {used} there are none to fit. Use "
                 f"--searcher autopeft with --scheduler asha or hyperband, or drop --multi-fidelity."
             )
+        check_searcher_flags(
+            surrogate=self.surrogate,
+            background=self.background,
+            fill_with_random=self.fill_with_random,
+            multi_fidelity=self.multi_fidelity,
+        )
         if self.cost_input:
             self._autopeft_only(
                 "--cost-input",
