@@ -108,7 +108,7 @@ def contestants(args: argparse.Namespace) -> dict[str, PeftConfiguration | str]:
     rng = random.Random(args.seed)
     drawn: dict[str, PeftConfiguration | str] = {}
     while len(drawn) < args.random:
-        config = space.canonical(space.sample(rng))
+        config = space.representative(space.sample(rng))
         drawn.setdefault(config.describe(), config)
     chosen: dict[str, PeftConfiguration | str] = {**drawn, **{n: n for n in PRESET_NAMES}}
     return {n: c for n, c in chosen.items() if args.only is None or n in args.only}

@@ -294,8 +294,8 @@ def drive(
             raise RuntimeError(f"{type(searcher).__name__} stopped suggesting early")
         for trial_id, config in running:
             peft = problem.space.from_trial_config(config)
-            repeats += peft.canonical() in seen
-            seen.add(peft.canonical())
+            repeats += peft.model_key() in seen
+            seen.add(peft.model_key())
             evaluated += 1
             failed.append(fails is not None and fails(peft))
             if failed[-1]:
@@ -445,7 +445,7 @@ def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
             configs: dict[Any, Any] = {}
             while len(configs) < n:
                 config = space.sample(rng)
-                configs.setdefault(config.canonical(), config)
+                configs.setdefault(config.model_key(), config)
             steps = []
             for repeat in range(2):
                 searcher = autopeft(
@@ -456,9 +456,7 @@ def cost(args: argparse.Namespace, space: SearchSpace) -> list[dict[str, Any]]:
                 for i in range(args.cost_batch if repeat == 0 else 1):
                     searcher.suggest(f"t{i}")
                 if repeat == 1:  # one result more: the next fit starts from the last one
-                    searcher.on_trial_complete(
-                        "t0", {SCORE: problem.score(searcher._pending["t0"])}
-                    )
+                    searcher.on_trial_complete("t0", {SCORE: problem.score(searcher.pending["t0"])})
                     searcher.suggest("next")
                 steps.append(searcher.timings)
             first, warm = steps

@@ -22,9 +22,9 @@ so suggestions avoid regions that fail.
 
 Fidelity policy: only results that reached their target fidelity (or
 ``min_fidelity``) are fitted; with ``multi_fidelity=True`` early-stopped ones
-(ASHA) too, and every trial's earlier rungs (:mod:`searchers.rungs`), the
-fidelity being one more model input, and the acquisition is taken at the
-target (:mod:`searchers.surrogate.fidelity`). An early-stopped
+(ASHA) too, and every trial's earlier rungs (kept by the trial ledger,
+:mod:`searchers.ledger`), the fidelity being one more model input, and the
+acquisition is taken at the target (:mod:`searchers.surrogate.fidelity`). An early-stopped
 configuration counts as evaluated and is never proposed again.
 
 Waiting: after the initial design, while fewer than 2 fitted results exist
@@ -47,67 +47,24 @@ a background thread that keeps a small queue of candidates ready, so
 
 from __future__ import annotations
 
-import logging
-import random
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
-import torch
-from botorch.models.model import Model
-
 from autopeft_ray.config import PAPER_NUTS, check_searcher_flags
 from autopeft_ray.exceptions import invalid_value
-from autopeft_ray.objectives import FAILED, SCORE, to_maximization
+from autopeft_ray.objectives import SCORE, to_maximization
 from autopeft_ray.space import PeftConfiguration, SearchSpace
-from autopeft_ray.space.encoding import canonical_encoding
 from autopeft_ray.validation import check_int
 
-from .background import BackgroundProposals
-from .base import PeftSearcherBase
-from .fit_warnings import count_harmless_warnings
-from .model_based import (
-    DEFAULT_JAX_CACHE_DIR,
-    MIN_OBSERVATIONS,
-    ModelBasedSearcher,
-    check_cost_fn,
-    derive_seed,
-)
-from .records import (
-    Observation,
-    feasibility_observations,
-    observations,
-    one_per_configuration,
-)
-from .rungs import RungMemory
-from .score_model import ScoreModelCache
-from .surrogate import (
-    DTYPE,
-    FeasibilityInputs,
-    KnownCost,
-    OnInputs,
-    build_acquisition,
-    build_model,
-    model_inputs,
-    on_encodings,
-    optimize_acquisition,
-    pareto_neighbour_starts,
-)
-
-logger = logging.getLogger(__name__)
-#: Candidates scored by one acquisition call (``candidates=``): bounds its memory.
-CANDIDATE_BATCH = 512
-#: A space of at most this many lattice points is enumerated: every unseen
-#: configuration is scored (a few calls of ``CANDIDATE_BATCH``) instead of a local
-#: search, which needs ``num_restarts`` unseen starting points that a nearly
-#: used-up small space does not have.
-ENUMERATE_SPACE = 2048
+from .background import BackgroundProposer
+from .ledger import Snapshot
+from .model_based import DEFAULT_JAX_CACHE_DIR, ModelBasedSearcher
+from .records import Observation
+from .saas import SaasProposer
+from .score_model import ScoreModel
 
 
-class AutoPEFTSearcher(
-    BackgroundProposals, RungMemory, ScoreModelCache, ModelBasedSearcher, PeftSearcherBase
-):
+class AutoPEFTSearcher(ModelBasedSearcher):
     """AutoPEFT: SAAS-GP + qLogNEHVI search for Pareto-optimal PEFT configurations.
 
     Args:
@@ -139,12 +96,12 @@ class AutoPEFTSearcher(
         raw_samples: random lattice points scored to top up the starts.
         mc_samples: Monte Carlo samples of qLogNEHVI per NUTS sample (16 NUTS
             samples x 32 = 512 posterior draws). The acquisition dominates a
-            suggestion's time and grows linearly with it: at 40 observations on
-            a 12-layer space, 13 s with 32 and 48 s with BoTorch's usual 128, for
-            the same log-NEHVI values within noise.
+            suggestion's time and grows linearly with it; 32 gives the same
+            log-NEHVI values as BoTorch's usual 128 within noise, at a quarter
+            of the time (BENCHMARKS.md).
         max_baseline: keep at most this many observed configurations, the
             likeliest to be Pareto-optimal, as qLogNEHVI's baseline (``None``:
-            all BoTorch keeps; 71 of 500 on the synthetic benchmark). Each
+            all that BoTorch keeps after its own pruning). Each
             acquisition call is a joint posterior over them, so this bounds a
             suggestion's cost at hundreds of observations (BENCHMARKS.md).
         reference_point: ``(score, param_fraction)`` in natural units. Default:
@@ -186,7 +143,7 @@ class AutoPEFTSearcher(
             (:mod:`searchers.surrogate.inputs`; BENCHMARKS.md measures it).
         jax_cache_dir: JAX's persistent compilation cache, set on the first fit
             unless JAX already has one (compiled NUTS programs are reused across
-            fits and runs: ~1-2 s per fit instead of ~6 s); ``None`` leaves JAX alone.
+            fits and runs, BENCHMARKS.md gives the saving); ``None`` leaves JAX alone.
         background: fit and optimise in a background thread, so that
             ``suggest`` and ``on_trial_complete`` return at once instead of
             holding Tune's event loop for the length of a fit (see
@@ -240,8 +197,6 @@ class AutoPEFTSearcher(
         ``{"pt_length": 0, "sa_size": tune.choice([0, 8, 16])}``.
     """
 
-    _background_caches = ("_model_cache", "_feasibility_cache", "_known_cost", "_map_fit")
-
     def __init__(
         self,
         space: SearchSpace,
@@ -277,7 +232,12 @@ class AutoPEFTSearcher(
     ) -> None:
         super().__init__(
             space,
-            cost_fn=check_cost_fn(cost_fn),
+            cost_fn,
+            num_initial=num_initial,
+            surrogate=surrogate,
+            nuts=(nuts_warmup, nuts_samples, nuts_thinning),
+            jax_cache_dir=jax_cache_dir,
+            reference_point=reference_point,
             metric=metric,
             mode=mode,
             seed=seed,
@@ -287,15 +247,6 @@ class AutoPEFTSearcher(
             min_fidelity=min_fidelity,
             max_t=max_t,
             candidates=candidates,
-        )
-        self._init_model_based(
-            space,
-            cost_fn,
-            num_initial=num_initial,
-            surrogate=surrogate,
-            nuts=(nuts_warmup, nuts_samples, nuts_thinning),
-            jax_cache_dir=jax_cache_dir,
-            reference_point=reference_point,
         )
         self.num_restarts = check_int("num_restarts", num_restarts)
         self.raw_samples = check_int("raw_samples", raw_samples)
@@ -312,27 +263,63 @@ class AutoPEFTSearcher(
         for name, flag in flags.items():
             if not isinstance(flag, bool):
                 raise invalid_value(name, flag, valid=[True, False])
-        self.model_failures, self.multi_fidelity = model_failures, multi_fidelity
-        self.model_feasibility = model_feasibility
-        self.cost_input, self.background = cost_input, background
         check_searcher_flags(
             surrogate=surrogate,
             background=background,
             fill_with_random=fill_with_random,
             multi_fidelity=multi_fidelity,
         )
+        self.model_failures, self.multi_fidelity = model_failures, multi_fidelity
+        self.model_feasibility = model_feasibility
+        self.cost_input, self.background = cost_input, background
         self.fill_with_random = fill_with_random
-        self._model_cache: tuple[int, Model] | None = None
-        self._feasibility_cache: tuple[tuple[int, int], Model] | None = None
-        #: The last MAP fit: its observations, where it started, its hyperparameters
-        #: (the next fit starts from them). Part of the saved state.
-        self._map_fit: dict[str, Any] | None = None
-        self._known_cost: KnownCost | None = None
+        self.queue_size = check_int("queue_size", queue_size)
+        self.ledger.keep_rungs = multi_fidelity  # the multi-fidelity model fits every rung
         #: Known-harmless numerical warnings while fitting: "Category: message" -> count.
         self.numerical_warnings: dict[str, int] = {}
-        self.queue_size = check_int("queue_size", queue_size)
-        self._background = None
-        self._data_version = 0
+        self._background: BackgroundProposer | None = None
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """The score model and the proposers, new (a narrowed space, a restored state)."""
+        if self._background is not None:
+            self._background.close()  # its snapshot predates the change
+        #: The score model: its fits, caches and the last MAP fit.
+        self.score_model = ScoreModel(
+            self.space,
+            self._cost,
+            seed=self.seed,
+            surrogate=self.surrogate,
+            nuts=self.nuts,
+            pad_multiple=self.pad_multiple,
+            jax_cache_dir=self.jax_cache_dir,
+            multi_fidelity=self.multi_fidelity,
+            cost_input=self.cost_input,
+            default_fraction=self._default_fraction,
+        )
+        self._saas = SaasProposer(
+            self.score_model,
+            self._random,
+            seed=self.seed,
+            num_restarts=self.num_restarts,
+            raw_samples=self.raw_samples,
+            mc_samples=self.mc_samples,
+            max_baseline=self.max_baseline,
+            model_failures=self.model_failures,
+            model_feasibility=self.model_feasibility,
+        )
+        self._background = (
+            BackgroundProposer(
+                self._saas,
+                self._random,
+                seed=self.seed,
+                queue_size=self.queue_size,
+                fill_with_random=self.fill_with_random,
+                name=f"{type(self).__name__}-suggestions",
+            )
+            if self.background
+            else None
+        )
 
     @property
     def reference_max(self) -> tuple[float, float]:
@@ -341,155 +328,54 @@ class AutoPEFTSearcher(
         return to_maximization(self.utility(score), fraction)
 
     # -- proposals -----------------------------------------------------------
-    def _propose(self) -> PeftConfiguration | None:
-        if self.num_suggested < self.num_initial:
-            return self._random_unseen()
-        if len(self._observations()) < MIN_OBSERVATIONS:
-            # Wait for results while trials run; sample when nothing would arrive.
-            waits = bool(self._pending) and not self.fill_with_random
-            return None if waits else self._random_unseen()
-        if self.background:
-            return self._background_proposal()
-        return self._model_based_or_random()
+    def _fitted(self, snapshot: Snapshot) -> int:
+        return len(self._saas.observations(snapshot))
 
-    def _model_based_or_random(self) -> PeftConfiguration | None:
-        """One model-based configuration, or a random one if the model step fails."""
-        try:
-            config = self._model_based()
-        except (RuntimeError, ValueError):
-            logger.exception("Model-based step failed; sampling at random instead.")
-            self.timings.append({"n_observations": len(self.completed), "fallback": "error"})
-            return self._random_unseen()
-        return config if config is not None else self._random_unseen()
+    def _waits(self) -> bool:
+        return not self.fill_with_random
+
+    def _model_step(self, snapshot: Snapshot) -> PeftConfiguration | None:
+        if self._background is not None:
+            step = self._background.propose(snapshot, self._rng)
+            if step is None:
+                return None
+        else:
+            step = self._saas.propose(snapshot, self._rng)
+        self.timings.extend(step.timings)
+        for key, count in step.warnings.items():
+            self.numerical_warnings[key] = self.numerical_warnings.get(key, 0) + count
+        return step.config
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        super().on_trial_complete(trial_id, result, error)
+        if self._background is not None:
+            self._background.results_changed(self._snapshot())
 
     def _observations(self, failures: bool = False) -> list[Observation]:
-        """What the model fits (:func:`~.records.observations`); ``failures``: imputed too."""
-        return observations(
-            self.records,
-            self.utility,
-            model_failures=failures,
-            multi_fidelity=self.multi_fidelity,
-            default_target=self.max_t if self.max_t is not None else self.max_fidelity_seen,
-        )
+        """What the score model fits now (:func:`~.records.observations`)."""
+        return self._saas.observations(self._snapshot(), failures)
 
-    def _model_based(self) -> PeftConfiguration | None:
-        start = time.perf_counter()
-        results = self._observations()
-        data = self._observations(self.model_failures)
-        cost_input = self._cost_input()
-        X = model_inputs(self.space, data, self.multi_fidelity, cost_input)
-        Y = torch.tensor([[utility] for _, utility, _ in data], dtype=DTYPE)
-        step_seed = derive_seed(self.seed, "acquisition", self.num_suggested)
-        numpy_state = np.random.get_state()
-        try:
-            with torch.random.fork_rng(), count_harmless_warnings(self.numerical_warnings):
-                torch.manual_seed(step_seed)
-                np.random.seed(step_seed)
-                model = self._fitted_model(X, Y)
-                fitted = time.perf_counter()
-                model = on_encodings(model, self.multi_fidelity, cost_input)
-                feasibility = self._feasibility()
-                feasible = time.perf_counter()
-                baseline = model_inputs(self.space, one_per_configuration(data), False)
-                config, value = self._optimize(model, baseline, results, step_seed, feasibility)
-        finally:
-            np.random.set_state(numpy_state)
-        done = time.perf_counter()
-        self.timings.append(
-            {
-                "n_observations": len(data),
-                "n_failed_imputed": len(data) - len(results),
-                "n_pending": len(self._pending),
-                "fit_s": round(fitted - start, 4),
-                "feasibility_fit_s": (None if feasibility is None else round(feasible - fitted, 4)),
-                "acquisition_s": round(done - feasible, 4),
-                "total_s": round(done - start, 4),
-                "log_nehvi": value,
-                "fallback": None if config is not None else "no unseen candidate",
-            }
-        )
-        return config
+    def relevance(self) -> dict[str, Any] | None:
+        """Each dimension's relevance under the last fitted score model (``None`` before one).
 
-    def _feasibility(self) -> Model | None:
-        """The feasibility model on encodings, once a trial has failed (``None`` before,
-        or with ``model_feasibility=False``): :mod:`.surrogate.feasibility`."""
-        if not self.model_feasibility or not any(r.status == FAILED for r in self.records):
-            return None
-        data = feasibility_observations(self.records)
-        inputs = FeasibilityInputs(self.space)
-        X = inputs(model_inputs(self.space, data, False))
-        Y = torch.tensor([[value] for _, value, _ in data], dtype=DTYPE)
-        return OnInputs(self._fitted_feasibility(X, Y), inputs)
+        See :mod:`searchers.relevance`; with NUTS, the spread is over its samples.
+        """
+        return self.score_model.relevance()
 
-    def _optimize(
-        self,
-        score_model: Model,
-        X: torch.Tensor,
-        data: list[Observation],
-        seed: int,
-        feasibility: Model | None = None,
-    ) -> tuple[PeftConfiguration | None, float | None]:
-        model = build_model(self.space, score_model, self._known(), feasibility)
-        pending = [canonical_encoding(self.space, c) for c in self._pending.values()]
-        X_pending = torch.tensor(pending, dtype=DTYPE).reshape(-1, X.shape[-1])
-        acquisition = build_acquisition(
-            model, self.reference_max, X, X_pending, self.mc_samples, seed, self.max_baseline
-        )
-        if self._candidates is not None:
-            return self._best_candidate(acquisition, self._unseen_candidates())
-        if self.space.cardinality <= ENUMERATE_SPACE:
-            return self._best_candidate(acquisition, self._unseen_configurations())
-        seen = [canonical_encoding(self.space, r.config) for r in self.records] + pending
-        X_avoid = torch.tensor(seen, dtype=DTYPE).reshape(-1, X.shape[-1])
-        initial = pareto_neighbour_starts(
-            self.space, data, self._cost, self._seen, self.num_restarts, random.Random(seed)
-        )
-        for _ in range(3):
-            candidate, value = optimize_acquisition(
-                acquisition,
-                self.space,
-                X_avoid,
-                initial,
-                self.num_restarts,
-                self.raw_samples,
-            )
-            config = self.space.decode(candidate.tolist())
-            if config.canonical() not in self._seen:
-                return config, value
-            # Another encoding of a model already seen (degenerate): exclude, retry.
-            X_avoid = torch.cat([X_avoid, candidate.reshape(1, -1)])
-        return None, None
-
-    def _best_candidate(
-        self, acquisition: Any, left: list[PeftConfiguration]
-    ) -> tuple[PeftConfiguration | None, float | None]:
-        """The configuration of ``left`` (unseen) with the largest acquisition value."""
-        if not left:
-            return None, None
-        X = torch.tensor([canonical_encoding(self.space, c) for c in left], dtype=DTYPE)
-        with torch.no_grad():
-            values = torch.cat(
-                [acquisition(chunk.unsqueeze(1)) for chunk in X.split(CANDIDATE_BATCH)]
-            )
-        best = int(values.argmax())
-        return left[best], float(values[best])
+    def _fits_early_stopped(self) -> bool:
+        return self.multi_fidelity or super()._fits_early_stopped()
 
     # -- state ---------------------------------------------------------------
     def _settings(self) -> dict[str, Any]:
         settings = super()._settings()
         settings.update(
-            num_initial=self.num_initial,
-            nuts_warmup=self.nuts.warmup_steps,
-            nuts_samples=self.nuts.num_samples,
-            nuts_thinning=self.nuts.thinning,
-            surrogate=self.surrogate,
             num_restarts=self.num_restarts,
             raw_samples=self.raw_samples,
             mc_samples=self.mc_samples,
             max_baseline=self.max_baseline,
-            reference_point="auto" if self.auto_reference else self.reference_point,
             pad_multiple=self.pad_multiple,
-            jax_cache_dir=self.jax_cache_dir,
             model_failures=self.model_failures,
             model_feasibility=self.model_feasibility,
             background=self.background,
@@ -501,27 +387,13 @@ class AutoPEFTSearcher(
         return settings
 
     def get_state(self) -> dict[str, Any]:
-        return {**super().get_state(), "map_fit": self._map_fit}
+        return {**super().get_state(), "map_fit": self.score_model.map_fit}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
         super().set_state(state)
-        self._map_fit = state.get("map_fit")
-        self._model_cache = self._feasibility_cache = None
-        self._stop_background()  # its snapshot predates the restored state
-        self._data_version = len(self.records)
+        self.score_model.map_fit = state.get("map_fit")
 
-    def _space_changed(self) -> None:
-        self._model_cache, self._known_cost, self._map_fit = None, None, None
-        self._feasibility_cache = None
-        self._stop_background()
-
-    def _transient_attributes(self) -> tuple[str, ...]:
-        return ("_model_cache", "_feasibility_cache", "_known_cost", "_background")
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # A searcher pickled before the feasibility model (Tune's tuner.pkl of a
-        # search being resumed) gets the default.
-        state = dict(state)
-        state.setdefault("model_feasibility", True)
-        state.setdefault("_feasibility_cache", None)
-        super().__setstate__(state)
+    def _revived(self, old: dict[str, Any]) -> None:
+        super()._revived(old)
+        self.score_model.map_fit = old.get("_map_fit")
+        self.numerical_warnings = dict(old.get("numerical_warnings") or {})

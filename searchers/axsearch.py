@@ -31,7 +31,7 @@ State: the Ax experiment is rebuilt from the searcher's JSON state (records
 and running trials) after :meth:`restore`, or when a record changes status
 (a retried failure, a trial reclassified when a larger fidelity appears).
 A proposal that builds the same model as one already seen
-(:meth:`PeftConfiguration.canonical`) is marked abandoned in Ax and asked
+(:meth:`PeftConfiguration.model_key`) is marked abandoned in Ax and asked
 again, then replaced by a random configuration.
 
 Cost: slower than :class:`~.autopeft.AutoPEFTSearcher` per suggestion (two
@@ -44,6 +44,7 @@ that split and hypervolume side by side.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -56,16 +57,11 @@ from autopeft_ray.config import PAPER_NUTS
 from autopeft_ray.objectives import COMPLETED, FAILED, PARAM_FRACTION, SCORE
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 
-from .base import PeftSearcherBase
-from .model_based import (
-    DEFAULT_JAX_CACHE_DIR,
-    MIN_OBSERVATIONS,
-    ModelBasedSearcher,
-    check_cost_fn,
-    derive_seed,
-)
+from .ledger import Snapshot
+from .model_based import DEFAULT_JAX_CACHE_DIR, ModelBasedSearcher, derive_seed
+from .proposers import Step
 from .records import TrialRecord
-from .surrogate import enable_compilation_cache, load_fused_kernel
+from .surrogate import NutsSettings, enable_compilation_cache, load_fused_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +96,7 @@ def _model_errors() -> tuple[type[BaseException], ...]:
     return (AxError, BotorchError, RuntimeError, ValueError)
 
 
-class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
+class AxPEFTSearcher(ModelBasedSearcher):
     """AutoPEFT's search through Ax's ``Client`` (see the module docstring).
 
     Args:
@@ -159,7 +155,12 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
     ) -> None:
         super().__init__(
             space,
-            cost_fn=check_cost_fn(cost_fn),
+            cost_fn,
+            num_initial=num_initial,
+            surrogate=surrogate,
+            nuts=(nuts_warmup, nuts_samples, nuts_thinning),
+            jax_cache_dir=jax_cache_dir,
+            reference_point=reference_point,
             metric=metric,
             mode=mode,
             seed=seed,
@@ -169,18 +170,76 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
             min_fidelity=min_fidelity,
             max_t=max_t,
         )
-        self._init_model_based(
-            space,
-            cost_fn,
-            num_initial=num_initial,
-            surrogate=surrogate,
-            nuts=(nuts_warmup, nuts_samples, nuts_thinning),
-            jax_cache_dir=jax_cache_dir,
-            reference_point=reference_point,
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """A new Ax proposer: its client is rebuilt from the records on first use."""
+        self._ax = AxProposer(
+            self.space,
+            self._cost,
+            seed=self.seed,
+            surrogate=self.surrogate,
+            nuts=self.nuts,
+            jax_cache_dir=self.jax_cache_dir,
         )
+
+    @property
+    def client(self) -> Any:
+        """The Ax ``Client`` holding this search, up to date (built on first use)."""
+        return self._ax.client(self._snapshot())
+
+    def _model_step(self, snapshot: Snapshot) -> PeftConfiguration | None:
+        step = self._ax.propose(snapshot, self._rng)
+        self.timings.extend(step.timings)
+        return step.config if step.config is not None else self._draw()
+
+    # -- state ---------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (
+            f"AxPEFTSearcher(surrogate={self.surrogate!r}, num_initial={self.num_initial}, "
+            f"seed={self.seed})"
+        )
+
+
+class AxProposer:
+    """One step of Ax's generation strategy on an Ax experiment that mirrors the snapshot.
+
+    The experiment is built from the snapshot's records and running trials, and
+    rebuilt when a record changed status (a retried failure, a trial
+    reclassified when a larger fidelity appears); it is a cache, not state.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        cost: Callable[[PeftConfiguration], float],
+        *,
+        seed: int,
+        surrogate: str,
+        nuts: NutsSettings,
+        jax_cache_dir: str | None,
+    ) -> None:
+        self.space = space
+        self.cost = cost
+        self.seed = seed
+        self.surrogate = surrogate
+        self.nuts = nuts
+        self.jax_cache_dir = jax_cache_dir
         self._reset_client()
 
-    # -- the Ax experiment ---------------------------------------------------
+    def __repr__(self) -> str:
+        return f"AxPEFTSearcher(surrogate={self.surrogate!r}, seed={self.seed})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The Ax client is a cache of the records: a restored searcher rebuilds it.
+        return {
+            **self.__dict__,
+            "_client": None,
+            "_ax_index": {},
+            "_ax_reported": [],
+            "_generated": {},
+        }
+
     def _reset_client(self) -> None:
         self._client: Any = None
         #: Ray trial id -> Ax trial index, for trials attached while running.
@@ -190,23 +249,22 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         #: Canonical configuration -> Ax trial index of the last accepted proposal.
         self._generated: dict[PeftConfiguration, int] = {}
 
-    @property
-    def client(self) -> Any:
-        """The Ax ``Client`` holding this search, up to date (built on first use)."""
+    def client(self, snapshot: Snapshot) -> Any:
+        """The Ax ``Client`` holding ``snapshot``'s trials (built on first use)."""
         with _quiet_ax():
-            return self._synced_client()
+            return self._synced_client(snapshot)
 
-    def _new_client(self) -> Any:
+    def _new_client(self, snapshot: Snapshot) -> Any:
         from ax.api.client import Client
 
         client = Client(random_seed=derive_seed(self.seed, "ax"))
         client.configure_experiment(
             parameters=self.space.to_ax_parameters(), name="autopeft", description=repr(self)
         )
-        score, fraction = self.reference
-        better = ">=" if self._mode == "max" else "<="
+        score, fraction = snapshot.reference
+        better = ">=" if snapshot.mode == "max" else "<="
         client.configure_optimization(
-            objective=f"{'' if self._mode == 'max' else '-'}{SCORE}, -{PARAM_FRACTION}",
+            objective=f"{'' if snapshot.mode == 'max' else '-'}{SCORE}, -{PARAM_FRACTION}",
             outcome_constraints=[f"{SCORE} {better} {score}", f"{PARAM_FRACTION} <= {fraction}"],
         )
         client.set_generation_strategy(self._generation_strategy())
@@ -249,16 +307,17 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         node = GenerationNode(name="SAAS+qLogNEHVI", generator_specs=[spec])
         return GenerationStrategy(name=f"autopeft-ax:{self.surrogate}", nodes=[node])
 
-    def _synced_client(self) -> Any:
-        """Bring the Ax experiment up to date with ``records`` and running trials."""
-        reported = [(r.trial_id, r.status) for r in self.records[: len(self._ax_reported)]]
+    def _synced_client(self, snapshot: Snapshot) -> Any:
+        """Bring the Ax experiment up to date with the snapshot's records and running trials."""
+        records = snapshot.records
+        reported = [(r.trial_id, r.status) for r in records[: len(self._ax_reported)]]
         if self._client is None or reported != self._ax_reported:
             self._reset_client()
-            self._client = self._new_client()
-        for record in self.records[len(self._ax_reported) :]:
+            self._client = self._new_client(snapshot)
+        for record in records[len(self._ax_reported) :]:
             self._report(self._trial_index(record.trial_id, record.config), record)
             self._ax_reported.append((record.trial_id, record.status))
-        for trial_id, config in self._pending.items():
+        for trial_id, config in snapshot.pending:
             self._ax_index[trial_id] = self._trial_index(trial_id, config)
         return self._client
 
@@ -266,7 +325,7 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         """The Ax trial of a Ray trial: proposed by Ax, or attached now."""
         index = self._ax_index.pop(trial_id, None)
         if index is None:
-            index = self._generated.pop(config.canonical(), None)
+            index = self._generated.pop(config.model_key(), None)
         if index is None:
             flat = config.to_dict()  # Ax knows the searched keys only, not the fixed ones
             parameters = {d.name: int(flat[d.name]) for d in self.space.dimensions}
@@ -278,28 +337,26 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         if record.status == COMPLETED and record.score is not None:
             fraction = record.param_fraction
             if fraction is None:
-                fraction = float(self._cost(record.config))
+                fraction = float(self.cost(record.config))
             client.complete_trial(index, raw_data={SCORE: record.score, PARAM_FRACTION: fraction})
         elif record.status == FAILED:
             client.mark_trial_failed(index, failed_reason=record.reason)
         else:  # stopped early: not fitted (the fidelity policy), never proposed again
             client.mark_trial_abandoned(index)
 
-    # -- proposals -----------------------------------------------------------
-    def _propose(self) -> PeftConfiguration | None:
-        if self.num_suggested < self.num_initial:
-            return self._random_unseen()
-        if len(self.completed) < MIN_OBSERVATIONS:
-            return None if self._pending else self._random_unseen()
+    def propose(self, snapshot: Snapshot, rng: random.Random) -> Step:
+        """Ax's next trial (``None`` if Ax proposed only configurations seen; the searcher
+        then draws one); a step that raises is logged and falls back the same way."""
+        step = Step(None)
         try:
-            config = self._ax_step()
+            step.config = self._ax_step(snapshot, step)
         except _model_errors():
             logger.exception("Ax step failed; sampling at random instead.")
-            self.timings.append({"n_observations": len(self.completed), "fallback": "error"})
-            return self._random_unseen()
-        return config if config is not None else self._random_unseen()
+            n = len(snapshot.with_status(COMPLETED))
+            step.timings.append({"n_observations": n, "fallback": "error"})
+        return step
 
-    def _ax_step(self) -> PeftConfiguration | None:
+    def _ax_step(self, snapshot: Snapshot, step: Step) -> PeftConfiguration | None:
         start = time.perf_counter()
         if self.surrogate == "saas-nuts":
             enable_compilation_cache(self.jax_cache_dir)
@@ -307,7 +364,7 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
         # searcher does, or Ax's first acquisition JIT-builds it with the first ninja on
         # PATH, and a process running both searchers rebuilt it for each.
         load_fused_kernel()
-        step_seed = derive_seed(self.seed, "ax-step", self.num_suggested)
+        step_seed = derive_seed(self.seed, "ax-step", snapshot.num_suggested)
         numpy_state = np.random.get_state()
         config = None
         fit_s = acquisition_s = 0.0
@@ -320,7 +377,7 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
                 # experiment (no proposals it abandoned, no Ax-generated arms) to continue
                 # identically.
                 self._reset_client()
-                client = self._synced_client()
+                client = self._synced_client(snapshot)
                 for _ in range(_ATTEMPTS):
                     ((index, parameters),) = client.get_next_trials(max_trials=1).items()
                     # Ax times its own steps on the generator run: the model fit and
@@ -329,18 +386,18 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
                     fit_s += generator_run.fit_time or 0.0
                     acquisition_s += generator_run.gen_time or 0.0
                     proposal = self.space.from_trial_config(parameters)
-                    if proposal.canonical() not in self._seen:
-                        self._generated[proposal.canonical()] = int(index)
+                    if proposal.model_key() not in snapshot.seen:
+                        self._generated[proposal.model_key()] = int(index)
                         config = proposal
                         break
                     # The same model as one seen (a degenerate encoding): ask again.
                     client.mark_trial_abandoned(index)
         finally:
             np.random.set_state(numpy_state)
-        self.timings.append(
+        step.timings.append(
             {
-                "n_observations": len(self.completed),
-                "n_pending": len(self._pending),
+                "n_observations": len(snapshot.with_status(COMPLETED)),
+                "n_pending": len(snapshot.pending),
                 "fit_s": round(fit_s, 4),
                 "acquisition_s": round(acquisition_s, 4),
                 "total_s": round(time.perf_counter() - start, 4),
@@ -348,33 +405,3 @@ class AxPEFTSearcher(ModelBasedSearcher, PeftSearcherBase):
             }
         )
         return config
-
-    # -- state ---------------------------------------------------------------
-    def _settings(self) -> dict[str, Any]:
-        settings = super()._settings()
-        settings.update(
-            num_initial=self.num_initial,
-            surrogate=self.surrogate,
-            nuts_warmup=self.nuts.warmup_steps,
-            nuts_samples=self.nuts.num_samples,
-            nuts_thinning=self.nuts.thinning,
-            reference_point="auto" if self.auto_reference else self.reference_point,
-            jax_cache_dir=self.jax_cache_dir,
-        )
-        return settings
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        super().set_state(state)
-        self._reset_client()
-
-    def _space_changed(self) -> None:
-        self._reset_client()
-
-    def _transient_attributes(self) -> tuple[str, ...]:
-        return ("_client",)
-
-    def __repr__(self) -> str:
-        return (
-            f"AxPEFTSearcher(surrogate={self.surrogate!r}, num_initial={self.num_initial}, "
-            f"seed={self.seed})"
-        )

@@ -3,12 +3,15 @@
 Tune calls ``suggest`` and ``on_trial_complete`` on its single-threaded event
 loop: while a searcher fits NUTS there (a minute at 100 observations), no
 result is processed, no checkpoint is written and no free GPU gets a trial.
-With ``background=True``, :class:`~.autopeft.AutoPEFTSearcher` does its
-fitting and acquisition in a daemon thread instead:
+With ``background=True``, :class:`~.autopeft.AutoPEFTSearcher` wraps its
+model-based proposer in a :class:`BackgroundProposer`, which runs it in a
+daemon thread instead:
 
-- The worker works on a *snapshot* of the searcher (its results, running
-  trials, seen configurations and seed), never on the live searcher, so the
-  event loop and the worker share nothing but a lock-protected hand-over.
+- The worker computes from an immutable :class:`~.ledger.Snapshot` of the
+  search (its results, running trials, seen configurations), never from the
+  live searcher, so the event loop and the worker share nothing but a
+  lock-protected hand-over and the proposer's own caches, which only the
+  worker uses.
 - From one snapshot (one fit) it computes a queue of ``queue_size``
   candidates, one after another, each with the running trials *and the
   candidates queued before it* as pending points, so the queue holds
@@ -39,16 +42,18 @@ foreground's guarantee: the same seed and results give the same suggestions.
 from __future__ import annotations
 
 import atexit
-import copy
 import logging
 import random
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from autopeft_ray.space import PeftConfiguration
+
+from .ledger import Snapshot
+from .proposers import Proposer, RandomProposer, Step
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +81,15 @@ def _stop_workers() -> None:
 
 @dataclass
 class Candidate:
-    """A configuration the worker proposed, with what its computation produced."""
+    """A step the worker computed, and the data version of the snapshot it came from."""
 
-    config: PeftConfiguration
-    #: The data version of the snapshot it was computed from.
+    step: Step
     version: int
-    timings: list[dict[str, Any]] = field(default_factory=list)
-    warnings: dict[str, int] = field(default_factory=dict)
-    caches: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> PeftConfiguration:
+        assert self.step.config is not None
+        return self.step.config
 
 
 Job = Callable[[], Iterator[Candidate]]
@@ -208,42 +214,46 @@ class BackgroundWorker:
                     self._running = None
 
 
-class BackgroundProposals:
-    """Mixin of :class:`~.autopeft.AutoPEFTSearcher`: its model-based step in a worker.
+class BackgroundProposer:
+    """Runs a proposer in a :class:`BackgroundWorker` on snapshots of the search.
 
-    The host provides ``_model_based_or_random()`` (one candidate from its own
-    data), ``seed``, ``num_suggested``, ``records``, ``_pending``, ``_seen``,
-    ``timings``, ``numerical_warnings`` and the caches named in
-    ``_background_caches``.
+    Args:
+        proposer: the model-based proposer (:mod:`.proposers`); it must compute from
+            its snapshot alone (its caches are its own, used by the worker only).
+        random_proposer: the random configurations of ``fill_with_random`` and of a
+            restart after the worker died.
+        seed: the searcher's seed: each job's random fallbacks draw from a generator
+            seeded with it and the job's number of suggestions.
+        queue_size: candidates computed from one snapshot.
+        fill_with_random: a suggestion that finds no candidate ready gets a random
+            configuration instead of ``None``.
+        name: the worker thread's name.
     """
 
-    background: bool
-    queue_size: int
-    fill_with_random: bool
-    _background: BackgroundWorker | None
-    _data_version: int
-    _background_caches: tuple[str, ...] = ()
-    # What the host searcher has (PeftSearcherBase and AutoPEFTSearcher).
-    seed: int
-    num_suggested: int
-    records: list[Any]
-    timings: list[dict[str, Any]]
-    numerical_warnings: dict[str, int]
-    _pending: dict[str, PeftConfiguration]
-    _seen: set[PeftConfiguration]
-    _rng: random.Random
-    _random_unseen: Callable[[], PeftConfiguration | None]
-
-    def on_trial_complete(
-        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    def __init__(
+        self,
+        proposer: Proposer,
+        random_proposer: RandomProposer,
+        *,
+        seed: int,
+        queue_size: int,
+        fill_with_random: bool,
+        name: str = "autopeft-suggestions",
     ) -> None:
-        super().on_trial_complete(trial_id, result, error)  # type: ignore[misc]
-        if self.background:
-            self._new_results()
+        self.proposer = proposer
+        self.random = random_proposer
+        self.seed = seed
+        self.queue_size = queue_size
+        self.fill_with_random = fill_with_random
+        self.name = name
+        self.worker: BackgroundWorker | None = None
+        #: Bumped by :meth:`results_changed`: a job on older data is stale.
+        self.data_version = 0
 
-    def _background_proposal(self) -> PeftConfiguration | None:
-        """A queued candidate (``None``: none ready yet), and a refill if one is due."""
-        worker = self._background_worker()
+    def propose(self, snapshot: Snapshot, rng: random.Random) -> Step | None:
+        """A queued candidate not in ``snapshot.seen`` (``None``: none ready yet), and a
+        refill from ``snapshot`` if one is due."""
+        worker = self._worker()
         if worker.died():
             logger.warning(
                 "The background suggestion worker died (restart %d); restarting it, and "
@@ -251,82 +261,58 @@ class BackgroundProposals:
                 worker.restarts + 1,
             )
             worker.restart()
-            self._refill(worker)
-            return self._random_unseen()
-        candidate = worker.take(lambda config: config.canonical() not in self._seen)
+            self._refill(worker, snapshot)
+            return Step(self.random.draw(snapshot.seen, rng))
+        candidate = worker.take(lambda config: config.model_key() not in snapshot.seen)
+        self._refill(worker, snapshot)
         if candidate is not None:
-            self._merge(candidate)
-        self._refill(worker)
-        if candidate is not None:
-            return candidate.config
+            return candidate.step
         if self.fill_with_random:
-            entry = {"n_observations": len(self.records), "fallback": "none ready"}
-            self.timings.append({**entry, "background": True})
-            return self._random_unseen()
+            entry = {"n_observations": len(snapshot.records), "fallback": "none ready"}
+            return Step(self.random.draw(snapshot.seen, rng), [{**entry, "background": True}])
         return None
 
-    def _new_results(self) -> None:
-        """Results changed: the next job fits them (called by ``on_trial_complete``)."""
-        self._data_version += 1
-        if self._background is not None:
-            self._refill(self._background)
+    def results_changed(self, snapshot: Snapshot) -> None:
+        """New results: the next job fits them (called when a trial ends)."""
+        self.data_version += 1
+        if self.worker is not None:
+            self._refill(self.worker, snapshot)
 
-    def _background_worker(self) -> BackgroundWorker:
-        if self._background is None:
-            self._background = BackgroundWorker(f"{type(self).__name__}-suggestions")
-        return self._background
+    def close(self) -> None:
+        """Stop the worker after its current candidate (its queue is dropped)."""
+        if self.worker is not None:
+            self.worker.close()
+        self.worker = None
 
-    def _refill(self, worker: BackgroundWorker) -> None:
-        """Submit a fresh snapshot if the worker's data is older, or its queue short and idle."""
+    def _worker(self) -> BackgroundWorker:
+        if self.worker is None:
+            self.worker = BackgroundWorker(self.name)
+        return self.worker
+
+    def _refill(self, worker: BackgroundWorker, snapshot: Snapshot) -> None:
+        """Submit ``snapshot`` if the worker's data is older, or its queue short and idle."""
         latest = worker.latest_version
-        stale = latest is None or latest < self._data_version
+        stale = latest is None or latest < self.data_version
         if stale or (worker.idle and worker.queued < self.queue_size):
-            worker.submit(self._data_version, self._snapshot_job())
+            worker.submit(self.data_version, self._job(snapshot))
 
-    def _snapshot_job(self) -> Job:
-        snapshot = self._snapshot()
-        version, size = self._data_version, self.queue_size
+    def _job(self, snapshot: Snapshot) -> Job:
+        proposer, version, size = self.proposer, self.data_version, self.queue_size
+        rng = random.Random(f"{self.seed}-background-{snapshot.num_suggested}")
 
         def job() -> Iterator[Candidate]:
+            view = snapshot
             for position in range(size):
-                config = snapshot._model_based_or_random()
-                if config is None:
+                step = proposer.propose(view, rng)
+                if step.config is None:
                     return
-                timings = [{**entry, "background": True} for entry in snapshot.timings]
-                caches = {name: getattr(snapshot, name) for name in self._background_caches}
-                yield Candidate(config, version, timings, dict(snapshot.numerical_warnings), caches)
-                snapshot.timings.clear()
-                snapshot.numerical_warnings.clear()
+                step.timings = [{**entry, "background": True} for entry in step.timings]
+                yield Candidate(step, version)
                 # The next candidate treats this one as running.
-                snapshot._pending[f"{QUEUED}{position}"] = config
-                snapshot._seen.add(config.canonical())
-                snapshot.num_suggested += 1
+                view = view.with_running(f"{QUEUED}{position}", step.config)
 
         return job
 
-    def _snapshot(self) -> Any:
-        """A copy of this searcher that the worker may change: own containers, own RNG."""
-        snapshot = copy.copy(self)  # __getstate__ leaves the caches and the worker out
-        for name in self._background_caches:
-            setattr(snapshot, name, getattr(self, name))
-        snapshot.background, snapshot._background = False, None
-        snapshot.records = list(self.records)
-        snapshot._pending = dict(self._pending)
-        snapshot._seen = set(self._seen)
-        snapshot.timings, snapshot.numerical_warnings = [], {}
-        snapshot._rng = random.Random(f"{self.seed}-background-{self.num_suggested}")
-        return snapshot
-
-    def _merge(self, candidate: Candidate) -> None:
-        """Take over what the worker computed for a candidate (on the event loop)."""
-        self.timings.extend(candidate.timings)
-        for key, count in candidate.warnings.items():
-            self.numerical_warnings[key] = self.numerical_warnings.get(key, 0) + count
-        for name, value in candidate.caches.items():
-            if value is not None:
-                setattr(self, name, value)
-
-    def _stop_background(self) -> None:
-        if self._background is not None:
-            self._background.close()
-        self._background = None
+    def __getstate__(self) -> dict[str, Any]:
+        # The worker (a thread and its queue) is not state: a restored searcher refills.
+        return {**self.__dict__, "worker": None}

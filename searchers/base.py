@@ -1,17 +1,25 @@
-"""Bookkeeping shared by the AutoPEFT searchers (Ray Tune ``Searcher`` contract).
+"""The Ray Tune side of the AutoPEFT searchers: Tune's ``Searcher`` contract, delegated.
 
-Tune never tells a searcher which trials are running, so the base class tracks
-``trial_id -> configuration`` itself, classifies every finished trial (see
-:mod:`.records`), guarantees that no configuration (compared by
-:meth:`PeftConfiguration.canonical`) is suggested twice, merges
-``fixed_config`` into every trial config, and saves its whole state as JSON
-(:class:`.state.JsonState`).
-Subclasses implement :meth:`PeftSearcherBase._propose`.
+:class:`PeftSearcherBase` is what Tune talks to. It checks the arguments and
+hands each call to the parts that do the work:
+
+* the :class:`~.ledger.TrialLedger` tracks running and finished trials (Tune
+  never tells a searcher which trials run), classifies every finished trial
+  (see :mod:`.records`) and remembers every configuration suggested, compared
+  by :meth:`PeftConfiguration.model_key`, so none is suggested twice;
+* the :class:`~.schedule.Schedule` says where the next configuration comes
+  from (given points, the initial design, the model, random);
+* the proposers (:mod:`.proposers`) compute it from an immutable
+  :class:`~.ledger.Snapshot`.
+
+It merges ``fixed_config`` into every trial config and saves the whole
+search as versioned JSON (:mod:`.state`). Subclasses implement
+:meth:`PeftSearcherBase._propose`.
 """
 
 from __future__ import annotations
 
-import itertools
+import inspect
 import logging
 import math
 import random
@@ -22,7 +30,6 @@ from ray.tune.search import Searcher
 
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.objectives import (
-    COMPLETED,
     EARLY_STOPPED,
     FAILED,
     FIDELITY,
@@ -34,27 +41,22 @@ from autopeft_ray.objectives.pareto import ParetoFront
 from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.validation import check_int, check_number, finite_number
 
-from .records import (
-    TrialRecord,
-    below_largest_fidelity,
-    classify,
-    config_in_result,
-    keep_fields,
-)
+from .ledger import Snapshot, TrialLedger
+from .proposers import RandomProposer
+from .records import TrialRecord, classify, config_in_result
+from .schedule import Schedule
 from .search_properties import check_param_space, parse_metric
-from .state import JsonState
+from .state import check_header, header, read_json, rng_from_json, rng_to_json, write_json
 from .validation import check_candidates, check_fixed_config, check_points
 
 logger = logging.getLogger(__name__)
 
-#: Below this many configurations, an exhausted random sampler enumerates the rest.
-_ENUMERATE_LIMIT = 1 << 18
 #: A reported ``param_fraction`` within this relative distance of ``cost_fn``'s agrees
 #: with it: a fraction rounded to three significant digits still does.
 FRACTION_TOLERANCE = 1e-2
 
 
-class PeftSearcherBase(JsonState, Searcher):
+class PeftSearcherBase(Searcher):
     """Common arguments, trial tracking and JSON state of the AutoPEFT searchers.
 
     Args:
@@ -143,19 +145,19 @@ class PeftSearcherBase(JsonState, Searcher):
             raise invalid_value("min_fidelity", min_fidelity, expected="a finite number or None")
         self.min_fidelity = None if min_fidelity is None else float(min_fidelity)
         self.max_t = None if max_t is None else check_number("max_t", max_t, low=0)
-        #: The largest fidelity any result reported (the target when none is known).
-        self.max_fidelity_seen: float | None = None
         self._warned_target = False
         self._warned_fraction = False
-        self._points_to_evaluate = check_points(points_to_evaluate, self.space)
-        self._candidates = check_candidates(candidates, self.space)
-        self._check_points_are_candidates()
+        points = check_points(points_to_evaluate, self.space)
+        kept = check_candidates(candidates, self.space)
+        _check_points_are_candidates(points, kept)
+        #: Running and finished trials, and every configuration suggested.
+        self.ledger = TrialLedger()
+        #: Given points, then (model-based searchers) the initial design and the model.
+        self.schedule = Schedule(points)
+        self._random = RandomProposer(self.space, kept)
         self._rng = random.Random(self.seed)
-        self._pending: dict[str, PeftConfiguration] = {}
-        self._last_results: dict[str, dict[str, float | None]] = {}
-        self.records: list[TrialRecord] = []
-        self._seen: set[PeftConfiguration] = set()
-        self.num_suggested = 0
+        #: One entry per model step: its inputs, seconds, and ``fallback`` (``None``:
+        #: the model's configuration was taken).
         self.timings: list[dict[str, Any]] = []
 
     def _peft_keys(self) -> list[str]:
@@ -164,25 +166,14 @@ class PeftSearcherBase(JsonState, Searcher):
     @property
     def candidates(self) -> list[PeftConfiguration] | None:
         """The configurations this search is restricted to (``None``: the whole space)."""
-        return None if self._candidates is None else list(self._candidates)
+        kept = self._random.candidates
+        return None if kept is None else list(kept)
 
     @property
     def num_distinct(self) -> int:
         """Distinct models this searcher may suggest: its candidates, or the space's."""
-        return self.space.num_distinct if self._candidates is None else len(self._candidates)
-
-    def _check_points_are_candidates(self) -> None:
-        if self._candidates is None:
-            return
-        allowed = {c.canonical() for c in self._candidates}
-        for i, config in enumerate(self._points_to_evaluate):
-            if config.canonical() not in allowed:
-                raise invalid_value(
-                    f"points_to_evaluate[{i}]",
-                    config.describe(),
-                    expected="one of `candidates`",
-                    fix="Add it to candidates, or leave it out of points_to_evaluate.",
-                )
+        kept = self._random.candidates
+        return self.space.num_distinct if kept is None else len(kept)
 
     # -- Ray Tune contract ---------------------------------------------------
     def set_search_properties(
@@ -207,26 +198,27 @@ class PeftSearcherBase(JsonState, Searcher):
 
     def _narrow(self, narrowing: Mapping[str, Sequence[int]]) -> None:
         """Restrict the space to what Tune's ``param_space`` allows (before any trial)."""
-        if self.records or self._pending:
+        if self.records or self.ledger.pending:
             raise ConfigurationError(
                 f"`param_space` narrows {sorted(narrowing)}, but this searcher has already "
                 f"suggested configurations. Narrow the space before the search starts."
             )
         narrowed = self.space.narrow(narrowing)
-        points = check_points(self._points_to_evaluate, narrowed)  # must lie inside
-        if self._candidates is not None:
-            inside = [c for c in self._candidates if _member(narrowed, c)]
-            if not inside:
+        points = check_points(self.schedule.points, narrowed)  # must lie inside
+        kept = self._random.candidates
+        if kept is not None:
+            kept = [c for c in kept if _member(narrowed, c)]
+            if not kept:
                 raise invalid_value(
                     "param_space",
                     dict(narrowed.narrowed),
                     expected="a narrowing that keeps some of `candidates`",
                     fix="None of the candidates lies in the narrowed space.",
                 )
-            self._candidates = inside
         logger.info("Search space narrowed by param_space: %s", dict(narrowed.narrowed))
-        self.space, self._points_to_evaluate = narrowed, points
-        self._space_changed()
+        self.space, self.schedule.points = narrowed, points
+        self._random = RandomProposer(narrowed, kept)
+        self._rebuild()
 
     def set_max_concurrency(self, max_concurrent: int) -> bool:
         self.max_concurrent = check_int("max_concurrent", max_concurrent)
@@ -235,36 +227,33 @@ class PeftSearcherBase(JsonState, Searcher):
     # Ray annotates ``Optional[Dict]`` but documents ``Searcher.FINISHED`` (a str).
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
         """A flat trial config, ``None`` (try later) or ``Searcher.FINISHED``."""
-        if trial_id in self._pending:
-            return self._trial_config(self._pending[trial_id])
-        if self.max_concurrent is not None and len(self._pending) >= self.max_concurrent:
+        ledger = self.ledger
+        if trial_id in ledger.pending:
+            return self._trial_config(ledger.pending[trial_id])
+        if self.max_concurrent is not None and len(ledger.pending) >= self.max_concurrent:
             return None
-        if len(self._seen) >= self.num_distinct:
+        if len(ledger.seen) >= self.num_distinct:
             return Searcher.FINISHED
-        config = self._next_point_to_evaluate() or self._propose()
+        config = self.schedule.next_point(ledger.seen) or self._propose()
         if config is None:
             return None
-        if config.canonical() in self._seen:
-            # Subclasses must not re-propose; guard the contract anyway.
+        if config.model_key() in ledger.seen:
+            # Proposers must not re-propose; guard the contract anyway.
             logger.warning("Proposal %s was seen before; sampling instead.", config.describe())
-            config = self._random_unseen()
+            config = self._random.draw(ledger.seen, self._rng)
             if config is None:
                 return Searcher.FINISHED
-        self._pending[trial_id] = config
-        self._seen.add(config.canonical())
-        self.num_suggested += 1
+        ledger.start(trial_id, config)
+        ledger.num_suggested += 1
         return self._trial_config(config)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        if result and (trial_id in self._pending or self._failed_record(trial_id)):
-            self._last_results[trial_id] = keep_fields(result, self._metric)
-            self._see_fidelity(result)
+        self.ledger.observe(trial_id, result, self._metric)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        config = self._pending.pop(trial_id, None)
-        last = self._last_results.pop(trial_id, None)
+        config, last, rungs = self.ledger.end(trial_id)
         if config is None:
             # Tune restarts errored trials (Tuner.restore(restart_errored=True))
             # under their old id without asking for a suggestion.
@@ -272,28 +261,35 @@ class PeftSearcherBase(JsonState, Searcher):
             if config is None:
                 logger.warning("on_trial_complete for unknown trial %r ignored.", trial_id)
                 return
+        record = self.ledger.add(self._record(trial_id, config, result, last, error), rungs)
+        self.ledger.reclassify(self.max_t, self.min_fidelity)
+        if record.status == EARLY_STOPPED:
+            self.note_early_stopping()
+
+    def _record(
+        self,
+        trial_id: str,
+        config: PeftConfiguration,
+        result: dict[str, Any] | None,
+        last: dict[str, float | None] | None,
+        error: bool,
+    ) -> TrialRecord:
+        """The record of a finished trial: its status (:func:`~.records.classify`) and fraction."""
         fraction = None if self.cost_fn is None else float(self.cost_fn(config))
         if error:
             fidelity = None if last is None else last.get(FIDELITY)
-            record = TrialRecord(trial_id, config, FAILED, None, fraction, fidelity, None, "error")
-        else:
-            final = result if result else last
-            self._see_fidelity(final)
-            status, score, fidelity, target, reason = classify(
-                final, self._metric, self.min_fidelity, self._default_target(final)
-            )
-            reported = None if final is None else finite_number(final.get(PARAM_FRACTION))
-            if fraction is None:
-                fraction = reported
-            elif reported is not None:
-                self._check_reported_fraction(trial_id, config, reported, fraction)
-            record = TrialRecord(
-                trial_id, config, status, score, fraction, fidelity, target, reason
-            )
-        self.records.append(record)
-        self._reclassify()
-        if record.status == EARLY_STOPPED:
-            self.note_early_stopping()
+            return TrialRecord(trial_id, config, FAILED, None, fraction, fidelity, None, "error")
+        final = result if result else last
+        self.ledger.see_fidelity(final)
+        status, score, fidelity, target, reason = classify(
+            final, self._metric, self.min_fidelity, self._default_target(final)
+        )
+        reported = None if final is None else finite_number(final.get(PARAM_FRACTION))
+        if fraction is None:
+            fraction = reported
+        elif reported is not None:
+            self._check_reported_fraction(trial_id, config, reported, fraction)
+        return TrialRecord(trial_id, config, status, score, fraction, fidelity, target, reason)
 
     def note_early_stopping(self) -> None:
         """Say what is fitted of trials a scheduler stops early (model-based searchers do,
@@ -321,18 +317,12 @@ class PeftSearcherBase(JsonState, Searcher):
             config.describe(),
         )
 
-    # -- fidelity ----------------------------------------------------------------
-    def _see_fidelity(self, result: Mapping[str, Any] | None) -> None:
-        fidelity = finite_number((result or {}).get(FIDELITY))
-        if fidelity is not None and (self.max_fidelity_seen or -math.inf) < fidelity:
-            self.max_fidelity_seen = fidelity
-
     def _default_target(self, result: Mapping[str, Any] | None) -> float | None:
         """The target of a result that reports a fidelity but no target (warned once)."""
         result = result or {}
         if FIDELITY not in result or finite_number(result.get(TARGET_FIDELITY)) is not None:
             return None
-        target = self.max_t if self.max_t is not None else self.max_fidelity_seen
+        target = self.ledger.default_target(self.max_t)
         if not self._warned_target:
             self._warned_target = True
             source = (
@@ -351,12 +341,6 @@ class PeftSearcherBase(JsonState, Searcher):
             )
         return target
 
-    def _reclassify(self) -> None:
-        if self.max_t is None and self.max_fidelity_seen is not None:
-            self.records = below_largest_fidelity(
-                self.records, self.max_fidelity_seen, self.min_fidelity
-            )
-
     def add_evaluated_point(
         self,
         parameters: dict[str, Any],
@@ -367,13 +351,12 @@ class PeftSearcherBase(JsonState, Searcher):
     ) -> None:
         """Record a configuration evaluated outside this searcher (Tune's API)."""
         config = self.space.from_trial_config(parameters)
-        if config.canonical() in self._seen:
+        if config.model_key() in self.ledger.seen:
             raise invalid_value(
                 "parameters", config.describe(), expected="a configuration not yet evaluated"
             )
         trial_id = f"external-{len(self.records)}"
-        self._pending[trial_id] = config
-        self._seen.add(config.canonical())
+        self.ledger.start(trial_id, config)
         if error:
             self.on_trial_complete(trial_id, None, error=True)
         else:
@@ -382,57 +365,67 @@ class PeftSearcherBase(JsonState, Searcher):
                 result.update(fidelity=0.0, target_fidelity=1.0)
             self.on_trial_complete(trial_id, result)
 
-    def _failed_record(self, trial_id: str) -> TrialRecord | None:
-        return next(
-            (r for r in self.records if r.trial_id == trial_id and r.status == FAILED), None
-        )
-
     def _retried_config(
         self, trial_id: str, result: dict[str, Any] | None
     ) -> PeftConfiguration | None:
         """The configuration of a trial that ``Tuner.restore(restart_errored=True)`` reran
         without a suggestion, under a new id (Tune's result carries the config, flattened):
         the retry replaces the failure; a configuration never seen is recorded too."""
-        retried = self._failed_record(trial_id)
+        retried = self.ledger.failed_record(trial_id)
         trial_config = config_in_result(result)
         if retried is None and trial_config:
             try:
                 config = self.space.from_trial_config(trial_config)
             except ConfigurationError:
                 return None
-            key = config.canonical()
-            retried = next((r for r in self.failed if r.config.canonical() == key), None)
+            key = config.model_key()
+            retried = next((r for r in self.failed if r.config.model_key() == key), None)
             if retried is None:
-                if key in self._seen:
+                if key in self.ledger.seen:
                     return None
-                self._seen.add(key)
+                self.ledger.seen.add(key)
                 return config
         if retried is None:
             return None
-        self.records.remove(retried)
+        self.ledger.remove(retried)
         return retried.config
 
     # -- queries -------------------------------------------------------------
     @property
+    def records(self) -> list[TrialRecord]:
+        """Finished trials, in the order they ended."""
+        return self.ledger.records
+
+    @property
     def pending(self) -> dict[str, PeftConfiguration]:
         """Running trials: trial id -> configuration."""
-        return dict(self._pending)
+        return dict(self.ledger.pending)
+
+    @property
+    def num_suggested(self) -> int:
+        """Suggestions made so far (given points included)."""
+        return self.ledger.num_suggested
+
+    @property
+    def max_fidelity_seen(self) -> float | None:
+        """The largest fidelity any result reported (the target when none is known)."""
+        return self.ledger.max_fidelity_seen
 
     def records_with(self, status: str) -> list[TrialRecord]:
-        return [r for r in self.records if r.status == status]
+        return self.ledger.with_status(status)
 
     @property
     def completed(self) -> list[TrialRecord]:
         """Full-budget results: what model-based searchers fit."""
-        return self.records_with(COMPLETED)
+        return self.ledger.completed
 
     @property
     def early_stopped(self) -> list[TrialRecord]:
-        return self.records_with(EARLY_STOPPED)
+        return self.ledger.early_stopped
 
     @property
     def failed(self) -> list[TrialRecord]:
-        return self.records_with(FAILED)
+        return self.ledger.failed
 
     def utility(self, score: float) -> float:
         """The score with the sign that makes larger better."""
@@ -450,53 +443,137 @@ class PeftSearcherBase(JsonState, Searcher):
 
     # -- proposals -----------------------------------------------------------
     def _propose(self) -> PeftConfiguration | None:
-        """The next configuration (never seen before), or ``None`` to wait."""
+        """The next configuration after the given points (never seen before), or ``None``
+        to wait."""
         raise NotImplementedError
 
-    def _next_point_to_evaluate(self) -> PeftConfiguration | None:
-        while self._points_to_evaluate:
-            config = self._points_to_evaluate.pop(0)
-            if config.canonical() not in self._seen:
-                return config
-        return None
-
-    def _unseen_candidates(self) -> list[PeftConfiguration]:
-        """The candidates not suggested yet, in their given order (needs ``candidates``)."""
-        return [c for c in self._candidates or () if c.canonical() not in self._seen]
-
-    def _random_unseen(self) -> PeftConfiguration | None:
+    def _draw(self) -> PeftConfiguration | None:
         """A uniformly drawn configuration not seen before; ``None`` if none is left."""
-        if self._candidates is not None:
-            left = self._unseen_candidates()
-            return self._rng.choice(left) if left else None
-        for _ in range(256):
-            config = self.space.sample(self._rng)
-            if config.canonical() not in self._seen:
-                return config
-        if self.space.cardinality > _ENUMERATE_LIMIT:
-            while True:  # nearly all of a huge space seen: keep drawing
-                config = self.space.sample(self._rng)
-                if config.canonical() not in self._seen:
-                    return config
-        left = self._unseen_configurations()
-        return self._rng.choice(left) if left else None
+        return self._random.draw(self.ledger.seen, self._rng)
 
-    def _unseen_configurations(self) -> list[PeftConfiguration]:
-        """Every model of the space not suggested yet, one configuration each, in
-        lattice order (enumerates ``space.cardinality`` points: small spaces only)."""
-        fixed = self.space.fixed()
-        dims = self.space.dimensions
-        left: dict[PeftConfiguration, PeftConfiguration] = {}
-        for values in itertools.product(*(d.choices for d in dims)):
-            flat = dict(fixed, **{d.name: v for d, v in zip(dims, values, strict=True)})
-            config = PeftConfiguration.from_dict(flat)
-            key = config.canonical()
-            if key not in self._seen and key not in left:
-                left[key] = config
-        return list(left.values())
+    def _snapshot(self) -> Snapshot:
+        """The trials as a proposer sees them (the reference is the model-based searchers')."""
+        return self.ledger.snapshot(max_t=self.max_t, mode=self._mode, reference=(0.0, 1.0))
 
     def _trial_config(self, config: PeftConfiguration) -> dict[str, Any]:
         return {**self.fixed_config, **config.to_dict()}
+
+    # -- state ---------------------------------------------------------------
+    def _rebuild(self) -> None:
+        """Rebuild what depends on the space and the saved state: proposers and their
+        caches (after a narrowing ``param_space`` and in :meth:`set_state`)."""
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "space": self.space.to_dict(),
+            "metric": self._metric,
+            "mode": self._mode,
+            "seed": self.seed,
+            "fixed_config": self.fixed_config,
+            "max_concurrent": self.max_concurrent,
+            "min_fidelity": self.min_fidelity,
+            "max_t": self.max_t,
+        }
+
+    def get_state(self) -> dict[str, Any]:
+        """The whole search state as JSON-ready data (no pickled objects)."""
+        kept = self._random.candidates
+        return {
+            **header(type(self).__name__),
+            "settings": self._settings(),
+            "rng_state": rng_to_json(self._rng),
+            **self.ledger.to_json(),
+            "points_to_evaluate": [c.to_dict() for c in self.schedule.points],
+            "candidates": None if kept is None else [c.to_dict() for c in kept],
+            "timings": self.timings,
+        }
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`get_state`'s output; the space must be the same."""
+        check_header(state, type(self).__name__, self.space)
+        settings = state["settings"]
+        self.space = SearchSpace.from_dict(settings["space"])  # narrowed when it was saved
+        self._metric, self._mode = settings["metric"], settings["mode"]
+        self.seed = int(settings["seed"])
+        rng_from_json(self._rng, state["rng_state"])
+        self.ledger.load_json(state)
+        self.schedule.points = [PeftConfiguration.from_dict(c) for c in state["points_to_evaluate"]]
+        candidates = state.get("candidates")  # absent from states saved before candidates
+        self._random = RandomProposer(
+            self.space,
+            None if candidates is None else [PeftConfiguration.from_dict(c) for c in candidates],
+        )
+        self.timings = list(state.get("timings", []))
+        self._rebuild()
+
+    def save(self, checkpoint_path: str) -> None:
+        """Write :meth:`get_state` as JSON (Tune calls this with a ``.pkl`` name)."""
+        write_json(checkpoint_path, self.get_state())
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load a state written by :meth:`save`."""
+        self.set_state(read_json(checkpoint_path))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "ledger" not in state:  # pickled before the searcher was composed (Tune's tuner.pkl)
+            self._revive(state)
+            return
+        self.__dict__.update(state)
+
+    def _revive(self, old: dict[str, Any]) -> None:
+        """Rebuild a searcher pickled with the attributes of the mixin-based searchers
+        (autopeft-ray before the ledger): its arguments, then its trials."""
+        named = {
+            "metric": old.get("_metric"),
+            "mode": old.get("_mode"),
+            "num_initial": old.get("initial_given", old.get("num_initial")),
+            "reference_point": "auto" if old.get("auto_reference") else old.get("reference_point"),
+        }
+        nuts = old.get("nuts")
+        if nuts is not None:
+            named.update(
+                nuts_warmup=nuts.warmup_steps,
+                nuts_samples=nuts.num_samples,
+                nuts_thinning=nuts.thinning,
+            )
+        kwargs: dict[str, Any] = {}
+        for name in list(inspect.signature(type(self).__init__).parameters)[1:]:
+            if name in named:
+                kwargs[name] = named[name]
+            elif name in old or f"_{name}" in old:
+                kwargs[name] = old[name] if name in old else old[f"_{name}"]
+        type(self).__init__(self, **kwargs)
+        ledger = self.ledger
+        ledger.pending = dict(old.get("_pending", {}))
+        ledger.last_results = dict(old.get("_last_results", {}))
+        ledger.rungs = dict(old.get("_reported") or {})
+        ledger.records = list(old.get("records", []))
+        ledger.seen = set(old.get("_seen", ()))
+        ledger.num_suggested = int(old.get("num_suggested", 0))
+        ledger.max_fidelity_seen = old.get("max_fidelity_seen")
+        self.timings = list(old.get("timings", []))
+        if "_rng" in old:
+            self._rng = old["_rng"]
+        self._revived(old)
+
+    def _revived(self, old: dict[str, Any]) -> None:
+        """Take over what a subclass kept of an old pickle (see :meth:`_revive`)."""
+
+
+def _check_points_are_candidates(
+    points: list[PeftConfiguration], candidates: list[PeftConfiguration] | None
+) -> None:
+    if candidates is None:
+        return
+    allowed = {c.model_key() for c in candidates}
+    for i, config in enumerate(points):
+        if config.model_key() not in allowed:
+            raise invalid_value(
+                f"points_to_evaluate[{i}]",
+                config.describe(),
+                expected="one of `candidates`",
+                fix="Add it to candidates, or leave it out of points_to_evaluate.",
+            )
 
 
 def _member(space: SearchSpace, config: PeftConfiguration) -> bool:

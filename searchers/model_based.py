@@ -1,4 +1,4 @@
-"""What the model-based searchers share: their settings and the hypervolume reference.
+"""What the model-based searchers share: their settings, schedule and hypervolume reference.
 
 Both :class:`~.autopeft.AutoPEFTSearcher` and :class:`~.axsearch.AxPEFTSearcher`
 take a cost function, a number of random initial configurations (``None``:
@@ -23,21 +23,22 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from autopeft_ray.config import SURROGATES, initial_design_size
+from autopeft_ray.config import SURROGATES
 from autopeft_ray.exceptions import ConfigurationError, invalid_value
 from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FAILED
 from autopeft_ray.objectives.pareto import pareto_mask, reference_point_for
 from autopeft_ray.space import PeftConfiguration, SearchSpace
-from autopeft_ray.validation import check_int, check_reference_point
+from autopeft_ray.validation import check_reference_point
 
+from .base import PeftSearcherBase
+from .ledger import Snapshot
+from .schedule import MIN_OBSERVATIONS, Schedule
 from .surrogate import NutsSettings
 
 #: The statuses a summary counts, in the order it shows them.
 STATUSES_SHOWN = (COMPLETED, EARLY_STOPPED, FAILED)
 #: JAX's persistent compilation cache unless JAX is configured otherwise.
 DEFAULT_JAX_CACHE_DIR = os.path.join("~", ".cache", "autopeft_ray", "jax")
-#: The GP needs a few full-budget results before the first model-based step.
-MIN_OBSERVATIONS = 2
 
 logger = logging.getLogger(__name__)
 
@@ -89,21 +90,16 @@ def check_cost_fn(cost_fn: Any) -> Callable[[PeftConfiguration], float]:
     return cost_fn
 
 
-class ModelBasedSearcher:
-    """Mixin for a model-based :class:`~.base.PeftSearcherBase`: settings and reference point."""
+class ModelBasedSearcher(PeftSearcherBase):
+    """A searcher whose configurations come from a model after an initial design.
 
-    _metric: Any
-    _mode: Any
-    reference_point: tuple[float, float] | None
-    _default_fraction: float
-    # What PeftSearcherBase holds.
-    space: SearchSpace
-    num_suggested: int
-    min_fidelity: float | None
-    timings: list[dict[str, Any]]
-    records: list[Any]
+    Subclasses give :meth:`_fitted` (results their model would fit now) and
+    :meth:`_model_step` (the model's configuration); :class:`~.schedule.Schedule`
+    decides when each is asked. Arguments as in :class:`~.autopeft.AutoPEFTSearcher`;
+    the rest go to :class:`~.base.PeftSearcherBase`.
+    """
 
-    def _init_model_based(
+    def __init__(
         self,
         space: SearchSpace,
         cost_fn: Callable[[PeftConfiguration], float],
@@ -113,14 +109,10 @@ class ModelBasedSearcher:
         nuts: tuple[int, int, int],
         jax_cache_dir: str | os.PathLike[str] | None,
         reference_point: Sequence[float] | str | None,
+        **base: Any,
     ) -> None:
-        """Check and set the shared settings; call after ``PeftSearcherBase.__init__``."""
-        #: ``num_initial`` as given (``None``: :func:`initial_design_size`).
-        self.initial_given = (
-            None if num_initial is None else check_int("num_initial", num_initial, minimum=0)
-        )
-        #: The search's budget of trials, once Tune or ``search_callbacks`` tells it.
-        self.num_trials: int | None = None
+        super().__init__(space, cost_fn=check_cost_fn(cost_fn), **base)
+        self.schedule = Schedule(self.schedule.points, num_initial)
         self._noted_early_stopping = False
         if surrogate not in SURROGATES:
             raise invalid_value("surrogate", surrogate, valid=SURROGATES)
@@ -157,23 +149,56 @@ class ModelBasedSearcher:
     def set_search_properties(
         self, metric: Any, mode: Any, config: dict[str, Any], **spec: Any
     ) -> bool:
-        accepted: bool = super().set_search_properties(  # type: ignore[misc]
-            metric, mode, config, **spec
-        )
+        accepted = super().set_search_properties(metric, mode, config, **spec)
         self._check_mode_has_reference()
         # Tune passes num_samples here only when the Tuner has a param_space.
         if isinstance(spec.get("num_samples"), int) and spec["num_samples"] > 0:
             self.set_budget(spec["num_samples"])
         return accepted
 
-    # -- the initial design ----------------------------------------------------
+    # -- the schedule ----------------------------------------------------------
+    def _propose(self) -> PeftConfiguration | None:
+        snapshot = self._snapshot()
+        return self.schedule.next(
+            space=self.space,
+            num_suggested=self.ledger.num_suggested,
+            fitted=self._fitted(snapshot),
+            running=bool(self.ledger.pending),
+            wait=self._waits(),
+            draw=self._draw,
+            model=lambda: self._model_step(snapshot),
+        )
+
+    def _fitted(self, snapshot: Snapshot) -> int:
+        """How many results the model would fit now."""
+        return len(snapshot.with_status(COMPLETED))
+
+    def _waits(self) -> bool:
+        """Whether to wait for results (rather than draw) before the model can fit."""
+        return True
+
+    def _model_step(self, snapshot: Snapshot) -> PeftConfiguration | None:
+        """The model's configuration for ``snapshot`` (``None``: wait)."""
+        raise NotImplementedError
+
+    def _snapshot(self) -> Snapshot:
+        return self.ledger.snapshot(max_t=self.max_t, mode=self._mode, reference=self.reference)
+
+    @property
+    def initial_given(self) -> int | None:
+        """``num_initial`` as given (``None``: :func:`~autopeft_ray.config.initial_design_size`)."""
+        return self.schedule.initial_given
+
+    @property
+    def num_trials(self) -> int | None:
+        """The search's budget of trials, once Tune or ``search_callbacks`` tells it."""
+        return self.schedule.num_trials
+
     @property
     def num_initial(self) -> int:
         """Random configurations before the model: as given, else
         :func:`~autopeft_ray.config.initial_design_size` of the space and the budget."""
-        if self.initial_given is not None:
-            return self.initial_given
-        return initial_design_size(self.space, self.num_trials)
+        return self.schedule.num_initial(self.space)
 
     def set_budget(self, num_trials: int | None) -> None:
         """Tell the searcher how many trials the search runs (Tune's ``num_samples``),
@@ -182,11 +207,13 @@ class ModelBasedSearcher:
         ``search_callbacks`` calls this as the search starts; ``None`` (or Tune's
         "unlimited") keeps the budget unknown.
         """
-        if num_trials is None or num_trials >= 2**31:  # num_samples=-1 is sys.maxsize
-            return
-        self.num_trials = check_int("num_trials", num_trials)
+        self.schedule.set_budget(num_trials)
 
     # -- what a user is told ---------------------------------------------------
+    def _fits_early_stopped(self) -> bool:
+        """Whether trials a scheduler stops early are fitted (``min_fidelity`` here)."""
+        return self.min_fidelity is not None
+
     def note_early_stopping(self) -> None:
         """Say once that trials a scheduler stops early are not fitted, and how to fit them.
 
@@ -197,7 +224,7 @@ class ModelBasedSearcher:
         if self._noted_early_stopping:
             return
         self._noted_early_stopping = True
-        if getattr(self, "multi_fidelity", False) or self.min_fidelity is not None:
+        if self._fits_early_stopped():
             return
         logger.warning(
             "The scheduler stops trials early; %s fits only the trials that reach their "
@@ -261,26 +288,31 @@ class ModelBasedSearcher:
         )
 
     # -- state -------------------------------------------------------------------
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # A searcher pickled before the default initial design (Tune's tuner.pkl of a
-        # search being resumed) held its num_initial as a plain attribute.
-        state = dict(state)
-        if "initial_given" not in state:
-            state["initial_given"] = state.pop("num_initial", None)
-        state.setdefault("num_trials", None)
-        state.setdefault("_noted_early_stopping", False)
-        self.__dict__.update(state)
-
     def _settings(self) -> dict[str, Any]:
-        settings: dict[str, Any] = super()._settings()  # type: ignore[misc]
-        settings.update(num_initial_given=self.initial_given, num_trials=self.num_trials)
+        settings = super()._settings()
+        settings.update(
+            num_initial=self.num_initial,
+            num_initial_given=self.initial_given,
+            num_trials=self.num_trials,
+            surrogate=self.surrogate,
+            nuts_warmup=self.nuts.warmup_steps,
+            nuts_samples=self.nuts.num_samples,
+            nuts_thinning=self.nuts.thinning,
+            reference_point=AUTO if self.auto_reference else self.reference_point,
+            jax_cache_dir=self.jax_cache_dir,
+        )
         return settings
 
     def set_state(self, state: Any) -> None:
-        super().set_state(state)  # type: ignore[misc]
+        super().set_state(state)
         settings = state["settings"]
         if "num_trials" in settings:  # absent from states saved before the budget was kept
-            self.num_trials = settings["num_trials"]
+            self.schedule.num_trials = settings["num_trials"]
+
+    def _revived(self, old: dict[str, Any]) -> None:
+        super()._revived(old)
+        self.schedule.num_trials = old.get("num_trials")
+        self._noted_early_stopping = bool(old.get("_noted_early_stopping", False))
 
     @property
     def reference(self) -> tuple[float, float]:

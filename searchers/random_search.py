@@ -1,7 +1,7 @@
 """Random search over the AutoPEFT space: the paper's baseline.
 
 Configurations are drawn uniformly (seeded) and never repeated: two
-configurations that build the same model (:meth:`PeftConfiguration.canonical`)
+configurations that build the same model (:meth:`PeftConfiguration.model_key`)
 count as one. Everything else (trial tracking, fidelity handling, JSON state)
 is :class:`~.base.PeftSearcherBase`'s.
 """
@@ -22,4 +22,4 @@ class RandomPEFTSearcher(PeftSearcherBase):
     """
 
     def _propose(self) -> PeftConfiguration | None:
-        return self._random_unseen()
+        return self._draw()

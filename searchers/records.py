@@ -45,7 +45,7 @@ class TrialRecord:
 
     Attributes:
         trial_id: Ray Tune's trial id (or any unique string).
-        config: the configuration as suggested (not canonicalised).
+        config: the configuration as suggested (not its model key).
         status: ``completed``, ``early_stopped`` or ``failed``.
         score: the metric's value in its natural units (``None`` when failed).
         param_fraction: the known cost of ``config`` (``None`` without a cost).
@@ -206,7 +206,7 @@ def thin_rungs(
 
 def one_per_configuration(data: list[Observation]) -> list[Observation]:
     """``data`` with only the last observation of each configuration (its highest rung)."""
-    last = {config.canonical(): (config, value, level) for config, value, level in data}
+    last = {config.model_key(): (config, value, level) for config, value, level in data}
     return list(last.values())
 
 
@@ -264,7 +264,7 @@ def feasibility_observations(records: list[TrialRecord]) -> list[Observation]:
     fail); the last record of a configuration wins.
     """
     last = {
-        r.config.canonical(): (r.config, FAILED_VALUE if r.status == FAILED else RAN_VALUE, 1.0)
+        r.config.model_key(): (r.config, FAILED_VALUE if r.status == FAILED else RAN_VALUE, 1.0)
         for r in records
     }
     return list(last.values())

@@ -1,12 +1,11 @@
-"""The AutoPEFT searcher's score model: its fit, cached until new results arrive, and its inputs.
+"""The AutoPEFT score model: its fit, cached until new results arrive, and its inputs.
 
-A mixin of :class:`~.autopeft.AutoPEFTSearcher`: one fit per number of
-observations (a batch of suggestions, or a background queue, costs one fit),
-and so for the feasibility model once a trial has failed;
-MAP fits start from the prior's defaults and from the last one's mode, the
-better kept; the known cost of encodings is cached; with ``cost_input=True``
-the model sees each configuration's parameter fraction too
-(:mod:`.surrogate.inputs`).
+One fit per number of observations (a batch of suggestions, or a background
+queue, costs one fit), and so for the feasibility model once a trial has
+failed; MAP fits start from the prior's defaults and from the last one's
+mode, the better kept (the last fit is part of the searcher's state); the
+known cost of encodings is cached; with ``cost_input=True`` the model sees
+each configuration's parameter fraction too (:mod:`.surrogate.inputs`).
 """
 
 from __future__ import annotations
@@ -33,71 +32,114 @@ from .surrogate import (
 )
 
 
-class ScoreModelCache:
-    """The fitted score model of the host searcher, and what it needs to be fitted."""
+class ScoreModel:
+    """Fits the score model (NUTS or MAP SAAS GP) and the feasibility model, with caches.
 
-    # What the host searcher has (PeftSearcherBase, ModelBasedSearcher, AutoPEFTSearcher).
-    space: SearchSpace
-    seed: int
-    surrogate: str
-    nuts: NutsSettings
-    pad_multiple: int
-    jax_cache_dir: str | None
-    multi_fidelity: bool
-    cost_input: bool
-    _cost: Callable[[PeftConfiguration], float]
-    _default_fraction: float
-    _model_cache: tuple[int, Model] | None
-    _feasibility_cache: tuple[tuple[int, int], Model] | None
-    _known_cost: KnownCost | None
-    _map_fit: dict[str, Any] | None
+    Args:
+        space: the search space.
+        cost: ``configuration -> parameter fraction``.
+        seed: the searcher's seed; each fit's seed derives from it and the data size.
+        surrogate: ``"saas-nuts"`` or ``"saas-map"``.
+        nuts: the NUTS settings (``saas-nuts``).
+        pad_multiple: NUTS sees data padded to a multiple of this many rows.
+        jax_cache_dir: JAX's persistent compilation cache (``None``: JAX's own setting).
+        multi_fidelity: the inputs end with a fidelity column.
+        cost_input: the inputs include the parameter fraction (log scale).
+        default_fraction: the fraction that scales the cost input.
+    """
 
-    def _fitted_model(self, X: torch.Tensor, Y: torch.Tensor) -> Model:
+    def __init__(
+        self,
+        space: SearchSpace,
+        cost: Callable[[PeftConfiguration], float],
+        *,
+        seed: int,
+        surrogate: str,
+        nuts: NutsSettings,
+        pad_multiple: int,
+        jax_cache_dir: str | None,
+        multi_fidelity: bool,
+        cost_input: bool,
+        default_fraction: float,
+    ) -> None:
+        self.space = space
+        self.cost = cost
+        self.seed = seed
+        self.surrogate = surrogate
+        self.nuts = nuts
+        self.pad_multiple = pad_multiple
+        self.jax_cache_dir = jax_cache_dir
+        self.multi_fidelity = multi_fidelity
+        self.cost_input = cost_input
+        self.default_fraction = default_fraction
+        #: The last MAP fit: its observations, where it started, its hyperparameters
+        #: (the next fit starts from them). Part of the searcher's state.
+        self.map_fit: dict[str, Any] | None = None
+        self._fitted: tuple[int, Model] | None = None
+        self._feasibility: tuple[tuple[int, int], Model] | None = None
+        self._known: KnownCost | None = None
+
+    def fit(self, X: torch.Tensor, Y: torch.Tensor) -> Model:
+        """The score model of inputs ``X`` and utilities ``Y`` (cached per data size)."""
         n = len(X)
-        if self._model_cache is not None and self._model_cache[0] == n:
-            return self._model_cache[1]
+        if self._fitted is not None and self._fitted[0] == n:
+            return self._fitted[1]
         seed = derive_seed(self.seed, "nuts", n)
         model: Model
         if self.surrogate == "saas-map":
             # Cold and warm (from the last fit's mode), the better kept; refitting the
             # same data (after a restore) starts where that fit started: the same model.
-            model, self._map_fit = warm_map_fit(X, Y, seed, self._map_fit, self.multi_fidelity)
+            model, self.map_fit = warm_map_fit(X, Y, seed, self.map_fit, self.multi_fidelity)
         else:
             enable_compilation_cache(self.jax_cache_dir)
             model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
-        self._model_cache = (n, model)
+        self._fitted = (n, model)
         return model
 
-    def _fitted_feasibility(self, X: torch.Tensor, Y: torch.Tensor) -> Model:
+    def fit_feasibility(self, X: torch.Tensor, Y: torch.Tensor) -> Model:
         """The feasibility model of ``X`` and +-1 values ``Y`` (:mod:`.surrogate.feasibility`),
-        cached like the score model until new outcomes arrive (or a failed trial, rerun,
-        ran: the same number of rows, one failure less)."""
+        cached until new outcomes arrive (or a failed trial, rerun, ran: the same number
+        of rows, one failure less)."""
         key = (len(X), int((Y > 0).sum()))
-        if self._feasibility_cache is not None and self._feasibility_cache[0] == key:
-            return self._feasibility_cache[1]
+        if self._feasibility is not None and self._feasibility[0] == key:
+            return self._feasibility[1]
         model = fit_feasibility_model(X, Y, derive_seed(self.seed, "feasibility", len(X)))
-        self._feasibility_cache = (key, model)
+        self._feasibility = (key, model)
         return model
 
-    def _known(self) -> KnownCost:
+    @property
+    def fitted(self) -> tuple[int, Model] | None:
+        """``(observations, model)`` of the last score-model fit (``None`` before one)."""
+        return self._fitted
+
+    @property
+    def feasibility(self) -> tuple[tuple[int, int], Model] | None:
+        """``((rows, failures), model)`` of the last feasibility fit (``None`` before one)."""
+        return self._feasibility
+
+    def known(self) -> KnownCost:
         """The known cost of encodings, with its cache (built on first use)."""
-        if self._known_cost is None:
-            self._known_cost = KnownCost(self.space, self._cost)
-        return self._known_cost
+        if self._known is None:
+            self._known = KnownCost(self.space, self.cost)
+        return self._known
+
+    def cost_inputs(self) -> CostInput | None:
+        """The parameter fraction as a model input (``None`` unless ``cost_input``)."""
+        return CostInput(self.known(), self.default_fraction) if self.cost_input else None
 
     def relevance(self) -> dict[str, Any] | None:
         """Each dimension's relevance under the last fitted score model (``None`` before one).
 
         See :mod:`searchers.relevance`; with NUTS, the spread is over its samples.
         """
-        if self._model_cache is None:
+        if self._fitted is None:
             return None
-        n, model = self._model_cache
+        n, model = self._fitted
         extra = [PARAM_FRACTION] if self.cost_input else []
         return model_relevance(
             self.space, model, source=self.surrogate, n_observations=n, extra_inputs=extra
         )
 
-    def _cost_input(self) -> CostInput | None:
-        """The parameter fraction as a model input (``None`` unless ``cost_input``)."""
-        return CostInput(self._known(), self._default_fraction) if self.cost_input else None
+    def __getstate__(self) -> dict[str, Any]:
+        # Fitted models are caches, not state (the last MAP fit is: it is JSON).
+        return {**self.__dict__, "_fitted": None, "_feasibility": None, "_known": None}

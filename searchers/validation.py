@@ -54,14 +54,14 @@ def check_points(
             raise invalid_value(
                 f"points_to_evaluate[{i}]", point, expected="a dict or PeftConfiguration"
             )
-        if config.canonical() in seen:
+        if config.model_key() in seen:
             raise invalid_value(
                 f"points_to_evaluate[{i}]",
                 config.describe(),
                 expected="a configuration not listed before (same model twice)",
                 fix="Remove the duplicate.",
             )
-        seen.add(config.canonical())
+        seen.add(config.model_key())
         configs.append(config)
     return configs
 
@@ -71,7 +71,7 @@ def check_candidates(
 ) -> list[PeftConfiguration] | None:
     """``candidates`` as distinct configurations of ``space`` (one per model), or ``None``.
 
-    Configurations that build the same model (:meth:`PeftConfiguration.canonical`)
+    Configurations that build the same model (:meth:`PeftConfiguration.model_key`)
     count once; the first one listed is kept.
     """
     if candidates is None:
@@ -88,7 +88,7 @@ def check_candidates(
             config = space.from_trial_config(point)
         else:
             raise invalid_value(f"candidates[{i}]", point, expected="a dict or PeftConfiguration")
-        kept.setdefault(config.canonical(), config)
+        kept.setdefault(config.model_key(), config)
     if not kept:
         raise invalid_value(
             "candidates",

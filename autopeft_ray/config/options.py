@@ -193,8 +193,8 @@ class SearchOptions:
     max_baseline: int | None = option(
         None,
         help="autopeft searcher: keep at most this many observed configurations, the likeliest "
-        "to be Pareto-optimal, in the acquisition (e.g. 32 at hundreds of observations: one "
-        "MAP suggestion at 500 in 8 s instead of 15 s, BENCHMARKS.md); unset: all",
+        "to be Pareto-optimal, in the acquisition (e.g. 32 at hundreds of observations; "
+        "BENCHMARKS.md gives the saving); unset: all",
     )
     reference_point: tuple[float, float] | None = option(
         None,

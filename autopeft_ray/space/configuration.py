@@ -7,13 +7,13 @@ bit per transformer layer.
 Degenerate configurations. When no layer bit is on, or every module size is 0,
 no PEFT module is inserted anywhere: only the task head trains. These
 configurations are valid (they are the cheapest point of every Pareto front)
-and all of them are the same model, so :meth:`PeftConfiguration.canonical`
+and all of them are the same model, so :meth:`PeftConfiguration.model_key`
 maps each of them to one representative (all sizes 0, every layer off), which
 searchers use to avoid evaluating the same model twice. This module is the one
 place that rule is defined; :mod:`.encoding` applies it to encoded vectors and
 :meth:`SearchSpace.num_distinct` counts with it. The representative is an
 identity key: in a space that fixes the layers (``sa``, ``sa-pa``) it is not a
-member; :meth:`SearchSpace.canonical` gives the member of a given space.
+member; :meth:`SearchSpace.representative` gives the member of a given space.
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ class PeftConfiguration:
         """True when no PEFT module is inserted anywhere (only the head trains)."""
         return not self.active_layers or all(self.size(m) == 0 for m in MODULES)
 
-    def canonical(self) -> PeftConfiguration:
-        """The representative of this configuration's model (see module docstring)."""
+    def model_key(self) -> PeftConfiguration:
+        """The key of the model this configuration builds: itself, or for a degenerate
+        configuration their one representative (see the module docstring). Two
+        configurations build the same model exactly when their keys are equal."""
         if self.is_degenerate:
             return PeftConfiguration(0, 0, 0, (False,) * self.num_layers, lora_rank=0)
         return self

@@ -307,8 +307,8 @@ class SearchSpace:
             f"The '{self.variant}' search space fixes it; use variant='{_variant_searching(key)}'."
         )
 
-    def canonical(self, config: PeftConfiguration) -> PeftConfiguration:
-        """Like :meth:`PeftConfiguration.canonical`, but always a member of this space.
+    def representative(self, config: PeftConfiguration) -> PeftConfiguration:
+        """Like :meth:`PeftConfiguration.model_key`, but always a member of this space.
 
         A degenerate configuration maps to all sizes 0 with the layer bits this
         space fixes (searched bits off); when the space keeps some size above 0,

@@ -37,14 +37,14 @@ PRESET_PREFIX = "preset:"
 
 
 def configuration_key(configuration: PeftConfiguration | str) -> str:
-    """The table's name for a configuration: its canonical form, or ``preset:<name>``.
+    """The table's name for a configuration: its model key (:meth:`PeftConfiguration.model_key`), or ``preset:<name>``.
 
     Every degenerate configuration (head-only) has one key. The LoRA rank is
     part of the key whether or not the space searches it.
     """
     if isinstance(configuration, str):
         return PRESET_PREFIX + configuration
-    config = configuration.canonical()
+    config = configuration.model_key()
     layers = "".join("1" if on else "0" for on in config.layers)
     return (
         f"sa{config.sa_size}-pa{config.pa_size}-pt{config.pt_length}"

@@ -113,7 +113,7 @@ class SyntheticPeftProblem:
 
     def noiseless_score(self, config: PeftConfiguration) -> float:
         """The score without noise, at full fidelity."""
-        config = self._only_relevant(self.space.validate(config)).canonical()
+        config = self._only_relevant(self.space.validate(config)).model_key()
         if config.is_degenerate:
             return self.head_score
         num_layers = config.num_layers
@@ -160,7 +160,7 @@ class SyntheticPeftProblem:
         full = self.noiseless_score(config)
         progress = 1.0 - math.exp(-4.0 * min(fidelity, self.target_fidelity) / self.target_fidelity)
         progress /= 1.0 - math.exp(-4.0)
-        flat = config.canonical().to_dict()
+        flat = config.model_key().to_dict()
         if not flat["lora_rank"]:  # the noise of configurations without LoRA is as it was
             del flat["lora_rank"]
         key = json.dumps([self.seed, flat], sort_keys=True)

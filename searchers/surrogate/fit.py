@@ -1,9 +1,8 @@
 """Fitting the score model: NUTS (the paper's fully Bayesian SAAS GP) or MAP.
 
-Speed. Fitting is dominated by JAX compiling NUTS, not by sampling: on 2
-cores about 16 s per fit when the number of observations changes, 5 s when
-only the data change. Two measures bring a fit with cached programs to 1-2 s:
-the data are padded (:class:`.model.PaddedSaasGP`), and
+Speed. Fitting is dominated by JAX compiling NUTS, not by sampling, each
+time the number of observations or the data change (BENCHMARKS.md has the
+seconds). Two measures let a fit reuse compiled programs: the data are padded (:class:`.model.PaddedSaasGP`), and
 :func:`fit_score_model` passes them to NumPyro as arguments, so the compiled
 program depends only on the padded shape and JAX's persistent compilation
 cache (:func:`enable_compilation_cache`) can reuse it.

@@ -84,7 +84,7 @@ class CostInput:
         return min(1.0, max(0.0, 1.0 + math.log10(fraction / self.largest) / COST_DECADES))
 
     def of(self, config: PeftConfiguration) -> float:
-        return self.scaled(float(self.known_cost.cost_fn(config.canonical())))
+        return self.scaled(float(self.known_cost.cost_fn(config.model_key())))
 
     def __call__(self, X: Tensor) -> Tensor:
         fractions = -self.known_cost(X)

@@ -112,8 +112,7 @@ class PaddedSaasPyroModel(SaasPyroModel):
 class _DataAsArguments:
     """The NumPyro model with the data as arguments, not closed-over constants.
 
-    With constants, every new data set is a new XLA program (about 5 s of
-    compiling on 2 cores); with arguments, the program depends only on the
+    With constants, every new data set is a new XLA program to compile; with arguments, the program depends only on the
     padded shape, and JAX's persistent compilation cache can reuse it.
     """
 
@@ -171,7 +170,7 @@ class KnownCost:
         key = ranks.tobytes()
         if key not in self._cache:
             config = self.space.decode((ranks / self._steps).tolist())
-            self._cache[key] = float(self.cost_fn(config.canonical()))
+            self._cache[key] = float(self.cost_fn(config.model_key()))
         return self._cache[key]
 
     def __call__(self, X: Tensor) -> Tensor:

@@ -70,7 +70,7 @@ def pareto_neighbour_starts(
     neighbours: dict[PeftConfiguration, list[float]] = {}
     for config in members:
         for near in space.neighbours(config):
-            key = near.canonical()
+            key = near.model_key()
             if key not in seen and key not in neighbours:
                 neighbours[key] = canonical_encoding(space, near)
     if not neighbours:

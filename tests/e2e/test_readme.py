@@ -110,7 +110,7 @@ def _check_search(cwd: Path, command: str, out: str) -> None:
     records = _records(run)
     assert [r["status"] for r in records] == ["completed"] * 3
     assert all(r["metrics"]["fidelity"] == 2 for r in records)
-    canonical = {PeftConfiguration.from_dict(r["configuration"]).canonical() for r in records}
+    canonical = {PeftConfiguration.from_dict(r["configuration"]).model_key() for r in records}
     assert len(canonical) == 3, "no configuration evaluated twice"
     # The space with LoRA: every trial config holds a rank, drawn from its choices.
     assert all(r["configuration"]["lora_rank"] in (0, 1, 2, 4, 8, 16, 32, 64) for r in records)

@@ -135,7 +135,7 @@ def _records(output: Path) -> list[dict]:
 
 
 def _canonical(record: dict) -> PeftConfiguration:
-    return PeftConfiguration.from_dict(record["configuration"]).canonical()
+    return PeftConfiguration.from_dict(record["configuration"]).model_key()
 
 
 def _wait_gone(runs: Runs, timeout: float = 30) -> list[int]:

@@ -37,15 +37,15 @@ def test_early_stopped_results_are_not_fitted_and_not_proposed_again(
     assert all(r.fidelity == 10 and r.target_fidelity == 100 for r in searcher.early_stopped)
 
     run.suggest()  # first model-based suggestion
-    fitted_model = searcher._model_cache[1]
+    fitted_model = searcher.score_model.fitted[1]
     fitted_X = {tuple(x) for x in fitted_model.train_inputs[0].tolist()}
     assert fitted_X == encodings(space, [r.config for r in searcher.completed])
     assert not fitted_X & encodings(space, stopped)
     assert searcher.timings[-1]["n_observations"] == 3
     assert searcher.timings[-1]["fallback"] is None
     run.run(2, concurrency=3)
-    proposed = {c.canonical() for c in run.suggested[5:]}
-    assert not proposed & {c.canonical() for c in stopped}
+    proposed = {c.model_key() for c in run.suggested[5:]}
+    assert not proposed & {c.model_key() for c in stopped}
 
 
 @pytest.mark.slow
@@ -60,9 +60,9 @@ def test_concurrent_suggestions_use_pending_points_and_one_fit(make_searcher, dr
     assert all(t["fallback"] is None for t in model_steps)
     # One NUTS fit for the batch: later steps reuse the cached model.
     assert model_steps[1]["fit_s"] < 0.1 and model_steps[2]["fit_s"] < 0.1
-    batch = [c.canonical() for c in run.suggested[5:]]
+    batch = [c.model_key() for c in run.suggested[5:]]
     assert len(set(batch)) == 3
-    assert not set(batch) & {c.canonical() for c in run.suggested[:5]}
+    assert not set(batch) & {c.model_key() for c in run.suggested[:5]}
     assert set(searcher.pending) == {tid for tid, _ in run.running}
 
 
@@ -94,9 +94,9 @@ def test_samples_when_nothing_could_arrive(make_searcher, driver):
 def test_pickles_without_the_fitted_model(make_searcher, driver):
     run = driver(make_searcher("autopeft", num_initial=3))
     run.run(4)
-    assert run.searcher._model_cache is not None
+    assert run.searcher.score_model.fitted is not None
     clone = pickle.loads(pickle.dumps(run.searcher))
-    assert clone._model_cache is None
+    assert clone.score_model.fitted is None
     assert clone.records == run.searcher.records
 
 
@@ -191,10 +191,10 @@ def test_map_surrogate_fits_one_saas_gp_and_proposes_unseen_configurations(
     run = driver(searcher)
     run.run(6, concurrency=1)
     run.run(3, concurrency=2)
-    model = searcher._model_cache[1]
+    model = searcher.score_model.fitted[1]
     assert type(model).__name__ == "SingleTaskGP" and len(model.train_inputs[0]) >= 6
     assert all(t["fallback"] is None for t in searcher.timings)
-    canon = [c.canonical() for c in run.suggested]
+    canon = [c.model_key() for c in run.suggested]
     assert len(canon) == len(set(canon)) == 9
     assert searcher.get_state()["settings"]["surrogate"] == "saas-map"
 
@@ -214,15 +214,21 @@ def test_map_fits_start_from_the_last_fit_and_a_restore_refits_the_same_model(
     run = driver(searcher)
     run.run(6, concurrency=1)
     run.suggest()  # the first fit: from the prior's defaults
-    first = searcher._map_fit
+    first = searcher.score_model.map_fit
     assert first["n"] == 6 and first["start"] is None and first["result"]
     run.finish_oldest()
     run.suggest()  # one result more: starts from the first fit's mode
-    assert searcher._map_fit["n"] == 7 and searcher._map_fit["start"] == first["result"]
+    assert (
+        searcher.score_model.map_fit["n"] == 7
+        and searcher.score_model.map_fit["start"] == first["result"]
+    )
 
     restored = make_searcher("autopeft", num_initial=6, surrogate="saas-map")
     restored.set_state(pickle.loads(pickle.dumps(searcher.get_state())))
-    assert restored._map_fit == searcher._map_fit and restored._model_cache is None
+    assert (
+        restored.score_model.map_fit == searcher.score_model.map_fit
+        and restored.score_model.fitted is None
+    )
     assert restored.suggest("next") == searcher.suggest("next")
 
 
@@ -240,7 +246,7 @@ def test_max_baseline_keeps_the_likeliest_pareto_points_only(space, problem):
     )
 
     rng = random.Random(0)
-    configs = {c.canonical(): c for c in (space.sample(rng) for _ in range(40))}.values()
+    configs = {c.model_key(): c for c in (space.sample(rng) for _ in range(40))}.values()
     X = torch.tensor([encode(space, c) for c in configs], dtype=DTYPE)
     Y = torch.tensor([[problem.score(c)] for c in configs], dtype=DTYPE)
     model = build_model(space, fit_map_score_model(X, Y, seed=0), KnownCost(space, problem.cost))

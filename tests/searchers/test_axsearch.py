@@ -102,7 +102,7 @@ def test_an_ablated_space_gives_ax_only_its_searched_keys(driver, variant):
     steps = [t for t in run.searcher.timings if "total_s" in t]
     assert len(steps) == 2
     assert "error" not in {t["fallback"] for t in run.searcher.timings}
-    keys = [c.canonical() for c in run.suggested]
+    keys = [c.model_key() for c in run.suggested]
     assert len(set(keys)) == 5
 
 

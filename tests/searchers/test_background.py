@@ -15,8 +15,8 @@ import time
 import pytest
 
 from autopeft_ray.exceptions import ConfigurationError
-from autopeft_ray.searchers import AutoPEFTSearcher
 from autopeft_ray.searchers.background import _stop_workers
+from autopeft_ray.searchers.saas import SaasProposer
 
 BACKGROUND = {"background": True, "surrogate": "saas-map", "num_initial": 5}
 
@@ -52,13 +52,13 @@ def suggest_when_ready(run, timeout: float = 120.0):
 def gate(monkeypatch):
     """Holds every background model step until ``gate.set()``."""
     event = threading.Event()
-    original = AutoPEFTSearcher._model_based
+    original = SaasProposer._model_based
 
-    def gated(self):
+    def gated(self, snapshot, step):
         assert event.wait(120), "test gate never opened"
-        return original(self)
+        return original(self, snapshot, step)
 
-    monkeypatch.setattr(AutoPEFTSearcher, "_model_based", gated)
+    monkeypatch.setattr(SaasProposer, "_model_based", gated)
     yield event
     event.set()
 
@@ -68,19 +68,19 @@ def test_suggest_returns_at_once_while_the_worker_fits(make_searcher, driver, ga
     searcher = make_searcher("autopeft", **BACKGROUND)
     run = driver(searcher)
     run.run(5, concurrency=5)  # the initial design, on the event loop
-    assert searcher._background is None, "random suggestions need no worker"
+    assert searcher._background.worker is None, "random suggestions need no worker"
     assert run.suggest() is None, "the fit is held at the gate: suggest must not wait for it"
-    assert searcher._background.queued == 0 and not searcher._background.idle
+    assert searcher._background.worker.queued == 0 and not searcher._background.worker.idle
     gate.set()
-    wait_until(lambda: searcher._background.queued == searcher.queue_size)
+    wait_until(lambda: searcher._background.worker.queued == searcher.queue_size)
     first, second = run.suggest(), run.suggest()
     assert isinstance(first, dict) and isinstance(second, dict)
-    assert run.suggested[-1].canonical() != run.suggested[-2].canonical()
+    assert run.suggested[-1].model_key() != run.suggested[-2].model_key()
     model_steps = searcher.timings[-2:]
     assert all(t["background"] and t["fallback"] is None for t in model_steps)
     # The second candidate was computed with the first as pending, in one snapshot.
     assert [t["n_pending"] for t in model_steps] == [0, 1]
-    assert searcher._model_cache is not None, "the worker's fit is handed back"
+    assert searcher.score_model.fitted is not None, "the worker fits the searcher's model"
 
 
 @pytest.mark.slow
@@ -97,7 +97,7 @@ def test_a_background_search_never_repeats_and_learns_from_every_result(
             run.finish_oldest()
     while run.running:
         run.finish_oldest()
-    canonical = [c.canonical() for c in run.suggested]
+    canonical = [c.model_key() for c in run.suggested]
     assert len(set(canonical)) == len(canonical) == 11
     assert len(searcher.completed) == 11
     background = [t for t in searcher.timings if t.get("background")]
@@ -114,20 +114,20 @@ def test_save_restore_and_pickle_with_a_live_worker(make_searcher, driver, tmp_p
     run = driver(searcher)
     run.run(5, concurrency=5)
     suggest_when_ready(run)
-    assert searcher._background is not None
+    assert searcher._background.worker is not None
     clone = pickle.loads(pickle.dumps(searcher))  # Tuner pickles its searcher
-    assert clone._background is None and clone.background
+    assert clone._background.worker is None and clone.background
     searcher.save(str(tmp_path / "state.json"))
 
     restored = make_searcher("autopeft", **BACKGROUND)
     restored.restore(str(tmp_path / "state.json"))
-    assert restored.pending == searcher.pending and restored._background is None
+    assert restored.pending == searcher.pending and restored._background.worker is None
     resumed = driver(restored)
     resumed.running, resumed.counter = list(run.running), run.counter
     resumed.finish_oldest()
     config = suggest_when_ready(resumed)
-    seen = {c.canonical() for c in run.suggested}
-    assert restored.space.from_trial_config(config).canonical() not in seen
+    seen = {c.model_key() for c in run.suggested}
+    assert restored.space.from_trial_config(config).model_key() not in seen
     assert restored.timings[-1]["background"] and restored.timings[-1]["n_observations"] == 6
 
 
@@ -135,10 +135,10 @@ def test_save_restore_and_pickle_with_a_live_worker(make_searcher, driver, tmp_p
 def test_a_failing_fit_in_the_worker_falls_back_to_random(
     make_searcher, driver, monkeypatch, caplog
 ):
-    def broken(self):
+    def broken(self, snapshot, step):
         raise RuntimeError("numerical trouble in the fit")
 
-    monkeypatch.setattr(AutoPEFTSearcher, "_model_based", broken)
+    monkeypatch.setattr(SaasProposer, "_model_based", broken)
     searcher = make_searcher("autopeft", **BACKGROUND)
     run = driver(searcher)
     run.run(5, concurrency=5)
@@ -146,34 +146,34 @@ def test_a_failing_fit_in_the_worker_falls_back_to_random(
         suggest_when_ready(run)
     assert searcher.timings[-1]["fallback"] == "error" and searcher.timings[-1]["background"]
     assert "Model-based step failed; sampling at random instead." in caplog.text
-    assert searcher._background.restarts == 0, "a handled failure does not kill the worker"
+    assert searcher._background.worker.restarts == 0, "a handled failure does not kill the worker"
 
 
 @pytest.mark.slow
 def test_a_dead_worker_is_restarted_and_nothing_repeats(make_searcher, driver, monkeypatch, caplog):
-    original = AutoPEFTSearcher._model_based_or_random
+    original = SaasProposer.propose
     deaths = []
 
-    def dies_once(self):
+    def dies_once(self, snapshot, rng):
         if not deaths:
             deaths.append(1)
             raise KeyError("a bug in the worker")
-        return original(self)
+        return original(self, snapshot, rng)
 
-    monkeypatch.setattr(AutoPEFTSearcher, "_model_based_or_random", dies_once)
+    monkeypatch.setattr(SaasProposer, "propose", dies_once)
     searcher = make_searcher("autopeft", **BACKGROUND)
     run = driver(searcher)
     run.run(5, concurrency=5)
     with caplog.at_level(logging.WARNING):
         assert run.suggest() is None
-        wait_until(searcher._background.died)
+        wait_until(searcher._background.worker.died)
         assert isinstance(run.suggest(), dict), "a dead worker: this suggestion is random"
     assert "The background suggestion worker failed" in caplog.text
     assert "died (restart 1); restarting it" in caplog.text
-    assert searcher._background.restarts == 1
+    assert searcher._background.worker.restarts == 1
     config = suggest_when_ready(run)
     assert isinstance(config, dict) and searcher.timings[-1]["background"]
-    canonical = [c.canonical() for c in run.suggested]
+    canonical = [c.model_key() for c in run.suggested]
     assert len(set(canonical)) == len(canonical) == 7
 
 
@@ -191,10 +191,10 @@ def test_fill_with_random_gives_a_free_slot_a_random_configuration_while_the_wor
         "background": True,
     }
     gate.set()
-    wait_until(lambda: searcher._background.queued == searcher.queue_size)
+    wait_until(lambda: searcher._background.worker.queued == searcher.queue_size)
     assert isinstance(run.suggest(), dict)
     assert searcher.timings[-1]["fallback"] is None and "total_s" in searcher.timings[-1]
-    canonical = [c.canonical() for c in run.suggested]
+    canonical = [c.model_key() for c in run.suggested]
     assert len(set(canonical)) == len(canonical) == 7
 
 
@@ -203,7 +203,7 @@ def test_fill_with_random_does_not_wait_for_the_first_results(make_searcher, dri
     run = driver(searcher)
     for _ in range(6):  # 5 random, then no result yet: a random one instead of waiting
         assert isinstance(run.suggest(), dict)
-    assert searcher._background is None
+    assert searcher._background.worker is None
 
 
 @pytest.mark.parametrize(

@@ -97,11 +97,13 @@ def test_a_search_with_the_cost_input_fits_it_and_keeps_it(
     run.run(4)
     assert isinstance(run.suggest(), dict)
     assert searcher.timings[-1]["fallback"] is None
-    fitted = searcher._model_cache[1].train_inputs[0]
+    fitted = searcher.score_model.fitted[1].train_inputs[0]
     width = len(space.dimensions) + 1 + int(multi_fidelity)
     assert fitted.shape == (4, width)
     column = fitted[:, len(space.dimensions)].tolist()
-    assert column == pytest.approx([searcher._cost_input().of(c) for c in run.suggested[:4]])
+    assert column == pytest.approx(
+        [searcher.score_model.cost_inputs().of(c) for c in run.suggested[:4]]
+    )
     if multi_fidelity:
         assert fitted[:, -1].tolist() == [fidelity_input(100, 100)] * 4
     names = [row["name"] for row in searcher.relevance()["dimensions"]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import random
 from typing import Any
 
@@ -41,9 +40,9 @@ def with_history(
     added: set[PeftConfiguration] = set()
     while len(added) < n:
         config = problem.space.sample(rng)
-        if config.canonical() in added:
+        if config.model_key() in added:
             continue
-        added.add(config.canonical())
+        added.add(config.model_key())
         if fails(config):
             searcher.add_evaluated_point(config.to_dict(), 0.0, error=True)
         else:
@@ -92,14 +91,14 @@ def test_feasibility_model_is_fitted_once_a_trial_fails_and_suggestions_avoid_th
     searcher, picked = constrained
     failed = sum(r.status == FAILED for r in searcher.records)
     assert failed >= 5 and len(searcher.records) == 30
-    assert searcher._feasibility_cache is not None
-    assert searcher._feasibility_cache[0] == (30, failed)  # one row per configuration
+    assert searcher.score_model.feasibility is not None
+    assert searcher.score_model.feasibility[0] == (30, failed)  # one row per configuration
     steps = [t for t in searcher.timings if t.get("fallback", "") is None]
     assert len(steps) == 4 and all(t["feasibility_fit_s"] is not None for t in steps)
     assert not any(fails(c) for c in picked), [c.describe() for c in picked]
 
     # The model learned the region: a failing configuration is likelier to fail.
-    model = searcher._feasibility()  # on encodings, the cached fit
+    model = searcher._saas._feasibility(searcher._snapshot())  # on encodings, the cached fit
     probe = [space.configuration(pa_size=64, layers=[1] * 4), space.configuration(sa_size=4)]
     X = torch.tensor([canonical_encoding(space, c) for c in probe], dtype=DTYPE)
     with torch.no_grad():
@@ -113,7 +112,7 @@ def test_without_the_feasibility_model_the_score_model_chases_the_failing_region
         space, problem.cost, seed=0, model_failures=False, model_feasibility=False, **QUICK_MAP
     )
     picked = suggestions(with_history(searcher, problem), space, 4)
-    assert searcher._feasibility_cache is None
+    assert searcher.score_model.feasibility is None
     assert any(fails(c) for c in picked)
 
 
@@ -122,16 +121,19 @@ def test_no_feasibility_model_while_no_trial_has_failed(space, problem, driver):
     driver(searcher).run(6, concurrency=2)
     steps = [t for t in searcher.timings if "feasibility_fit_s" in t]
     assert steps and all(t["feasibility_fit_s"] is None for t in steps)
-    assert searcher._feasibility_cache is None
+    assert searcher.score_model.feasibility is None
 
 
 def test_constrained_acquisition_takes_the_third_output_as_constraint(constrained, space):
     searcher, _ = constrained
-    assert searcher._model_cache is not None
-    score, feasibility = searcher._model_cache[1], searcher._feasibility()
+    assert searcher.score_model.fitted is not None
+    score, feasibility = (
+        searcher.score_model.fitted[1],
+        searcher._saas._feasibility(searcher._snapshot()),
+    )
     completed = [r.config for r in searcher.records if r.status != FAILED]
     X = torch.tensor([canonical_encoding(space, c) for c in completed], dtype=DTYPE)
-    known = searcher._known()
+    known = searcher.score_model.known()
     plain = build_acquisition(build_model(space, score, known), (0.0, -1.0), X, None, 8, 0)
     weighed = build_acquisition(
         build_model(space, score, known, feasibility), (0.0, -1.0), X, None, 8, 0
@@ -169,19 +171,6 @@ def test_model_feasibility_is_in_the_settings_and_the_state_round_trips(space, p
     fresh = AutoPEFTSearcher(space, problem.cost, seed=0, **QUICK_MAP)
     fresh.set_state(old)
     assert fresh.records == searcher.records and fresh.model_feasibility is True
-
-
-def test_a_searcher_pickled_before_the_option_unpickles_with_the_default(constrained):
-    searcher, _ = constrained
-    clone = pickle.loads(pickle.dumps(searcher))
-    assert clone._feasibility_cache is None and clone.model_feasibility is True
-    old = dict(searcher.__getstate__())
-    del old["model_feasibility"], old["_feasibility_cache"]
-    revived = AutoPEFTSearcher.__new__(AutoPEFTSearcher)
-    revived.__setstate__(old)
-    assert revived.model_feasibility is True and revived._feasibility_cache is None
-    assert revived.get_state() == searcher.get_state()
-    assert revived._feasibility() is not None  # refitted from the records
 
 
 def test_model_feasibility_must_be_a_bool(space, problem):

@@ -99,18 +99,3 @@ def test_too_few_full_results_name_the_multi_fidelity_fix(make_searcher, driver)
     message = searcher.search_summary()
     assert message is not None and "0 (0 completed, 3 early stopped, 0 failed)" in message
     assert "multi_fidelity=True" in message and "--multi-fidelity" in message
-
-
-def test_a_searcher_pickled_before_the_default_keeps_its_initial_design(make_searcher):
-    """Tune's tuner.pkl of a search being resumed: num_initial was a plain attribute."""
-    import pickle
-
-    searcher = make_searcher("autopeft", num_initial=None)
-    state = searcher.__getstate__()
-    for name in ("initial_given", "num_trials", "_noted_early_stopping", "_warned_fraction"):
-        state.pop(name, None)
-    state["num_initial"] = 100
-    old = object.__new__(AutoPEFTSearcher)
-    old.__setstate__(state)
-    assert old.num_initial == 100 and old.num_trials is None
-    assert pickle.loads(pickle.dumps(searcher)).num_initial == searcher.num_initial

@@ -130,12 +130,12 @@ def test_every_rung_is_fitted_with_its_fidelity_and_the_step_proposes_unseen(
     assert isinstance(run.suggest(), dict)
     assert searcher.timings[-1]["n_observations"] == 6
     assert searcher.timings[-1]["fallback"] is None
-    fitted = searcher._model_cache[1].train_inputs[0]
+    fitted = searcher.score_model.fitted[1].train_inputs[0]
     inputs = sorted(round(x, 6) for x in fitted[:, -1].tolist())
     expected = sorted(round(fidelity_input(f, 100), 6) for f in (100, 100, 1, 1, 11, 11))
     assert inputs == expected
-    seen = {c.canonical() for c in run.suggested[:6]}
-    assert run.suggested[6].canonical() not in seen
+    seen = {c.model_key() for c in run.suggested[:6]}
+    assert run.suggested[6].model_key() not in seen
     names = {row["name"] for row in searcher.relevance()["dimensions"]}
     assert names == {d.name for d in space.dimensions}
 

@@ -56,7 +56,7 @@ def problem(space: SearchSpace) -> SyntheticPeftProblem:
 
 
 def canonical_keys(configs):
-    return [c.canonical() for c in configs]
+    return [c.model_key() for c in configs]
 
 
 @pytest.mark.parametrize("kind, trials", KINDS)
@@ -90,7 +90,7 @@ def test_errored_trial_is_failed_not_pending_and_never_proposed_again(
     assert [r.trial_id for r in run.searcher.failed] == [failed_id]
     assert run.searcher.failed[0].status == FAILED
     run.run(trials - 1, concurrency=2)
-    assert failed_config.canonical() not in canonical_keys(run.suggested[1:])
+    assert failed_config.model_key() not in canonical_keys(run.suggested[1:])
 
 
 @pytest.mark.parametrize("kind, trials", FAST_KINDS)
@@ -342,7 +342,7 @@ def test_space_exhaustion_reports_finished(driver, problem):
     configs = []
     for i in range(4):
         config = searcher.suggest(f"t{i}")
-        configs.append(tiny.from_trial_config(config).canonical())
+        configs.append(tiny.from_trial_config(config).model_key())
         searcher.on_trial_complete(f"t{i}", {SCORE: 0.5})
     assert len(set(configs)) == 4
     assert searcher.suggest("t4") == Searcher.FINISHED
@@ -391,7 +391,7 @@ def test_restarted_errored_trial_replaces_its_failure(make_searcher, driver, spa
     searcher.on_trial_complete("outside", {SCORE: 0.6, "config": outside.to_dict()})
     assert searcher.records[-1].config == outside
     run.run(3)  # still the random design for AutoPEFT: fast
-    assert outside.canonical() not in {c.canonical() for c in run.suggested}
+    assert outside.model_key() not in {c.model_key() for c in run.suggested}
 
 
 # -- candidates: search only among given configurations ---------------------------------
@@ -402,7 +402,7 @@ def _pool(space: SearchSpace, count: int) -> list:
     pool: dict = {}
     while len(pool) < count:
         config = space.sample(rng)
-        pool.setdefault(config.canonical(), config)
+        pool.setdefault(config.model_key(), config)
     return list(pool.values())
 
 
@@ -426,7 +426,7 @@ def test_candidates_restrict_every_suggestion_until_finished(
     run.run(5, concurrency=2)
     assert run.suggest() == Searcher.FINISHED
     keys = canonical_keys(run.suggested)
-    assert len(keys) == len(set(keys)) == 9 and set(keys) == {c.canonical() for c in pool}
+    assert len(keys) == len(set(keys)) == 9 and set(keys) == {c.model_key() for c in pool}
     if kind == "autopeft":  # the model chose among the candidates after the initial design
         assert [t["fallback"] for t in restored.timings if "total_s" in t] == [None] * 4
 

@@ -56,7 +56,7 @@ def test_autopeft_searcher_in_a_tuner(ray_session, space, problem, jax_cache, tm
     )
     results = tuner.fit()
     assert len(results) == 8 and not results.errors
-    configs = [space.from_trial_config(r.config).canonical() for r in results]
+    configs = [space.from_trial_config(r.config).model_key() for r in results]
     assert len(set(configs)) == 8
 
     # The searcher saw every result: check the state Tune saved for it.
@@ -64,9 +64,9 @@ def test_autopeft_searcher_in_a_tuner(ray_session, space, problem, jax_cache, tm
     restored.restore_from_dir(str(tmp_path / "autopeft"))
     assert len(restored.records) == 8 and restored.pending == {}
     assert all(r.status == COMPLETED for r in restored.records)
-    by_config = {r.config.canonical(): r.score for r in restored.records}
+    by_config = {r.config.model_key(): r.score for r in restored.records}
     for result in results:
-        key = space.from_trial_config(result.config).canonical()
+        key = space.from_trial_config(result.config).model_key()
         assert by_config[key] == pytest.approx(result.metrics[SCORE])
     model_steps = [t for t in restored.timings if "fit_s" in t]
     assert len(model_steps) == 4 and all(t["fallback"] is None for t in model_steps)

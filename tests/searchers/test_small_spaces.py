@@ -21,7 +21,7 @@ def test_a_nearly_used_up_space_is_enumerated_without_a_traceback(make_searcher,
     run = driver(searcher)
     with caplog.at_level(logging.INFO):
         run.run(10, concurrency=1)
-    assert len({c.canonical() for c in run.suggested}) == len(run.suggested) == 5
+    assert len({c.model_key() for c in run.suggested}) == len(run.suggested) == 5
     assert searcher.suggest("one more") == "FINISHED"
     # Both model-based suggestions came from the model: no error, no fallback.
     assert [t["fallback"] for t in searcher.timings] == [None, None]

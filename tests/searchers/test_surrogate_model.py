@@ -27,7 +27,7 @@ def synthetic_data(problem, n, seed):
     configs = []
     while len(configs) < n:
         config = problem.space.sample(rng)
-        if config.canonical() not in {c.canonical() for c in configs}:
+        if config.model_key() not in {c.model_key() for c in configs}:
             configs.append(config)
     X = torch.tensor([encode(problem.space, c) for c in configs], dtype=torch.float64)
     Y = torch.tensor([[problem.score(c)] for c in configs], dtype=torch.float64)
@@ -110,7 +110,7 @@ def test_known_cost_is_the_negated_cost_of_the_decoded_configuration(space, prob
     X = torch.tensor([space.encode(c) for c in configs], dtype=torch.float64).reshape(3, 4, -1)
     values = cost(X)
     assert values.shape == (3, 4, 1)
-    expected = torch.tensor([-problem.cost(c.canonical()) for c in configs], dtype=torch.float64)
+    expected = torch.tensor([-problem.cost(c.model_key()) for c in configs], dtype=torch.float64)
     assert torch.allclose(values.reshape(-1), expected)
 
 

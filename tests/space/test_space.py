@@ -140,9 +140,9 @@ def test_degenerate_configurations_share_one_canonical_form():
     no_layers = space.configuration(sa_size=8, pa_size=4, pt_length=2, layers=[0] * 6)
     no_modules = space.configuration(sa_size=0, pa_size=0, pt_length=0)
     assert no_layers.is_degenerate and no_modules.is_degenerate
-    assert no_layers.canonical() == no_modules.canonical()
+    assert no_layers.model_key() == no_modules.model_key()
     live = space.configuration(sa_size=8, active_layers=[1])
-    assert not live.is_degenerate and live.canonical() == live
+    assert not live.is_degenerate and live.model_key() == live
 
 
 @pytest.mark.parametrize(
@@ -186,12 +186,12 @@ def test_negative_and_bool_sizes_are_rejected():
 def test_space_canonical_is_a_member_of_every_variant(variant):
     space = SearchSpace(4, 64, variant)
     degenerate = space.configuration()  # every size 0
-    member = space.canonical(degenerate)
+    member = space.representative(degenerate)
     assert space.validate(member) is member
-    assert member.is_degenerate and member.canonical() == degenerate.canonical()
-    assert space.decode(space.encode(member)).canonical() == member.canonical()
+    assert member.is_degenerate and member.model_key() == degenerate.model_key()
+    assert space.decode(space.encode(member)).model_key() == member.model_key()
     live = space.configuration(**{SIZE_KEYS[space.modules[0]]: 8})
-    assert space.canonical(live) == live
+    assert space.representative(live) == live
 
 
 # -- narrowing (what a Tune param_space asks for) ------------------------------------------
@@ -204,7 +204,7 @@ def _brute_force_distinct(space: SearchSpace) -> int:
     seen = set()
     for values in itertools.product(*(d.choices for d in dims)):
         flat = dict(space.fixed(), **{d.name: v for d, v in zip(dims, values, strict=True)})
-        seen.add(PeftConfiguration.from_dict(flat).canonical())
+        seen.add(PeftConfiguration.from_dict(flat).model_key())
     return len(seen)
 
 
@@ -251,8 +251,8 @@ def test_narrowing_restricts_sampling_neighbours_and_encoding():
     with pytest.raises(SearchSpaceError, match="`pa_size` should be a searched key"):
         SearchSpace(3, 16, "sa").narrow({"pa_size": [0]})
     with pytest.raises(SearchSpaceError, match="holds no head-only model"):
-        space.canonical(PeftConfiguration(0, 0, 0, (False,) * 3))
+        space.representative(PeftConfiguration(0, 0, 0, (False,) * 3))
     layers_free = SearchSpace(3, 16).narrow({"sa_size": [2, 8]})
-    assert layers_free.canonical(PeftConfiguration(0, 0, 0, (True,) * 3)) == PeftConfiguration(
+    assert layers_free.representative(PeftConfiguration(0, 0, 0, (True,) * 3)) == PeftConfiguration(
         2, 0, 0, (False, False, False)
     )

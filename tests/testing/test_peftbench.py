@@ -38,7 +38,7 @@ def test_keys_round_trip_with_lora_and_presets() -> None:
     config = PeftConfiguration(8, 0, 16, (True, False, True, True, False, True), lora_rank=4)
     key = configuration_key(config)
     assert key == "sa8-pa0-pt16-lora4-L101101"
-    assert configuration_of(key) == config.canonical()
+    assert configuration_of(key) == config.model_key()
     assert configuration_key("lora") == "preset:lora"
     assert configuration_of("preset:lora") == "lora"
     # Every degenerate configuration (head-only) has one key.
@@ -116,7 +116,7 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SearchSpace, 
     while len(configs) < 40:
         config = space.sample(rng)
         if not config.is_degenerate:
-            configs.setdefault(configuration_key(config), config.canonical())
+            configs.setdefault(configuration_key(config), config.model_key())
     folder = tmp_path_factory.mktemp("peftbench")
     _write_table(folder, list(configs.values()), cost)
     return folder, space, cost
