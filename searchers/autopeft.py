@@ -43,6 +43,11 @@ Off the event loop: with ``background=True``, fitting and acquisition run in
 a background thread that keeps a small queue of candidates ready, so
 ``suggest`` and ``on_trial_complete`` return at once (see
 :mod:`searchers.background`, which also says what stays reproducible).
+
+Parts: the trials are the trial ledger's (:mod:`searchers.ledger`); the
+schedule (:mod:`searchers.schedule`) says when the model is asked; the model
+step is :class:`~searchers.saas.SaasProposer`, on a snapshot of the ledger,
+with the score model of :mod:`searchers.score_model`.
 """
 
 from __future__ import annotations
