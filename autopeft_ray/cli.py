@@ -277,8 +277,8 @@ def demo_options(output: str | None, searcher: str = "autopeft") -> Any:
     Low fidelity, minutes on 2 cores: 1,024 training examples in 64 steps of
     16 with the ``short`` learning-rate policy (per-module rates calibrated for
     this budget, BENCHMARKS.md), 320 dev examples; two trials at a time with
-    one CPU each (1.5x the trials per hour of one trial with two CPUs,
-    BENCHMARKS.md). Then the head-only model and the ``lora`` and ``serial``
+    one CPU each (more trials per hour than one trial with two CPUs; the
+    ratio is in BENCHMARKS.md). Then the head-only model and the ``lora`` and ``serial``
     presets are trained with the same settings, so the report shows what the
     found configurations beat.
     """

@@ -56,12 +56,13 @@ import torch
 from autopeft_ray.config import PAPER_NUTS
 from autopeft_ray.objectives import COMPLETED, FAILED, PARAM_FRACTION, SCORE
 from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.validation import check_int
 
 from .ledger import Snapshot
 from .model_based import DEFAULT_JAX_CACHE_DIR, ModelBasedSearcher, derive_seed
-from .proposers import Step
+from .proposers import RandomProposer, Step
 from .records import TrialRecord
-from .surrogate import NutsSettings, enable_compilation_cache, load_fused_kernel
+from .surrogate import SurrogateSettings, load_fused_kernel
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,10 @@ class AxPEFTSearcher(ModelBasedSearcher):
         points_to_evaluate: configurations to try first (count towards ``num_initial``).
         jax_cache_dir: JAX's persistent compilation cache for NUTS (see
             :class:`~.autopeft.AutoPEFTSearcher`); ``None`` leaves JAX alone.
+        num_restarts: starts of Ax's acquisition optimiser (its discrete local
+            search on large spaces); ``None``: Ax's default (20).
+        raw_samples: random points Ax scores to choose the starts; ``None``:
+            Ax's default (1024).
 
     Example:
         >>> searcher = AxPEFTSearcher(space, ParamCost.from_model(name), num_initial=20)
@@ -152,6 +157,8 @@ class AxPEFTSearcher(ModelBasedSearcher):
         max_concurrent: int | None = None,
         points_to_evaluate: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
         jax_cache_dir: str | None = DEFAULT_JAX_CACHE_DIR,
+        num_restarts: int | None = None,
+        raw_samples: int | None = None,
     ) -> None:
         super().__init__(
             space,
@@ -170,17 +177,20 @@ class AxPEFTSearcher(ModelBasedSearcher):
             min_fidelity=min_fidelity,
             max_t=max_t,
         )
+        self.num_restarts = check_int("num_restarts", num_restarts, allow_none=True)
+        self.raw_samples = check_int("raw_samples", raw_samples, allow_none=True)
         self._rebuild()
 
     def _rebuild(self) -> None:
         """A new Ax proposer: its client is rebuilt from the records on first use."""
+        optimizer = {"num_restarts": self.num_restarts, "raw_samples": self.raw_samples}
         self._ax = AxProposer(
             self.space,
             self._cost,
+            self._random,
             seed=self.seed,
-            surrogate=self.surrogate,
-            nuts=self.nuts,
-            jax_cache_dir=self.jax_cache_dir,
+            settings=self.surrogate_settings,
+            optimizer={k: v for k, v in optimizer.items() if v is not None},
         )
 
     @property
@@ -191,9 +201,21 @@ class AxPEFTSearcher(ModelBasedSearcher):
     def _model_step(self, snapshot: Snapshot) -> PeftConfiguration | None:
         step = self._ax.propose(snapshot, self._rng)
         self.timings.extend(step.timings)
-        return step.config if step.config is not None else self._draw()
+        return step.config
 
     # -- state ---------------------------------------------------------------
+    def _settings(self) -> dict[str, Any]:
+        settings = super()._settings()
+        settings.update(num_restarts=self.num_restarts, raw_samples=self.raw_samples)
+        return settings
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickled before the optimiser's options were arguments: Ax's defaults.
+        super().__setstate__({"num_restarts": None, "raw_samples": None, **state})
+        # The Ax proposer holds only caches of the records: a new one (which also
+        # brings one pickled by an older version up to date).
+        self._rebuild()
+
     def __repr__(self) -> str:
         return (
             f"AxPEFTSearcher(surrogate={self.surrogate!r}, num_initial={self.num_initial}, "
@@ -207,28 +229,31 @@ class AxProposer:
     The experiment is built from the snapshot's records and running trials, and
     rebuilt when a record changed status (a retried failure, a trial
     reclassified when a larger fidelity appears); it is a cache, not state.
+    When Ax proposes only configurations seen, or its step raises, ``random``
+    draws one instead, as :class:`~.saas.SaasProposer` does.
     """
 
     def __init__(
         self,
         space: SearchSpace,
         cost: Callable[[PeftConfiguration], float],
+        random_proposer: RandomProposer,
         *,
         seed: int,
-        surrogate: str,
-        nuts: NutsSettings,
-        jax_cache_dir: str | None,
+        settings: SurrogateSettings,
+        optimizer: Mapping[str, Any] | None = None,
     ) -> None:
         self.space = space
         self.cost = cost
+        self.random = random_proposer
         self.seed = seed
-        self.surrogate = surrogate
-        self.nuts = nuts
-        self.jax_cache_dir = jax_cache_dir
+        self.settings = settings
+        #: Options of Ax's acquisition optimiser (``num_restarts``, ``raw_samples``).
+        self.optimizer = dict(optimizer or {})
         self._reset_client()
 
     def __repr__(self) -> str:
-        return f"AxPEFTSearcher(surrogate={self.surrogate!r}, seed={self.seed})"
+        return f"AxPEFTSearcher(surrogate={self.settings.surrogate!r}, seed={self.seed})"
 
     def __getstate__(self) -> dict[str, Any]:
         # The Ax client is a cache of the records: a restored searcher rebuilds it.
@@ -283,16 +308,17 @@ class AxProposer:
         from botorch.models.fully_bayesian import SaasFullyBayesianSingleTaskGP
         from botorch.models.map_saas import EnsembleMapSaasSingleTaskGP
 
-        if self.surrogate == "saas-map":
+        nuts = self.settings.nuts
+        if self.settings.surrogate == "saas-map":
             config = ModelConfig(botorch_model_class=EnsembleMapSaasSingleTaskGP, name="MAP-SAAS")
         else:
             config = ModelConfig(
                 botorch_model_class=SaasFullyBayesianSingleTaskGP,
                 mll_options={
-                    "warmup_steps": self.nuts.warmup_steps,
-                    "num_samples": self.nuts.num_samples,
-                    "thinning": self.nuts.thinning,
-                    "max_tree_depth": self.nuts.max_tree_depth,
+                    "warmup_steps": nuts.warmup_steps,
+                    "num_samples": nuts.num_samples,
+                    "thinning": nuts.thinning,
+                    "max_tree_depth": nuts.max_tree_depth,
                     "disable_progbar": True,
                 },
                 name="SAAS-NUTS",
@@ -303,9 +329,14 @@ class AxProposer:
                 "surrogate_spec": SurrogateSpec(model_configs=[config]),
                 "botorch_acqf_class": qLogNoisyExpectedHypervolumeImprovement,
             },
+            generator_gen_kwargs=(
+                {"model_gen_options": {"optimizer_kwargs": dict(self.optimizer)}}
+                if self.optimizer
+                else {}
+            ),
         )
         node = GenerationNode(name="SAAS+qLogNEHVI", generator_specs=[spec])
-        return GenerationStrategy(name=f"autopeft-ax:{self.surrogate}", nodes=[node])
+        return GenerationStrategy(name=f"autopeft-ax:{self.settings.surrogate}", nodes=[node])
 
     def _synced_client(self, snapshot: Snapshot) -> Any:
         """Bring the Ax experiment up to date with the snapshot's records and running trials."""
@@ -345,8 +376,8 @@ class AxProposer:
             client.mark_trial_abandoned(index)
 
     def propose(self, snapshot: Snapshot, rng: random.Random) -> Step:
-        """Ax's next trial (``None`` if Ax proposed only configurations seen; the searcher
-        then draws one); a step that raises is logged and falls back the same way."""
+        """Ax's next trial, or a random configuration when Ax proposed only configurations
+        seen or its step raised (logged)."""
         step = Step(None)
         try:
             step.config = self._ax_step(snapshot, step)
@@ -354,12 +385,13 @@ class AxProposer:
             logger.exception("Ax step failed; sampling at random instead.")
             n = len(snapshot.with_status(COMPLETED))
             step.timings.append({"n_observations": n, "fallback": "error"})
+        if step.config is None:
+            step.config = self.random.draw(snapshot.seen, rng)
         return step
 
     def _ax_step(self, snapshot: Snapshot, step: Step) -> PeftConfiguration | None:
         start = time.perf_counter()
-        if self.surrogate == "saas-nuts":
-            enable_compilation_cache(self.jax_cache_dir)
+        self.settings.prepare()
         # Ax builds qLogNEHVI itself: load BoTorch's fused kernel first, as the autopeft
         # searcher does, or Ax's first acquisition JIT-builds it with the first ninja on
         # PATH, and a process running both searchers rebuilt it for each.

@@ -26,7 +26,7 @@ from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FAILED, FIDELITY
 from autopeft_ray.space import PeftConfiguration
 from autopeft_ray.validation import finite_number
 
-from .records import TrialRecord, below_largest_fidelity, keep_fields, thin_rungs
+from .records import TrialRecord, below_largest_fidelity, keep_fields, thin_rungs, with_status
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class Snapshot:
         )
 
     def with_status(self, status: str) -> list[TrialRecord]:
-        return [r for r in self.records if r.status == status]
+        """The finished trials of ``status``."""
+        return with_status(self.records, status)
 
 
 class TrialLedger:
@@ -148,7 +149,8 @@ class TrialLedger:
 
     # -- queries -------------------------------------------------------------
     def with_status(self, status: str) -> list[TrialRecord]:
-        return [r for r in self.records if r.status == status]
+        """The finished trials of ``status``."""
+        return with_status(self.records, status)
 
     @property
     def completed(self) -> list[TrialRecord]:

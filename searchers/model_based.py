@@ -17,6 +17,7 @@ A minimised score has no natural default bound, so it needs one given.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import zlib
@@ -33,7 +34,7 @@ from autopeft_ray.validation import check_reference_point
 from .base import PeftSearcherBase
 from .ledger import Snapshot
 from .schedule import MIN_OBSERVATIONS, Schedule
-from .surrogate import NutsSettings
+from .surrogate import NutsSettings, SurrogateSettings
 
 #: The statuses a summary counts, in the order it shows them.
 STATUSES_SHOWN = (COMPLETED, EARLY_STOPPED, FAILED)
@@ -158,15 +159,16 @@ class ModelBasedSearcher(PeftSearcherBase):
 
     # -- the schedule ----------------------------------------------------------
     def _propose(self) -> PeftConfiguration | None:
-        snapshot = self._snapshot()
+        # The snapshot, taken once and only if the schedule gets past the initial design.
+        snapshot = functools.cache(self._snapshot)
         return self.schedule.next(
             space=self.space,
             num_suggested=self.ledger.num_suggested,
-            fitted=self._fitted(snapshot),
+            fitted=lambda: self._fitted(snapshot()),
             running=bool(self.ledger.pending),
             wait=self._waits(),
             draw=self._draw,
-            model=lambda: self._model_step(snapshot),
+            model=lambda: self._model_step(snapshot()),
         )
 
     def _fitted(self, snapshot: Snapshot) -> int:
@@ -180,6 +182,11 @@ class ModelBasedSearcher(PeftSearcherBase):
     def _model_step(self, snapshot: Snapshot) -> PeftConfiguration | None:
         """The model's configuration for ``snapshot`` (``None``: wait)."""
         raise NotImplementedError
+
+    @property
+    def surrogate_settings(self) -> SurrogateSettings:
+        """The surrogate, its NUTS budget and JAX's cache, as the score model gets them."""
+        return SurrogateSettings(self.surrogate, self.nuts, self.jax_cache_dir)
 
     def _snapshot(self) -> Snapshot:
         return self.ledger.snapshot(max_t=self.max_t, mode=self._mode, reference=self.reference)

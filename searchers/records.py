@@ -20,7 +20,7 @@ their fidelity when asked.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +109,11 @@ class TrialRecord:
             reason=data.get("reason"),
             earlier=tuple((float(f), float(v)) for f, v in data.get("earlier") or ()),
         )
+
+
+def with_status(records: Iterable[TrialRecord], status: str) -> list[TrialRecord]:
+    """The records of ``status`` (``COMPLETED``, ``EARLY_STOPPED`` or ``FAILED``), in order."""
+    return [r for r in records if r.status == status]
 
 
 def keep_fields(result: Mapping[str, Any], metric: str) -> dict[str, float | None]:

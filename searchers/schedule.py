@@ -70,7 +70,7 @@ class Schedule:
         *,
         space: SearchSpace,
         num_suggested: int,
-        fitted: int,
+        fitted: Callable[[], int],
         running: bool,
         wait: bool,
         draw: Callable[[], PeftConfiguration | None],
@@ -81,7 +81,8 @@ class Schedule:
         Args:
             space: the space the initial design is sized for.
             num_suggested: suggestions made so far (given points included).
-            fitted: results the model would fit now.
+            fitted: how many results the model would fit now (asked only after the
+                initial design).
             running: whether trials are running (their results will come).
             wait: whether to wait for results (``None``) rather than draw at random.
             draw: a random configuration not seen.
@@ -89,6 +90,6 @@ class Schedule:
         """
         if num_suggested < self.num_initial(space):
             return draw()
-        if fitted < MIN_OBSERVATIONS:
+        if fitted() < MIN_OBSERVATIONS:
             return None if running and wait else draw()
         return model()

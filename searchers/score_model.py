@@ -24,8 +24,7 @@ from .relevance import model_relevance
 from .surrogate import (
     CostInput,
     KnownCost,
-    NutsSettings,
-    enable_compilation_cache,
+    SurrogateSettings,
     fit_feasibility_model,
     fit_score_model,
     warm_map_fit,
@@ -39,10 +38,8 @@ class ScoreModel:
         space: the search space.
         cost: ``configuration -> parameter fraction``.
         seed: the searcher's seed; each fit's seed derives from it and the data size.
-        surrogate: ``"saas-nuts"`` or ``"saas-map"``.
-        nuts: the NUTS settings (``saas-nuts``).
+        settings: the surrogate (NUTS or MAP), its NUTS budget and JAX's cache.
         pad_multiple: NUTS sees data padded to a multiple of this many rows.
-        jax_cache_dir: JAX's persistent compilation cache (``None``: JAX's own setting).
         multi_fidelity: the inputs end with a fidelity column.
         cost_input: the inputs include the parameter fraction (log scale).
         default_fraction: the fraction that scales the cost input.
@@ -54,10 +51,8 @@ class ScoreModel:
         cost: Callable[[PeftConfiguration], float],
         *,
         seed: int,
-        surrogate: str,
-        nuts: NutsSettings,
+        settings: SurrogateSettings,
         pad_multiple: int,
-        jax_cache_dir: str | None,
         multi_fidelity: bool,
         cost_input: bool,
         default_fraction: float,
@@ -65,10 +60,8 @@ class ScoreModel:
         self.space = space
         self.cost = cost
         self.seed = seed
-        self.surrogate = surrogate
-        self.nuts = nuts
+        self.settings = settings
         self.pad_multiple = pad_multiple
-        self.jax_cache_dir = jax_cache_dir
         self.multi_fidelity = multi_fidelity
         self.cost_input = cost_input
         self.default_fraction = default_fraction
@@ -86,13 +79,15 @@ class ScoreModel:
             return self._fitted[1]
         seed = derive_seed(self.seed, "nuts", n)
         model: Model
-        if self.surrogate == "saas-map":
+        if self.settings.surrogate == "saas-map":
             # Cold and warm (from the last fit's mode), the better kept; refitting the
             # same data (after a restore) starts where that fit started: the same model.
             model, self.map_fit = warm_map_fit(X, Y, seed, self.map_fit, self.multi_fidelity)
         else:
-            enable_compilation_cache(self.jax_cache_dir)
-            model = fit_score_model(X, Y, self.nuts, seed=seed, pad_multiple=self.pad_multiple)
+            self.settings.prepare()
+            model = fit_score_model(
+                X, Y, self.settings.nuts, seed=seed, pad_multiple=self.pad_multiple
+            )
         self._fitted = (n, model)
         return model
 
@@ -137,9 +132,16 @@ class ScoreModel:
         n, model = self._fitted
         extra = [PARAM_FRACTION] if self.cost_input else []
         return model_relevance(
-            self.space, model, source=self.surrogate, n_observations=n, extra_inputs=extra
+            self.space, model, source=self.settings.surrogate, n_observations=n, extra_inputs=extra
         )
 
     def __getstate__(self) -> dict[str, Any]:
         # Fitted models are caches, not state (the last MAP fit is: it is JSON).
         return {**self.__dict__, "_fitted": None, "_feasibility": None, "_known": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "settings" not in state:  # pickled before the settings were one object
+            state["settings"] = SurrogateSettings(
+                state.pop("surrogate"), state.pop("nuts"), state.pop("jax_cache_dir")
+            )
+        self.__dict__.update(state)

@@ -18,6 +18,7 @@ from .feasibility import (
 from .fidelity import AtTargetFidelity, multi_fidelity_map_model, on_encodings
 from .fit import (
     NutsSettings,
+    SurrogateSettings,
     enable_compilation_cache,
     fit_map_score_model,
     fit_score_model,
@@ -47,6 +48,7 @@ __all__ = [
     "NutsSettings",
     "OnInputs",
     "PaddedSaasGP",
+    "SurrogateSettings",
     "build_acquisition",
     "build_model",
     "enable_compilation_cache",

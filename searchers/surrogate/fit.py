@@ -52,6 +52,28 @@ class NutsSettings:
             )
 
 
+@dataclass(frozen=True)
+class SurrogateSettings:
+    """Which SAAS GP a model-based searcher fits, and how: what its score model
+    (:class:`~searchers.score_model.ScoreModel`) and the Ax proposer share.
+
+    Attributes:
+        surrogate: ``"saas-nuts"`` (fully Bayesian, NUTS) or ``"saas-map"`` (MAP).
+        nuts: the NUTS budget (``saas-nuts``).
+        jax_cache_dir: JAX's persistent compilation cache for NUTS (``None``: JAX's
+            own setting).
+    """
+
+    surrogate: str
+    nuts: NutsSettings
+    jax_cache_dir: str | None = None
+
+    def prepare(self) -> None:
+        """Point JAX at the compilation cache before a NUTS fit (nothing for MAP)."""
+        if self.surrogate == "saas-nuts":
+            enable_compilation_cache(self.jax_cache_dir)
+
+
 def fit_score_model(
     train_X: Tensor,
     train_Y: Tensor,

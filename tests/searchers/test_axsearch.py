@@ -70,6 +70,21 @@ def test_model_based_suggestions_come_from_the_ax_node_with_running_trials_pendi
         assert step["fit_s"] + step["acquisition_s"] <= step["total_s"]
 
 
+def test_the_acquisition_optimiser_settings_reach_ax(make_searcher, driver):
+    run = driver(make_searcher("ax", num_initial=2, num_restarts=3, raw_samples=32))
+    (spec,) = run.searcher._ax._generation_strategy()._nodes[0].generator_specs
+    options = {"optimizer_kwargs": {"num_restarts": 3, "raw_samples": 32}}
+    assert spec.generator_gen_kwargs == {"model_gen_options": options}
+    run.run(3)  # Ax accepts them: the model step did not fall back
+    assert [t["fallback"] for t in run.searcher.timings] == [None]
+    assert run.searcher.get_state()["settings"]["raw_samples"] == 32
+    default = make_searcher("ax", num_restarts=None, raw_samples=None)
+    (spec,) = default._ax._generation_strategy()._nodes[0].generator_specs
+    assert spec.generator_gen_kwargs == {}  # Ax's own defaults
+    with pytest.raises(ConfigurationError, match="num_restarts"):
+        make_searcher("ax", num_restarts=0)
+
+
 def test_a_status_change_rebuilds_the_experiment(make_searcher, driver):
     """A result later found to be below the target fidelity stops counting as complete."""
     run = driver(make_searcher("ax", num_initial=3))

@@ -150,6 +150,8 @@ def test_ax_searcher_in_a_tuner(ray_session, space, problem, tmp_path):
         surrogate="saas-map",
         seed=0,
         fixed_config={"task": "synthetic"},
+        num_restarts=4,
+        raw_samples=64,
     )
     tuner = tune.Tuner(
         make_trainable(space.to_dict()),

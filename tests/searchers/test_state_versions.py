@@ -3,7 +3,9 @@
 ``tests/fixtures/searcher_state`` holds states saved by the mixin-based searchers
 (commit 42a126b, state format version 1): a JSON state of each searcher, mid-search
 (failures, rungs, a trial running), a pickled AutoPEFT searcher (Tune's
-``tuner.pkl``), and the two configurations each suggested next after a restore.
+``tuner.pkl``), and the two configurations each suggested next after a restore;
+and the AutoPEFT and Ax searchers pickled by the composed layout (commit 3d106ed,
+``make_pickles.py``), with what each suggested next.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "searcher_state"
 SPACE = SearchSpace(num_layers=4, hidden_size=64)
 PROBLEM = SyntheticPeftProblem(SPACE, seed=0)
 COMMON = {"cost_fn": PROBLEM.cost, "seed": 3, "jax_cache_dir": None}
+#: The Ax searcher's (smaller: an Ax step takes seconds on it).
+AX_PROBLEM = SyntheticPeftProblem(SearchSpace(num_layers=3, hidden_size=16), seed=0)
 MODEL = {"num_initial": 5, "surrogate": "saas-map"}
 SEARCHERS = {
     "autopeft": lambda: AutoPEFTSearcher(
@@ -36,7 +40,9 @@ SEARCHERS = {
         mc_samples=16,
         **COMMON,
     ),
-    "ax": lambda: AxPEFTSearcher(SPACE, **MODEL, **COMMON),
+    "ax": lambda: AxPEFTSearcher(
+        AX_PROBLEM.space, **MODEL, **dict(COMMON, cost_fn=AX_PROBLEM.cost)
+    ),
     "random": lambda: RandomPEFTSearcher(SPACE, cost_fn=PROBLEM.cost, seed=3),
 }
 
@@ -45,7 +51,9 @@ def next_two(searcher: Any) -> list[Any]:
     out = []
     for j in range(2):
         config = searcher.suggest(f"next{j}")
-        out.append(config if not isinstance(config, dict) else SPACE.from_trial_config(config))
+        out.append(
+            config if not isinstance(config, dict) else searcher.space.from_trial_config(config)
+        )
     return out
 
 
@@ -101,6 +109,20 @@ def test_older_pickles_get_the_defaults_of_what_they_lacked(monkeypatch):
     assert revived.model_feasibility is True and revived.num_initial == 5
     assert revived.score_model.feasibility is None
     assert revived._saas._feasibility(revived._snapshot()) is not None  # refitted from records
+
+
+@pytest.mark.parametrize("name", ["autopeft", "ax"])
+def test_a_searcher_pickled_by_the_composed_layout_goes_on_as_it_would_have(name):
+    """Pickled at 3d106ed, before the surrogate settings were one object: the score
+    model and the Ax proposer take their old attributes over."""
+    revived = pickle.loads((FIXTURES / f"{name}-pickled-3d106ed.pkl").read_bytes())
+    assert isinstance(revived, SEARCHERS[name]().__class__)
+    assert revived.surrogate_settings.surrogate == "saas-map"
+    if name == "autopeft":
+        assert revived.score_model.settings == revived.surrogate_settings
+        assert revived.score_model.map_fit is not None
+    saved = json.loads((FIXTURES / "expected-next-pickled-3d106ed.json").read_text())[name]
+    assert next_two(revived) == [PeftConfiguration.from_dict(c) for c in saved]
 
 
 def test_a_state_of_another_version_is_refused_with_what_to_do():
