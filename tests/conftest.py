@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -13,6 +14,13 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 # The run-folder key (run/digest.py) from the environment: searches in tests leave the
 # user's config dir alone. tests/run/test_digest.py takes it out to test the key file.
 os.environ.setdefault("AUTOPEFT_RUN_FOLDER_KEY", "autopeft-ray tests: not a secret")
+# Each pytest-xdist worker computes with one thread (torch reads this when imported, and
+# the CLI processes that tests start inherit it; Ray trials set their own from the CPUs
+# they are granted). Two workers with torch's default, a thread per core, oversubscribe
+# 2 cores: the searcher contract tests took 2.1-2.3x as long (BENCHMARKS.md, "Test
+# suite time").
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 
@@ -88,3 +96,28 @@ def tiny_decoders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
     root = tmp_path_factory.mktemp("tiny-decoders")
     return {f: tiny_checkpoint(root / f, f, num_layers=2, hidden_size=64) for f in DECODER_FAMILIES}
+
+
+#: A test's call may take this long (on 2 cores, beside a second xdist worker) unless
+#: it is marked ``long`` with the reason it must.
+LONG_TEST_S = 60.0
+_unmarked_long: list[tuple[str, float]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Note each test over :data:`LONG_TEST_S` that is not marked ``long``."""
+    if report.when == "call" and report.duration > LONG_TEST_S and "long" not in report.keywords:
+        _unmarked_long.append((report.nodeid, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """List the tests over a minute without a ``long`` marker (a report: it fails nothing)."""
+    if not _unmarked_long:
+        return
+    terminalreporter.section(f"tests over {LONG_TEST_S:.0f} s not marked long")
+    for nodeid, seconds in sorted(_unmarked_long, key=lambda t: -t[1]):
+        terminalreporter.write_line(f"{seconds:7.1f} s  {nodeid}")
+    terminalreporter.write_line(
+        "Make them faster, or mark them @pytest.mark.long(reason=...) with why they must "
+        "take that long."
+    )

@@ -206,6 +206,7 @@ OWN_CHECKS = {"search": _check_own_search, "report": _check_own_report}
 
 
 @pytest.mark.slow
+@pytest.mark.long(reason="runs every README command as a user would: seven CLI runs")
 def test_readme_commands_run_as_written(ray_session, tmp_path: Path, tmp_cache: str) -> None:
     main, own = _blocks(README.read_text(), "bash")
     # Put only `autopeft-ray` on PATH: the venv's own ninja (1.13) beside the system's
@@ -256,6 +257,10 @@ def test_readme_commands_run_as_written(ray_session, tmp_path: Path, tmp_cache: 
 
 
 @pytest.mark.slow
+@pytest.mark.long(
+    reason="every Python block of the README as written: Tuner searches on the real "
+    "model (one under MO-ASHA with the search callbacks), the Pareto frame, Ax's export"
+)
 def test_readme_python_examples_run_as_written(
     ray_session, tmp_path: Path, tmp_cache: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -174,6 +174,10 @@ def _nothing_lost_or_repeated(before: list[dict], lines: list[dict]) -> dict[str
 
 
 @pytest.mark.slow
+@pytest.mark.long(
+    reason="five CLI processes (a search, its refused and moved resumes, a SIGKILL, a "
+    "rebuild): what a user's process does on Ctrl-C and on a crash, Ray included"
+)
 def test_resume_after_ctrl_c_and_after_a_kill_loses_nothing_and_repeats_nothing(
     runs: Runs, tmp_path: Path, tiny_search_args: list[str]
 ) -> None:
@@ -247,6 +251,10 @@ def test_resume_after_ctrl_c_and_after_a_kill_loses_nothing_and_repeats_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.long(
+    reason="four CLI processes against a real S3 API (a killed search, its resume from "
+    "the URI alone, report and evaluate on the URI)"
+)
 def test_a_search_in_object_storage_resumes_from_its_uri(
     runs: Runs, tmp_path: Path, tiny_search_args: list[str]
 ) -> None:

@@ -172,6 +172,10 @@ def test_callback_exports_prometheus_metrics(metrics_port, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long(
+    reason="a real model-based search (3 trials, NUTS) whose dashboard metrics are read "
+    "back from Ray's metrics endpoint"
+)
 def test_a_real_search_exports_its_metrics(metrics_port, tmp_path):
     from autopeft_ray.config import SearchOptions, TrainingSettings
     from autopeft_ray.experiment import run_search
