@@ -118,7 +118,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--configurations", type=int, default=300)
     parser.add_argument(
-        "--ablations", nargs="*", default=["sa", "sa-layer"], help="spaces of stage ablation"
+        "--ablations",
+        nargs="*",
+        default=["sa", "sa-layer", "lora", "lora-layer"],
+        help="spaces of stage ablation",
     )
     parser.add_argument(
         "--ablation-configurations", type=int, default=40, help="per ablation space, at most"
