@@ -35,7 +35,8 @@ A proposal that builds the same model as one already seen
 again, then replaced by a random configuration.
 
 Cost: slower than :class:`~.autopeft.AutoPEFTSearcher` per suggestion (two
-GPs, Ax's larger optimiser settings and its bookkeeping); each model-based
+GPs, Ax's larger optimiser settings, which ``num_restarts`` and ``raw_samples``
+reduce, and its bookkeeping); each model-based
 step's ``timings`` entry splits it into ``fit_s`` and ``acquisition_s`` as Ax
 timed them on its generator run. BENCHMARKS.md gives seconds per suggestion,
 that split and hypervolume side by side.

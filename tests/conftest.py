@@ -17,7 +17,7 @@ os.environ.setdefault("AUTOPEFT_RUN_FOLDER_KEY", "autopeft-ray tests: not a secr
 # Each pytest-xdist worker computes with one thread (torch reads this when imported, and
 # the CLI processes that tests start inherit it; Ray trials set their own from the CPUs
 # they are granted). Two workers with torch's default, a thread per core, oversubscribe
-# 2 cores: the searcher contract tests took 2.1-2.3x as long (BENCHMARKS.md, "Test
+# 2 cores: the searcher contract tests took 2.1-2.4x as long (BENCHMARKS.md, "Test
 # suite time").
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")

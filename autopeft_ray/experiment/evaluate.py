@@ -23,6 +23,7 @@ from autopeft_ray.config import (
     trial_config_dict,
 )
 from autopeft_ray.exceptions import invalid_value
+from autopeft_ray.objectives import BEST_SCORE, PARAM_FRACTION, SCORE
 from autopeft_ray.run.storage import Location
 from autopeft_ray.space import PeftConfiguration
 from autopeft_ray.tasks import TaskSpec
@@ -111,7 +112,7 @@ def summarise(
     keys = sorted(
         k
         for k in runs[0]
-        if k.startswith(("test_", "metric_")) or k in ("score", "best_score", "param_fraction")
+        if k.startswith(("test_", "metric_")) or k in (SCORE, BEST_SCORE, PARAM_FRACTION)
     )
     stats: dict[str, dict[str, float]] = {}
     for key in keys:
