@@ -327,6 +327,10 @@ def _kill_first_reporting_worker(cluster: LoopbackCluster, output: Path) -> tupl
     return trial_id, node_id
 
 
+@pytest.mark.long(
+    reason="a CLI search on a 3-node Ray cluster whose trial's node is killed after its "
+    "first report; Ray must notice the lost node and retry the trial on another"
+)
 @pytest.mark.parametrize("max_failures", [1, 0])
 def test_losing_a_worker_node_mid_trial(cluster, tmp_path, max_failures, tiny_search_args):
     """Kill the node of a running trial after its first report (a checkpoint exists).
