@@ -23,14 +23,45 @@ import os as _os
 if not _logging.getLogger("autopeft_ray").isEnabledFor(_logging.DEBUG):
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from .autopeft import AutoPEFTSearcher
-from .axsearch import AxPEFTSearcher
-from .base import PeftSearcherBase
-from .fixed import FixedConfigurations
-from .random_search import RandomPEFTSearcher
-from .records import TrialRecord
-from .relevance import fit_relevance
-from .surrogate import NutsSettings
+import importlib as _importlib
+from typing import TYPE_CHECKING
+
+# Each searcher is imported when first used (PEP 562): the random searcher and the
+# fixed configurations of ``evaluate`` need neither BoTorch, JAX nor Ax, which take
+# seconds to import (BENCHMARKS.md, "Test suite time").
+_MODULES = {
+    "AutoPEFTSearcher": ".autopeft",
+    "AxPEFTSearcher": ".axsearch",
+    "FixedConfigurations": ".fixed",
+    "NutsSettings": ".surrogate",
+    "PeftSearcherBase": ".base",
+    "RandomPEFTSearcher": ".random_search",
+    "TrialRecord": ".records",
+    "fit_relevance": ".relevance",
+}
+
+if TYPE_CHECKING:
+    from .autopeft import AutoPEFTSearcher
+    from .axsearch import AxPEFTSearcher
+    from .base import PeftSearcherBase
+    from .fixed import FixedConfigurations
+    from .random_search import RandomPEFTSearcher
+    from .records import TrialRecord
+    from .relevance import fit_relevance
+    from .surrogate import NutsSettings
+
+
+def __getattr__(name: str) -> object:
+    if name not in _MODULES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_importlib.import_module(_MODULES[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_MODULES))
+
 
 __all__ = [
     "AutoPEFTSearcher",

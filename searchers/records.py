@@ -20,6 +20,7 @@ their fidelity when asked.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,23 @@ from autopeft_ray.objectives import (
 from autopeft_ray.space import PeftConfiguration
 from autopeft_ray.validation import finite_number
 
-from .surrogate.inputs import fidelity_input
+#: Decades below the target that the model's fidelity input spans: a result at
+#: 1/1000 of its target fidelity (or less) has input 0, one at the target 1.
+FIDELITY_DECADES = 3.0
+
+
+def fidelity_input(fidelity: float | None, target: float | None) -> float:
+    """A result's fidelity as a model input: ``1 + log10(fidelity / target) / 3`` in [0, 1].
+
+    ASHA's rungs are geometric (grace period times powers of the reduction
+    factor), so on this scale they are evenly spaced; the target is 1. A
+    result without a fidelity or a target counts as a full one.
+    """
+    if fidelity is None or target is None or target <= 0:
+        return 1.0
+    if fidelity <= 0:
+        return 0.0
+    return min(1.0, max(0.0, 1.0 + math.log10(fidelity / target) / FIDELITY_DECADES))
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,10 @@ def prepare(options: SearchOptions) -> tuple[SearchSpace, Any, int]:
 
 
 def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
-    from autopeft_ray.searchers import AutoPEFTSearcher, AxPEFTSearcher, RandomPEFTSearcher
-
+    # One import per searcher: random search then loads neither BoTorch, JAX nor Ax.
     if options.searcher == "random":
+        from autopeft_ray.searchers import RandomPEFTSearcher
+
         return RandomPEFTSearcher(space, cost_fn=cost, seed=options.seed)
     warmup, samples, thinning = options.nuts
     common: dict[str, Any] = dict(
@@ -76,7 +77,11 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
         seed=options.seed,
     )
     if options.searcher == "ax":
+        from autopeft_ray.searchers import AxPEFTSearcher
+
         return AxPEFTSearcher(space, **common)
+    from autopeft_ray.searchers import AutoPEFTSearcher
+
     return AutoPEFTSearcher(
         space,
         background=options.background,

@@ -545,6 +545,40 @@ def summary(args: argparse.Namespace) -> None:
             b = math.floor(math.log10(r["param_fraction"]))
             bins[b] = bins.get(b, 0) + 1
     print("1x rows per fraction decade:", {f"1e{b}": n for b, n in sorted(bins.items())})
+    for f in sorted({r["fidelity"] for r in rows}):
+        seed_noise([r for r in rows if r["fidelity"] == f], f)
+
+
+def seed_noise(rows: list[dict[str, Any]], fidelity: int) -> None:
+    """How far two training seeds of one configuration differ, against the split's noise.
+
+    Per split: the standard deviation of one training's score, from the seed-0 vs
+    seed-1 differences (sd(d) / sqrt 2), beside the binomial standard error of a
+    score on that split (sqrt(p(1-p)/n) at the median score), and the Spearman
+    rank correlation of the two seeds' scores.
+    """
+    from scipy.stats import spearmanr
+
+    by_key: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        by_key.setdefault(r["key"], {})[int(r["seed"])] = r
+    pairs = [(s[0], s[1]) for s in by_key.values() if 0 in s and 1 in s]
+    if len(pairs) < 3:
+        return
+    for split in ("dev", "test"):
+        a = [p[0][f"{split}_score"] for p in pairs]
+        b = [p[1][f"{split}_score"] for p in pairs]
+        diffs = [x - y for x, y in zip(a, b, strict=True)]
+        sd_one = statistics.stdev(diffs) / math.sqrt(2)
+        p = statistics.median(a + b)
+        n = int(pairs[0][0][f"{split}_examples"])
+        rho = spearmanr(a, b).statistic
+        print(
+            f"x{fidelity} {split}, {len(pairs)} configurations with seeds 0 and 1: one "
+            f"training's sd {sd_one:.4f} (mean |difference| {statistics.mean(map(abs, diffs)):.4f}, "
+            f"largest {max(map(abs, diffs)):.4f}); binomial SE of one score on the split "
+            f"{math.sqrt(p * (1 - p) / n):.4f} (n = {n}); Spearman rho of the seeds {rho:.3f}"
+        )
 
 
 def main(argv: list[str]) -> None:

@@ -26,11 +26,9 @@ from .fit import (
     warm_map_fit,
 )
 from .inputs import (
-    FIDELITY_DECADES,
     AppendInputs,
     CostInput,
     OnInputs,
-    fidelity_input,
     model_inputs,
 )
 from .model import DTYPE, CanonicalModelList, KnownCost, PaddedSaasGP, build_model
@@ -38,7 +36,6 @@ from .optimize import optimize_acquisition, pareto_neighbour_starts
 
 __all__ = [
     "DTYPE",
-    "FIDELITY_DECADES",
     "AppendInputs",
     "AtTargetFidelity",
     "CanonicalModelList",
@@ -56,7 +53,6 @@ __all__ = [
     "fit_feasibility_model",
     "fit_map_score_model",
     "fit_score_model",
-    "fidelity_input",
     "load_fused_kernel",
     "map_hyperparameters",
     "model_inputs",

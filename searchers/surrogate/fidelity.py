@@ -2,7 +2,7 @@
 
 With ``multi_fidelity=True`` the searcher fits early-stopped results too:
 each observation's inputs are its configuration's encoding and its
-:func:`~.inputs.fidelity_input` (0 at a thousandth of
+:func:`~..records.fidelity_input` (0 at a thousandth of
 the target, 1 at the target; ASHA's geometric rungs evenly spaced).
 
 The model (:func:`multi_fidelity_map_model`, MAP) is a GP whose covariance is

@@ -13,7 +13,8 @@ dimension), then optionally:
   BENCHMARKS.md, "The fraction as a model input"). The SAAS prior shrinks
   this input like any other where the data do not need it.
 * its fidelity (``multi_fidelity=True``, :mod:`.fidelity`), always last, as
-  :func:`fidelity_input` maps it to [0, 1].
+  :func:`~..records.fidelity_input` maps it to [0, 1]. It is defined with
+  the records, which the random searcher imports without torch or BoTorch.
 
 The acquisition works on encodings only: :class:`AppendInputs` wraps the
 fitted model and computes the extra columns of any ``X`` it is asked about,
@@ -37,25 +38,6 @@ from autopeft_ray.space import PeftConfiguration, SearchSpace
 from autopeft_ray.space.encoding import canonical_encoding
 
 from .model import DTYPE, KnownCost
-
-#: Decades below the target that the model's fidelity input spans: a result at
-#: 1/1000 of its target fidelity (or less) has input 0, one at the target 1.
-FIDELITY_DECADES = 3.0
-
-
-def fidelity_input(fidelity: float | None, target: float | None) -> float:
-    """A result's fidelity as a model input: ``1 + log10(fidelity / target) / 3`` in [0, 1].
-
-    ASHA's rungs are geometric (grace period times powers of the reduction
-    factor), so on this scale they are evenly spaced; the target is 1. A
-    result without a fidelity or a target counts as a full one.
-    """
-    if fidelity is None or target is None or target <= 0:
-        return 1.0
-    if fidelity <= 0:
-        return 0.0
-    return min(1.0, max(0.0, 1.0 + math.log10(fidelity / target) / FIDELITY_DECADES))
-
 
 #: Decades of parameter fraction below the largest configuration's that the
 #: cost input spans: [largest / 10^5, largest] -> [0, 1]. The smallest

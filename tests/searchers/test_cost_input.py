@@ -10,12 +10,12 @@ import torch
 from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.objectives import PARAM_FRACTION
 from autopeft_ray.objectives.pareto import largest_configuration
+from autopeft_ray.searchers.records import fidelity_input
 from autopeft_ray.searchers.surrogate import (
     DTYPE,
     AppendInputs,
     CostInput,
     KnownCost,
-    fidelity_input,
     fit_map_score_model,
     model_inputs,
 )

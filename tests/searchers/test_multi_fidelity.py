@@ -14,13 +14,13 @@ from autopeft_ray.exceptions import ConfigurationError
 from autopeft_ray.objectives import COMPLETED, EARLY_STOPPED, FAILED
 from autopeft_ray.searchers.records import (
     TrialRecord,
+    fidelity_input,
     observations,
     thin_rungs,
 )
 from autopeft_ray.searchers.surrogate import (
     DTYPE,
     AtTargetFidelity,
-    fidelity_input,
     fit_map_score_model,
     model_inputs,
 )

@@ -7,6 +7,7 @@ Ray Tune ``Searcher`` API, as ``benchmarks/replay.py`` does over the real table.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import random
@@ -183,6 +184,28 @@ def test_replay_evaluates_distinct_candidates_in_arrival_order(
     )
     seeds = {e["key"]: e["seed"] for e in again["evaluations"]}
     assert all(seeds[e["key"]] == e["seed"] for e in evaluations)
+
+
+def test_replay_digest_names_the_seeds_and_seed0_points_do_not_reward_luck(
+    table: tuple[Path, SearchSpace, ParamCost], tmp_path: Path
+) -> None:
+    folder, space, cost = table
+    replay = _replay_module()
+    bench = PeftBench(folder)
+    problem = replay.TableProblem(bench, space)
+    # The same candidates with seed 0 only: another digest (a run on it is not reused).
+    rows = pq.read_table(folder / RECORDS_FILE).to_pylist()
+    single = tmp_path / "single"
+    single.mkdir()
+    pq.write_table(pa.Table.from_pylist([r for r in rows if r["seed"] == 0]), single / RECORDS_FILE)
+    alone = replay.TableProblem(PeftBench(single), space)
+    assert alone.keys == problem.keys and alone.digest != problem.digest
+    # Seed 0 alone is named by its keys, as the digests of earlier replays were.
+    assert alone.digest == hashlib.sha256("\n".join(sorted(alone.keys)).encode()).hexdigest()[:10]
+    two_seeds = next(k for k in problem.keys if len(bench.rows_of(k, 1)) == 2)
+    seed0 = next(r for r in bench.rows_of(two_seeds, 1) if r.seed == 0)
+    lucky = {"key": two_seeds, "seed": 1, "score": 1.0, "fraction": 0.01}
+    assert replay.seed0_points([lucky], bench) == [(seed0.dev_score, 0.01)]
 
 
 def test_log_hypervolume_counts_the_cheap_end() -> None:
