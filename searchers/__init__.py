@@ -27,8 +27,8 @@ import importlib as _importlib
 from typing import TYPE_CHECKING
 
 # Each searcher is imported when first used (PEP 562): the random searcher and the
-# fixed configurations of ``evaluate`` need neither BoTorch, JAX nor Ax, which take
-# seconds to import (BENCHMARKS.md, "Test suite time").
+# fixed configurations of ``evaluate`` need neither Ax, JAX nor the surrogate's
+# BoTorch models, which take seconds to import (BENCHMARKS.md, "Test suite time").
 _MODULES = {
     "AutoPEFTSearcher": ".autopeft",
     "AxPEFTSearcher": ".axsearch",

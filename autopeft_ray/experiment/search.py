@@ -60,7 +60,7 @@ def prepare(options: SearchOptions) -> tuple[SearchSpace, Any, int]:
 
 
 def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
-    # One import per searcher: random search then loads neither BoTorch, JAX nor Ax.
+    # One import per searcher: random search then loads neither Ax nor JAX.
     if options.searcher == "random":
         from autopeft_ray.searchers import RandomPEFTSearcher
 

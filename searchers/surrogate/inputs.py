@@ -14,7 +14,7 @@ dimension), then optionally:
   this input like any other where the data do not need it.
 * its fidelity (``multi_fidelity=True``, :mod:`.fidelity`), always last, as
   :func:`~..records.fidelity_input` maps it to [0, 1]. It is defined with
-  the records, which the random searcher imports without torch or BoTorch.
+  the records, which the random searcher imports without this package.
 
 The acquisition works on encodings only: :class:`AppendInputs` wraps the
 fitted model and computes the extra columns of any ``X`` it is asked about,
