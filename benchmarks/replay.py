@@ -88,7 +88,7 @@ from autopeft_ray.objectives.pareto import (  # noqa: E402
 from autopeft_ray.searchers import AutoPEFTSearcher, AxPEFTSearcher, RandomPEFTSearcher  # noqa: E402
 from autopeft_ray.space import PeftConfiguration, SearchSpace  # noqa: E402
 from autopeft_ray.space.encoding import canonical_encoding  # noqa: E402
-from autopeft_ray.testing.peftbench import PeftBench, configuration_key  # noqa: E402
+from autopeft_ray.testing.peftbench import PeftBench, configuration_key, seeds_of  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 CONTESTANTS = (
@@ -153,15 +153,16 @@ class TableProblem:
         #: Names the candidates and their recorded seeds: a run replayed on a table that has
         #: grown since (more candidates, or a second seed to draw) is not reused. A key
         #: with seed 0 alone is named by itself, as before seeds were added.
+        rows_of = [bench.rows_of(c, 1) for c in self.configs]
         names = []
-        for key, config in zip(self.keys, self.configs, strict=True):
-            seeds = sorted(r.seed for r in bench.rows_of(config, 1))
+        for key, rows in zip(self.keys, rows_of, strict=True):
+            seeds = seeds_of(rows)
             names.append(key if seeds == [0] else f"{key}@{','.join(map(str, seeds))}")
         self.digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:10]
         self.encodings = [canonical_encoding(space, c) for c in self.configs]
-        rows = [r for c in self.configs for r in bench.rows_of(c, 1)]
+        every = [r for rows in rows_of for r in rows]
         #: The paper's reference: the nadir of the table's points (lowest score, largest fraction).
-        self.nadir = (min(r.dev_score for r in rows), max(r.param_fraction for r in rows))
+        self.nadir = (min(r.dev_score for r in every), max(r.param_fraction for r in every))
 
     def draw(self, config: PeftConfiguration, replay_seed: int) -> Any:
         """One recorded 1x training: the seed drawn per (replay seed, configuration)."""
