@@ -1,16 +1,21 @@
 """Fitting the score model: NUTS (the paper's fully Bayesian SAAS GP) or MAP.
 
-Speed. Fitting is dominated by JAX compiling NUTS, not by sampling, each
-time the number of observations or the data change (BENCHMARKS.md has the
-seconds). Two measures let a fit reuse compiled programs: the data are padded (:class:`.model.PaddedSaasGP`), and
-:func:`fit_score_model` passes them to NumPyro as arguments, so the compiled
-program depends only on the padded shape and JAX's persistent compilation
-cache (:func:`enable_compilation_cache`) can reuse it.
+Speed. A NUTS fit is dominated by JAX compiling NUTS, not by sampling
+(BENCHMARKS.md has the seconds). Three measures let fits reuse compiled
+programs: the data are padded (:class:`.model.PaddedSaasGP`) and passed to
+NumPyro as arguments, so the program depends only on the padded shape; the
+process holds one compiled NUTS run per padded shape and budget
+(:func:`_nuts_program`), so later fits of that shape run it as it is; and
+JAX's persistent compilation cache (:func:`enable_compilation_cache`) keeps
+the programs for later processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +30,7 @@ from autopeft_ray.exceptions import invalid_value
 from autopeft_ray.validation import check_int
 
 from .fidelity import multi_fidelity_map_model
-from .model import DTYPE, PaddedSaasGP, _DataAsArguments
+from .model import DTYPE, PaddedSaasGP, PaddedSaasPyroModel, _DataAsArguments
 
 
 @dataclass(frozen=True)
@@ -85,11 +90,11 @@ def fit_score_model(
 
     This is BoTorch's ``fit_fully_bayesian_model_nuts`` (same NUTS and MCMC
     settings, post-processing, thinning and loading) except that the padded
-    data go to NumPyro as arguments (``jit_model_args=True``); the tests check
-    that both give the same samples.
+    data go to NumPyro as arguments (``jit_model_args=True``) and the whole
+    run is one compiled program; the tests check that both give the same
+    chain.
     """
     import jax
-    from numpyro.infer import MCMC, NUTS
 
     model = PaddedSaasGP(
         train_X.to(DTYPE),
@@ -100,22 +105,80 @@ def fit_score_model(
     model.train()
     pyro_model = model.padded_model
     data = pyro_model.padded_data()
-    kernel = NUTS(_DataAsArguments(pyro_model), dense_mass=True, max_tree_depth=nuts.max_tree_depth)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=nuts.warmup_steps,
-        num_samples=nuts.num_samples,
-        progress_bar=False,
-        jit_model_args=True,
-    )
+    program = _nuts_program(pyro_model, nuts, tuple(x.shape for x in data))
     try:
-        mcmc.run(jax.random.PRNGKey(seed), *data)
+        mcmc_samples = program(jax.random.PRNGKey(seed), *data)
     finally:
         pyro_model.train_X_jax, pyro_model.train_Y_jax, pyro_model._mask = data
-    samples = pyro_model.postprocess_mcmc_samples(mcmc_samples=mcmc.get_samples())
+    samples = pyro_model.postprocess_mcmc_samples(mcmc_samples=dict(mcmc_samples))
     model.load_mcmc_samples({k: v[:: nuts.thinning] for k, v in samples.items()})
     model.eval()
     return model
+
+
+_PROGRAMS: OrderedDict[tuple[Any, ...], Callable[..., Any]] = OrderedDict()
+_MAX_PROGRAMS = 16
+_PROGRAMS_LOCK = threading.Lock()  # background suggestions fit in a thread
+
+
+def _nuts_program(
+    pyro_model: PaddedSaasPyroModel, nuts: NutsSettings, shapes: tuple[Any, ...]
+) -> Callable[..., Any]:
+    """One jitted NUTS run (NumPyro's ``MCMC``, sampler set-up included) per padded shape and budget.
+
+    ``MCMC.run`` builds new jitted functions on every call, so JAX lowered
+    them again and looked them up, in memory and then in the persistent
+    compilation cache, on every fit: five programs, 5-10 s a fit, and reading
+    the cache crashed the process (SIGSEGV inside JAX) about once in 120
+    fits (BENCHMARKS.md, "A crash in JAX's persistent cache"). Held here, a
+    fit of a shape the process has seen runs the compiled program directly.
+    The data are the program's arguments; what else the model's density
+    depends on is in the key.
+    """
+    # what, beside the data, the model's density depends on
+    warped = pyro_model.indices
+    key = (
+        type(pyro_model),
+        nuts,
+        shapes,
+        pyro_model.use_input_warping,
+        None if warped is None else tuple(warped),
+    )
+    with _PROGRAMS_LOCK:
+        return _nuts_program_locked(key, pyro_model, nuts)
+
+
+def _nuts_program_locked(
+    key: tuple[Any, ...], pyro_model: PaddedSaasPyroModel, nuts: NutsSettings
+) -> Callable[..., Any]:
+    import jax
+    from numpyro.infer import MCMC, NUTS
+
+    program = _PROGRAMS.get(key)
+    if program is None:
+        template = copy.copy(pyro_model)
+
+        def run(rng_key: Any, X: Any, Y: Any, mask: Any) -> dict[str, Any]:
+            # a copy per trace: tracing writes the data (tracers) on the model
+            model = _DataAsArguments(copy.copy(template))
+            kernel = NUTS(model, dense_mass=True, max_tree_depth=nuts.max_tree_depth)
+            mcmc = MCMC(
+                kernel,
+                num_warmup=nuts.warmup_steps,
+                num_samples=nuts.num_samples,
+                progress_bar=False,
+                jit_model_args=True,
+            )
+            mcmc.run(rng_key, X, Y, mask)
+            return mcmc.get_samples()
+
+        program = jax.jit(run)
+        _PROGRAMS[key] = program
+        while len(_PROGRAMS) > _MAX_PROGRAMS:
+            _PROGRAMS.popitem(last=False)
+    else:
+        _PROGRAMS.move_to_end(key)
+    return program
 
 
 def fit_map_score_model(

@@ -74,16 +74,17 @@ class PaddedSaasPyroModel(SaasPyroModel):
         self._pad()
 
     def _pad(self) -> None:
-        jnp = _jnp()
         n = self.train_X.shape[0]
         size = max(1, math.ceil(n / self.pad_multiple)) * self.pad_multiple
         X = np.zeros((size, self.train_X.shape[-1]))
         X[:n] = self.train_X.detach().cpu().numpy()
         Y = np.zeros((size, 1))
         Y[:n] = self.train_Y.detach().cpu().numpy()
-        self.train_X_jax = jnp.asarray(X, dtype=self.train_X_jax.dtype)
-        self.train_Y_jax = jnp.asarray(Y, dtype=self.train_Y_jax.dtype)
-        self._mask = jnp.arange(size) < n
+        # NumPy arrays, which the jitted NUTS program takes as they are: eager
+        # jnp conversions would compile (and look up) a few programs per fit
+        self.train_X_jax = cast(Any, X.astype(self.train_X_jax.dtype))
+        self.train_Y_jax = cast(Any, Y.astype(self.train_Y_jax.dtype))
+        self._mask = np.arange(size) < n
 
     def padded_data(self) -> tuple[Any, Any, Any]:
         """``(X, Y, mask)`` as NumPyro sees them: ``size x d``, ``size x 1``, ``size``."""

@@ -83,8 +83,38 @@ def test_fit_matches_botorchs_nuts_fit_with_the_same_seed(problem):
     fit_fully_bayesian_model_nuts(theirs, warmup_steps=8, num_samples=5, thinning=1, seed=3)
     ours_ls = ours.covar_module.base_kernel.lengthscale
     theirs_ls = theirs.covar_module.base_kernel.lengthscale
-    assert torch.allclose(ours_ls, theirs_ls, rtol=1e-6)
-    assert torch.allclose(ours.mean_module.constant, theirs.mean_module.constant, rtol=1e-6)
+    # The same chain: ours is one compiled program (set-up and sampling), BoTorch's
+    # several, and JAX samples in float32 here, so the roundings differ in the
+    # last digits and grow to about 1e-3 in 13 steps; another chain would
+    # differ by O(1) (samples of standardised scores and lengthscales of 1-10).
+    assert torch.allclose(ours_ls, theirs_ls, rtol=2e-3, atol=2e-3)
+    assert torch.allclose(
+        ours.mean_module.constant, theirs.mean_module.constant, rtol=2e-3, atol=2e-3
+    )
+
+
+@pytest.mark.slow
+def test_a_fit_reuses_the_compiled_nuts_program_of_its_padded_shape(problem):
+    """One compiled NUTS run per padded shape and budget, held in the process:
+    later fits run it (no lowering, no lookup in JAX's persistent cache, where
+    reads crashed about once in 120 fits) and give what a fresh program gives."""
+    from autopeft_ray.searchers.surrogate import fit as fit_module
+
+    _, X, Y = synthetic_data(problem, 12, seed=1)
+    fit_module._PROGRAMS.clear()
+    fit_score_model(X[:9], Y[:9], TINY, seed=3, pad_multiple=16)
+    (program,) = fit_module._PROGRAMS.values()
+    reused = fit_score_model(X[:12], Y[:12], TINY, seed=4, pad_multiple=16)
+    assert list(fit_module._PROGRAMS.values()) == [program]
+    assert program._cache_size() == 1  # one compilation for both fits
+    fit_module._PROGRAMS.clear()
+    fresh = fit_score_model(X[:12], Y[:12], TINY, seed=4, pad_multiple=16)
+    assert fit_module._PROGRAMS and next(iter(fit_module._PROGRAMS.values())) is not program
+    # nothing of the first fit's data stays in the program
+    assert torch.equal(
+        reused.covar_module.base_kernel.lengthscale, fresh.covar_module.base_kernel.lengthscale
+    )
+    assert torch.equal(reused.mean_module.constant, fresh.mean_module.constant)
 
 
 @pytest.mark.slow
