@@ -547,6 +547,9 @@ def summary(args: argparse.Namespace) -> None:
     print("1x rows per fraction decade:", {f"1e{b}": n for b, n in sorted(bins.items())})
     for f in sorted({r["fidelity"] for r in rows}):
         seed_noise([r for r in rows if r["fidelity"] == f], f)
+    fidelities = sorted({r["fidelity"] for r in rows})
+    for f in fidelities[1:]:
+        fidelity_agreement(rows, fidelities[0], f)
 
 
 def seed_noise(rows: list[dict[str, Any]], fidelity: int) -> None:
@@ -578,6 +581,41 @@ def seed_noise(rows: list[dict[str, Any]], fidelity: int) -> None:
             f"training's sd {sd_one:.4f} (mean |difference| {statistics.mean(map(abs, diffs)):.4f}, "
             f"largest {max(map(abs, diffs)):.4f}); binomial SE of one score on the split "
             f"{math.sqrt(p * (1 - p) / n):.4f} (n = {n}); Spearman rho of the seeds {rho:.3f}"
+        )
+
+
+def fidelity_agreement(rows: list[dict[str, Any]], low: int, high: int) -> None:
+    """Does the low fidelity rank configurations as the high one does? (seed 0)
+
+    The Spearman rank correlation of the two fidelities' scores over the
+    configurations trained at both, presets included; then over the search
+    space's configurations alone (keys without ``preset:``), and the high
+    fidelity's rank of the low fidelity's best: what a multi-fidelity search
+    or an early-stopping scheduler relies on.
+    """
+    from scipy.stats import spearmanr
+
+    at = {
+        f: {r["key"]: r for r in rows if r["fidelity"] == f and r["seed"] == 0} for f in (low, high)
+    }
+    both = sorted(set(at[low]) & set(at[high]))
+    for label, keys in (
+        ("every row", both),
+        ("the space's", [k for k in both if not k.startswith("preset:")]),
+    ):
+        if len(keys) < 3:
+            continue
+        parts = []
+        for split in ("dev", "test"):
+            a = [at[low][k][f"{split}_score"] for k in keys]
+            b = [at[high][k][f"{split}_score"] for k in keys]
+            parts.append(f"{split} rho {spearmanr(a, b).statistic:.3f}")
+        best_low = max(keys, key=lambda k: at[low][k]["dev_score"])
+        order = sorted(keys, key=lambda k: -at[high][k]["dev_score"])
+        parts.append(f"the x{low} best on dev is #{order.index(best_low) + 1} at x{high}")
+        print(
+            f"x{low} against x{high}, seed 0, {len(keys)} configurations ({label}): "
+            + ", ".join(parts)
         )
 
 
