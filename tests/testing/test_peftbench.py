@@ -208,6 +208,38 @@ def test_replay_digest_names_the_seeds_and_seed0_points_do_not_reward_luck(
     assert replay.seed0_points([lucky], bench) == [(seed0.dev_score, 0.01)]
 
 
+def test_summary_says_how_the_fidelities_rank_alike(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "peftbench_build", REPO / "benchmarks" / "peftbench" / "build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+
+    def row(key: str, fidelity: int, dev: float, test: float, seed: int = 0) -> dict[str, Any]:
+        return {
+            "key": key,
+            "fidelity": fidelity,
+            "seed": seed,
+            "dev_score": dev,
+            "test_score": test,
+        }
+
+    # 1x: a < b < c < preset; 4x: the same order on dev except that c falls to last
+    rows = [
+        row("a", 1, 0.60, 0.60), row("b", 1, 0.65, 0.66), row("c", 1, 0.70, 0.69),
+        row("preset:lora", 1, 0.72, 0.71), row("c", 1, 0.50, 0.50, seed=1),
+        row("a", 4, 0.70, 0.70), row("b", 4, 0.75, 0.76), row("c", 4, 0.60, 0.79),
+        row("preset:lora", 4, 0.80, 0.81), row("d", 4, 0.90, 0.90),
+    ]  # fmt: skip
+    build.fidelity_agreement(rows, 1, 4)
+    every, space = capsys.readouterr().out.splitlines()
+    assert every.startswith("x1 against x4, seed 0, 4 configurations (every row): dev rho 0.400")
+    assert "test rho 1.000" in every and "the x1 best on dev is #1 at x4" in every
+    assert space.startswith("x1 against x4, seed 0, 3 configurations (the space's): dev rho -0.500")
+    assert space.endswith("the x1 best on dev is #3 at x4")
+
+
 def test_log_hypervolume_counts_the_cheap_end() -> None:
     replay = _replay_module()
     nadir = (0.5, 0.1)
