@@ -1,8 +1,8 @@
 """Fitting the score model: NUTS (the paper's fully Bayesian SAAS GP) or MAP.
 
-Speed. A NUTS fit is dominated by JAX compiling NUTS, not by sampling
-(BENCHMARKS.md has the seconds). Three measures let fits reuse compiled
-programs: the data are padded (:class:`.model.PaddedSaasGP`) and passed to
+Speed. The first NUTS fit of a data shape is dominated by JAX compiling
+NUTS, later ones by sampling (BENCHMARKS.md has the seconds). Three
+measures let fits reuse compiled programs: the data are padded (:class:`.model.PaddedSaasGP`) and passed to
 NumPyro as arguments, so the program depends only on the padded shape; the
 process holds one compiled NUTS run per padded shape and budget
 (:func:`_nuts_program`), so later fits of that shape run it as it is; and
@@ -128,10 +128,10 @@ def _nuts_program(
 
     ``MCMC.run`` builds new jitted functions on every call, so JAX lowered
     them again and looked them up, in memory and then in the persistent
-    compilation cache, on every fit: five programs, 5-10 s a fit, and reading
-    the cache crashed the process (SIGSEGV inside JAX) about once in 120
-    fits (BENCHMARKS.md, "A crash in JAX's persistent cache"). Held here, a
-    fit of a shape the process has seen runs the compiled program directly.
+    compilation cache, on every fit (five programs), and reading the cache
+    crashed the process (SIGSEGV inside JAX) about once in 120 fits
+    (BENCHMARKS.md, "A crash in JAX's persistent cache"). Held here, a fit
+    of a shape the process has seen runs the compiled program directly.
     The data are the program's arguments; what else the model's density
     depends on is in the key.
     """
