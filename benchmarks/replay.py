@@ -408,6 +408,41 @@ def pick_under(evaluations: list[dict[str, Any]], fraction: float) -> dict[str, 
     return max(under, key=lambda e: e["score"]) if under else None
 
 
+def picks_without(
+    runs: list[dict[str, Any]],
+    bench: PeftBench,
+    fidelity: int,
+    budgets: tuple[int, ...] = (20, 40, 80),
+) -> list[str]:
+    """The configurations the runs pick that the table has no row of at ``fidelity``.
+
+    A pick is what the summary scores: the best observed dev score at no more
+    than a preset's fraction, after each of ``budgets`` evaluations (twice that
+    for ``random-2x``). Stage ``picks`` of the table's build trains these, so
+    that the summary can score every pick at full fidelity. The most often
+    picked come first, so a build stopped part-way scores the most picks.
+    """
+    fractions = sorted(
+        {
+            bench.rows_of(k, 1)[0].param_fraction
+            for k in bench.keys(1, presets=True)
+            if k.startswith("preset:") and k != "preset:full"
+        }
+    )
+    count: dict[str, int] = {}
+    for run in runs:
+        factor = 2 if run["contestant"] == "random-2x" else 1
+        for budget in budgets:
+            if run["budget"] < factor * budget:
+                continue
+            evals = arrived(run, factor * budget)
+            for fraction in fractions:
+                pick = pick_under(evals, fraction)
+                if pick is not None and not bench.rows_of(pick["key"], fidelity):
+                    count[pick["key"]] = count.get(pick["key"], 0) + 1
+    return sorted(count, key=lambda k: -count[k])  # stable: first picked first among ties
+
+
 def summary(args: argparse.Namespace) -> None:
     bench = PeftBench(args.table)
     space = SearchSpace.from_model_config(DEFAULT_MODEL, args.space)

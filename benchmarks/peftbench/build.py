@@ -32,6 +32,10 @@ that depends on earlier rows (the 1x top 10) sees them:
     4x (``--full-fidelity``) for the anchors (seeds 0 and 1), and for the 1x
     Pareto front, the 1x top ``--top`` by dev score and ``--random-full``
     others, seed 0.
+``picks``
+    4x, seed 0, for what the replays in ``--picks-from`` would pick (the best
+    observed dev score at no more than each preset's fraction) and the table
+    has no 4x row of: the summary of ``benchmarks/replay.py`` scores picks at 4x.
 
 Every row is written as it ends (the table file is replaced whole, atomically),
 and a re-run skips every ``(key, fidelity, seed)`` already in the table, so the
@@ -70,7 +74,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "data"
-STAGES = ("anchors", "space", "ablation", "repeat", "full")
+STAGES = ("anchors", "space", "ablation", "repeat", "full", "picks")
 #: Examples per unit of fidelity: the demo trains on 1,024 examples, one epoch of batch 16.
 UNIT_EXAMPLES = 1024
 #: Columns of the table, in order (see the card, README.md, for their meaning).
@@ -130,6 +134,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=10, help="1x top-k trained at full fidelity")
     parser.add_argument("--random-full", type=int, default=20, help="random others at full")
     parser.add_argument("--full-fidelity", type=int, default=4)
+    parser.add_argument(
+        "--picks-from",
+        nargs="*",
+        default=[],
+        help="replay folders (benchmarks/replay.py --output) whose picks stage picks trains",
+    )
     parser.add_argument(
         "--presets",
         nargs="*",
@@ -196,6 +206,24 @@ def space_keys(args: argparse.Namespace) -> list[str]:
     return stratified_draw(fractions_of_space(args.space), args.configurations, rng)
 
 
+def replay_picks(args: argparse.Namespace) -> list[str]:
+    """Keys of stage ``picks``: the replays' picks without a row at ``--full-fidelity``."""
+    if not args.picks_from:
+        print("stage picks: no --picks-from replay folders, nothing to plan")
+        return []
+    import importlib.util
+
+    from autopeft_ray.testing.peftbench import PeftBench
+
+    spec = importlib.util.spec_from_file_location("replay", HERE.parent / "replay.py")
+    assert spec is not None and spec.loader is not None
+    replay = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("replay", replay)
+    spec.loader.exec_module(replay)
+    runs = [r for folder in args.picks_from for r in replay.read_runs(Path(folder))]
+    return list(replay.picks_without(runs, PeftBench(args.output), args.full_fidelity))
+
+
 def plan(stage: str, args: argparse.Namespace, table: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trainings of one stage: ``{"key", "fidelity", "seed", "stage"}`` dicts."""
     full = args.full_fidelity
@@ -221,6 +249,8 @@ def plan(stage: str, args: argparse.Namespace, table: list[dict[str, Any]]) -> l
             rng = random.Random(f"ablation:{variant}:{args.plan_seed}")
             keys += stratified_draw(fractions, count, rng)
         return [job(k, 1, 0) for k in dict.fromkeys(keys)]
+    if stage == "picks":
+        return [job(k, full, 0) for k in replay_picks(args)]
     if stage == "repeat":
         from autopeft_ray.testing.peftbench import stratified_draw
 

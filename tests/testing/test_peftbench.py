@@ -208,6 +208,46 @@ def test_replay_digest_names_the_seeds_and_seed0_points_do_not_reward_luck(
     assert replay.seed0_points([lucky], bench) == [(seed0.dev_score, 0.01)]
 
 
+def test_picks_without_a_full_fidelity_row_are_what_stage_picks_trains(
+    table: tuple[Path, SearchSpace, ParamCost], tmp_path: Path
+) -> None:
+    folder, _, _ = table
+    replay = _replay_module()
+    rows = pq.read_table(folder / RECORDS_FILE).to_pylist()
+    cheap = sorted(
+        {r["key"]: r["param_fraction"] for r in rows if r["param_fraction"] < 3e-3}.items(),
+        key=lambda kv: kv[1],
+    )
+    (a, fa), (b, fb), (c, fc) = cheap[:3]
+    dear = next(r for r in rows if r["param_fraction"] > 5e-3)
+    # b has a 4x row: picked, but not to be trained again
+    rows.append({**next(r for r in rows if r["key"] == b), "fidelity": 4})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / RECORDS_FILE)
+    bench = PeftBench(tmp_path)
+
+    def run(contestant: str, budget: int, evaluations: list[tuple[str, float, float]]) -> dict:
+        return {
+            "contestant": contestant,
+            "budget": budget,
+            "evaluations": [
+                {"trial": i, "key": k, "score": score, "fraction": f, "end": float(i)}
+                for i, (k, score, f) in enumerate(evaluations)
+            ],
+        }
+
+    runs = [
+        # after 1 evaluation nothing is under a preset's fraction; after 3, a is the pick
+        run("tpe", 3, [(dear["key"], 0.9, dear["param_fraction"]), (a, 0.7, fa), (c, 0.6, fc)]),
+        # b is picked (it has a 4x row); c only after 4 evaluations, twice the budget of 2
+        run("random-2x", 4, [(b, 0.8, fb), (c, 0.5, fc), (a, 0.4, fa), (c, 0.9, fc)]),
+        run("random", 1, [(c, 0.95, fc)]),  # a budget of 1: counted at 1, not at 2
+    ]
+    # c is picked 4 times (2 budgets or runs x 2 presets), a twice: the most picked first
+    assert replay.picks_without(runs, bench, 4, budgets=(1, 2)) == [c, a]
+    assert replay.picks_without(runs, bench, 4, budgets=(1,)) == [c]
+    assert replay.picks_without(runs, bench, 1, budgets=(1, 2)) == []  # all have 1x rows
+
+
 def test_summary_says_how_the_fidelities_rank_alike(capsys: pytest.CaptureFixture[str]) -> None:
     spec = importlib.util.spec_from_file_location(
         "peftbench_build", REPO / "benchmarks" / "peftbench" / "build.py"
