@@ -138,7 +138,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--picks-from",
         nargs="*",
         default=[],
-        help="replay folders (benchmarks/replay.py --output) whose picks stage picks trains",
+        help="replay folders (benchmarks/replay.py --output): stage picks trains their picks",
     )
     parser.add_argument(
         "--presets",
