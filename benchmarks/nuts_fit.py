@@ -78,22 +78,15 @@ def fit_mcmc_per_fit(
 ) -> None:
     import jax
     from botorch.models.transforms.outcome import Standardize
-    from numpyro.infer import MCMC, NUTS
 
+    from autopeft_ray.searchers.surrogate.fit import nuts_mcmc
     from autopeft_ray.searchers.surrogate.model import PaddedSaasGP, _DataAsArguments
 
     model = PaddedSaasGP(X, Y, pad_multiple=pad, outcome_transform=Standardize(m=1))
     model.train()
     pyro_model = model.padded_model
     data = pyro_model.padded_data()
-    kernel = NUTS(_DataAsArguments(pyro_model), dense_mass=True, max_tree_depth=nuts.max_tree_depth)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=nuts.warmup_steps,
-        num_samples=nuts.num_samples,
-        progress_bar=False,
-        jit_model_args=True,
-    )
+    mcmc = nuts_mcmc(_DataAsArguments(pyro_model), nuts)  # built anew on every fit
     mcmc.run(jax.random.PRNGKey(seed), *data)
     pyro_model.train_X_jax, pyro_model.train_Y_jax, pyro_model._mask = data
     samples = pyro_model.postprocess_mcmc_samples(mcmc_samples=mcmc.get_samples())

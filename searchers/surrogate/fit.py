@@ -106,10 +106,7 @@ def fit_score_model(
     pyro_model = model.padded_model
     data = pyro_model.padded_data()
     program = _nuts_program(pyro_model, nuts, tuple(x.shape for x in data))
-    try:
-        mcmc_samples = program(jax.random.PRNGKey(seed), *data)
-    finally:
-        pyro_model.train_X_jax, pyro_model.train_Y_jax, pyro_model._mask = data
+    mcmc_samples = program(jax.random.PRNGKey(seed), *data)
     samples = pyro_model.postprocess_mcmc_samples(mcmc_samples=dict(mcmc_samples))
     model.load_mcmc_samples({k: v[:: nuts.thinning] for k, v in samples.items()})
     model.eval()
@@ -145,40 +142,40 @@ def _nuts_program(
         None if warped is None else tuple(warped),
     )
     with _PROGRAMS_LOCK:
-        return _nuts_program_locked(key, pyro_model, nuts)
+        program = _PROGRAMS.get(key)
+        if program is None:
+            import jax
+
+            template = copy.copy(pyro_model)
+
+            def run(rng_key: Any, X: Any, Y: Any, mask: Any) -> dict[str, Any]:
+                # a copy per trace: tracing writes the data (tracers) on the model
+                mcmc = nuts_mcmc(_DataAsArguments(copy.copy(template)), nuts)
+                mcmc.run(rng_key, X, Y, mask)
+                return mcmc.get_samples()
+
+            program = jax.jit(run)
+            _PROGRAMS[key] = program
+            while len(_PROGRAMS) > _MAX_PROGRAMS:
+                _PROGRAMS.popitem(last=False)
+        else:
+            _PROGRAMS.move_to_end(key)
+        return program
 
 
-def _nuts_program_locked(
-    key: tuple[Any, ...], pyro_model: PaddedSaasPyroModel, nuts: NutsSettings
-) -> Callable[..., Any]:
-    import jax
+def nuts_mcmc(model: Callable[..., None], nuts: NutsSettings) -> Any:
+    """NumPyro's ``MCMC`` with BoTorch's NUTS settings and ``nuts``'s budget, the data
+    as the model's arguments (``jit_model_args=True``)."""
     from numpyro.infer import MCMC, NUTS
 
-    program = _PROGRAMS.get(key)
-    if program is None:
-        template = copy.copy(pyro_model)
-
-        def run(rng_key: Any, X: Any, Y: Any, mask: Any) -> dict[str, Any]:
-            # a copy per trace: tracing writes the data (tracers) on the model
-            model = _DataAsArguments(copy.copy(template))
-            kernel = NUTS(model, dense_mass=True, max_tree_depth=nuts.max_tree_depth)
-            mcmc = MCMC(
-                kernel,
-                num_warmup=nuts.warmup_steps,
-                num_samples=nuts.num_samples,
-                progress_bar=False,
-                jit_model_args=True,
-            )
-            mcmc.run(rng_key, X, Y, mask)
-            return mcmc.get_samples()
-
-        program = jax.jit(run)
-        _PROGRAMS[key] = program
-        while len(_PROGRAMS) > _MAX_PROGRAMS:
-            _PROGRAMS.popitem(last=False)
-    else:
-        _PROGRAMS.move_to_end(key)
-    return program
+    kernel = NUTS(model, dense_mass=True, max_tree_depth=nuts.max_tree_depth)
+    return MCMC(
+        kernel,
+        num_warmup=nuts.warmup_steps,
+        num_samples=nuts.num_samples,
+        progress_bar=False,
+        jit_model_args=True,
+    )
 
 
 def fit_map_score_model(
