@@ -12,7 +12,9 @@ configuration draws the same seed in every run of one replay seed (common random
 numbers: contestants are compared on the same noise).
 
 The search is restricted to the table's configurations of ``--space`` (its
-``candidates``): ``AutoPEFTSearcher`` and ``RandomPEFTSearcher`` take them as
+``candidates``; rows of the build's stage ``ablation`` are candidates of the
+ablated spaces alone, so that a replay of ``full`` stays the same benchmark as
+the ablations grow): ``AutoPEFTSearcher`` and ``RandomPEFTSearcher`` take them as
 ``candidates=``. Optuna's samplers and the Ax-backed searcher cannot be
 restricted: each of their proposals is evaluated as the nearest configuration
 of the table not yet evaluated in the run (distance between encodings), and
@@ -49,11 +51,18 @@ prefixes of each run in the order results arrived):
 * the smallest fraction on the run's front whose 4x test score is within one
   standard error of the preset's.
 
+``--part findings`` checks the paper's findings on the runs of several spaces
+(``--space sa``, ``sa-layer``, ``lora``, ``lora-layer`` and ``full``), all from
+one reference: combined modules against one module, and choosing layers
+against every layer on, per replay seed.
+
 Runs are appended to ``--output`` (``runs.jsonl``) as they end; a run already
 there is skipped, so the benchmark resumes and grows.
 
     python benchmarks/replay.py --part run --contestants random random-2x autopeft-map
     python benchmarks/replay.py --part summary
+    python benchmarks/replay.py --part run --space sa-layer --contestants random autopeft-map
+    python benchmarks/replay.py --part findings
     python benchmarks/replay.py --quick     # smoke: 2 seeds, budget 12
 """
 
@@ -108,13 +117,20 @@ CONTESTANTS = (
 NUTS = (32, 16, 2)
 #: Steps of one 1x training: every result reports it as its fidelity and target.
 STEPS = 64
+#: The spaces stage ``ablation`` of the build draws for. Its rows are candidates of these
+#: alone: a combined space's candidates stay its own draws (stage ``space``), so a replay
+#: of ``full`` is the same benchmark before and after the ablations are built.
+ABLATED = ("sa", "sa-layer", "sa-pa-layer", "lora", "lora-layer")
+#: The paper's findings as pairs of spaces, (richer, narrower): combined modules against
+#: one module, and choosing layers against every layer on (SA, and LoRA alike).
+FINDINGS = (("full", "sa-layer"), ("sa-layer", "sa"), ("lora-layer", "lora"), ("full", "sa"))
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table", default=str(HERE / "peftbench" / "data"))
     parser.add_argument("--output", default=str(HERE / "results" / "replay"))
-    parser.add_argument("--part", choices=("run", "summary", "both"), default="both")
+    parser.add_argument("--part", choices=("run", "summary", "both", "findings"), default="both")
     parser.add_argument("--contestants", nargs="+", choices=CONTESTANTS, default=list(CONTESTANTS))
     parser.add_argument("--space", default="full", help="the table's configurations of this space")
     parser.add_argument("--budget", type=int, default=80, help="evaluations per run (2x: twice)")
@@ -146,7 +162,12 @@ class TableProblem:
     def __init__(self, bench: PeftBench, space: SearchSpace) -> None:
         self.bench = bench
         self.space = space
-        self.configs = [c for c in bench.configurations(1) if _member(space, c)]
+        ablated = space.variant in ABLATED
+        self.configs = [
+            c
+            for c in bench.configurations(1)
+            if _member(space, c) and (ablated or not _ablation_only(bench, c))
+        ]
         if not self.configs:
             raise SystemExit(f"the table holds no configuration of space {space.variant!r}")
         self.keys = [configuration_key(c) for c in self.configs]
@@ -180,6 +201,10 @@ class TableProblem:
             key=lambda i: sum(abs(a - b) for a, b in zip(self.encodings[i], target, strict=True)),
         )
         return self.configs[best]
+
+
+def _ablation_only(bench: PeftBench, config: PeftConfiguration) -> bool:
+    return all(r.stage == "ablation" for r in bench.rows_of(config, 1))
 
 
 def _member(space: SearchSpace, config: PeftConfiguration) -> bool:
@@ -598,6 +623,87 @@ def _versus(runs: list[dict[str, Any]], args: argparse.Namespace, problem: Table
                     )
 
 
+def findings(args: argparse.Namespace) -> None:
+    """The paper's findings on the table: the pairs of spaces of ``FINDINGS`` compared.
+
+    Every space is measured from one reference, the nadir of all their candidates'
+    rows, so the hypervolumes of different spaces compare. Per space: the ceiling
+    (every candidate evaluated, at seed 0) and, per contestant, concurrency and
+    budget, the median hypervolume of its runs; per pair, on how many replay seeds
+    the richer space's run is above the narrower's. A run that evaluated every
+    candidate of its space (``sa`` has 9) counts at every larger budget.
+    """
+    bench = PeftBench(args.table)
+    problems: dict[str, TableProblem] = {}
+    for variant in dict.fromkeys(v for pair in FINDINGS for v in pair):
+        space = SearchSpace.from_model_config(DEFAULT_MODEL, variant)
+        if any(_member(space, c) for c in bench.configurations(1)):
+            problems[variant] = TableProblem(bench, space)
+    rows_of = {v: [r for c in p.configs for r in bench.rows_of(c, 1)] for v, p in problems.items()}
+    every = [r for rows in rows_of.values() for r in rows]
+    nadir = (min(r.dev_score for r in every), max(r.param_fraction for r in every))
+    print(
+        f"one reference for every space, the nadir of their candidates: {nadir[0]:.4f} "
+        f"score, {100 * nadir[1]:.3f}% params\n"
+    )
+    ceiling = []
+    for variant, rows in rows_of.items():
+        seed0 = [(r.dev_score, r.param_fraction) for r in rows if r.seed == 0]
+        ceiling.append(
+            {
+                "space": variant,
+                "candidates": len(problems[variant].configs),
+                "every candidate: HV (seed 0)": hypervolume(seed0, nadir),
+                "HV (seed 0, log10 fraction)": log_hypervolume(seed0, nadir),
+                "best dev (seed 0)": max(s for s, _ in seed0),
+            }
+        )
+    print(_markdown(ceiling))
+    hv: dict[tuple[str, str, int, int, int], tuple[float, float]] = {}
+    for run in read_runs(Path(args.output)):
+        problem = problems.get(run["space"])
+        if problem is None or run.get("table") != problem.digest:
+            continue
+        factor = 2 if run["contestant"] == "random-2x" else 1
+        exhausted = run["budget"] >= len(problem.configs)
+        for budget in args.budgets:
+            if run["budget"] < factor * budget and not exhausted:
+                continue
+            evals = arrived(run, factor * budget)
+            points = [(e["score"], e["fraction"]) for e in evals]
+            key = (_label(run, args.initial), run["space"], run["concurrency"], budget, run["seed"])
+            hv[key] = (hypervolume(points, nadir), hypervolume(seed0_points(evals, bench), nadir))
+    settings = sorted({(k[2], k[3]) for k in hv})
+    for concurrency, budget in settings:
+        table = []
+        for label in sorted({k[0] for k in hv if k[2:4] == (concurrency, budget)}):
+            mine = {k[1:]: v for k, v in hv.items() if k[0] == label}
+            row: dict[str, Any] = {"contestant": label}
+            for variant in problems:
+                values = [v[0] for k, v in mine.items() if k[:3] == (variant, concurrency, budget)]
+                row[f"{variant}: HV median (seeds)"] = (
+                    f"{statistics.median(values):.5f} ({len(values)})" if values else "-"
+                )
+            for richer, narrower in FINDINGS:
+                seeds = [
+                    k[3]
+                    for k in mine
+                    if k[:3] == (richer, concurrency, budget)
+                    and (narrower, concurrency, budget, k[3]) in mine
+                ]
+                a = [mine[(richer, concurrency, budget, s)] for s in seeds]
+                b = [mine[(narrower, concurrency, budget, s)] for s in seeds]
+                row[f"{richer} above {narrower}: seeds (at seed 0)"] = (
+                    f"{sum(x[0] > y[0] for x, y in zip(a, b, strict=True))}/{len(seeds)} "
+                    f"({sum(x[1] > y[1] for x, y in zip(a, b, strict=True))})"
+                    if seeds
+                    else "-"
+                )
+            table.append(row)
+        print(f"\n### concurrency {concurrency}, {budget} evaluations\n")
+        print(_markdown(table))
+
+
 def _label(run: dict[str, Any], initial: int) -> str:
     """The contestant, and its initial design when it uses one other than ``--initial``."""
     name = run["contestant"]
@@ -656,6 +762,8 @@ def main(argv: list[str]) -> None:
         run_all(args)
     if args.part in ("summary", "both"):
         summary(args)
+    if args.part == "findings":
+        findings(args)
     print(
         f"\n{time.perf_counter() - started:.0f} s. Reproduce: "
         f"python benchmarks/replay.py {shlex.join(argv)}"

@@ -131,6 +131,9 @@ class Row:
     test_score: float
     param_fraction: float
     seconds: float
+    #: The build stage that trained it (``space``, ``ablation``, ...); empty in a table
+    #: written without one.
+    stage: str = ""
 
     @property
     def configuration(self) -> PeftConfiguration | str:
@@ -157,6 +160,8 @@ class PeftBench:
             )
         self.folder = Path(folder)
         self.columns: dict[str, list[Any]] = pq.read_table(path).to_pydict()
+        count = len(self.columns["key"])
+        stages = self.columns.get("stage") or [""] * count
         self.rows = [
             Row(
                 key=k,
@@ -166,8 +171,9 @@ class PeftBench:
                 test_score=float(t),
                 param_fraction=float(p),
                 seconds=float(w),
+                stage=str(g or ""),
             )
-            for k, f, s, d, t, p, w in zip(
+            for k, f, s, d, t, p, w, g in zip(
                 self.columns["key"],
                 self.columns["fidelity"],
                 self.columns["seed"],
@@ -175,6 +181,7 @@ class PeftBench:
                 self.columns["test_score"],
                 self.columns["param_fraction"],
                 self.columns["seconds"],
+                stages,
                 strict=True,
             )
         ]

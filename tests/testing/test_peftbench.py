@@ -293,3 +293,53 @@ def test_log_hypervolume_counts_the_cheap_end() -> None:
     assert linear_gain == pytest.approx(0.1 * 0.0099 / (0.2 * 0.09), rel=1e-6)
     assert log_gain - 1 == pytest.approx(1.0, rel=1e-6)
     assert replay.log_hypervolume([], nadir) == 0.0
+
+
+def test_ablation_rows_are_candidates_of_the_ablated_spaces_alone_and_findings_compare_them(
+    table: tuple[Path, SearchSpace, ParamCost],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, space, cost = table
+    replay = _replay_module()
+    before = replay.TableProblem(PeftBench(folder), space)
+    # The table grows by the ablations: SA alone on every layer (also members of full).
+    rows = [{**r, "stage": "space"} for r in pq.read_table(folder / RECORDS_FILE).to_pylist()]
+    sa = SearchSpace.from_model_config(DEFAULT_MODEL, "sa")
+    for size in (1, 4, 16, 64):
+        config = PeftConfiguration(size, 0, 0, (True,) * 6)
+        fraction = cost(config)
+        rows.append(
+            {
+                **rows[0],
+                "key": configuration_key(config),
+                "seed": 0,
+                "dev_score": _score(config, fraction, 0) - 0.05,
+                "param_fraction": fraction,
+                "stage": "ablation",
+            }
+        )
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / RECORDS_FILE)
+    bench = PeftBench(tmp_path)
+    assert {r.stage for r in bench.rows} == {"space", "ablation"}
+    after = replay.TableProblem(bench, space)
+    assert after.keys == before.keys and after.digest == before.digest  # full: unchanged
+    assert len(replay.TableProblem(bench, sa).keys) == 4  # sa: the ablation rows
+    # Replays of both spaces, then the findings from one reference.
+    output = tmp_path / "runs"
+    args = replay.parse_args(
+        ["--table", str(tmp_path), "--output", str(output), "--seeds", "2", "--budget", "6"]
+        + ["--budgets", "6", "--concurrency", "2", "--contestants", "random"]
+    )
+    for variant in ("sa", "full"):
+        args.space = variant
+        replay.run_all(args)
+    capsys.readouterr()
+    replay.findings(args)
+    out = capsys.readouterr().out
+    nadir = min(r.dev_score for r in bench.rows if r.fidelity == 1)
+    assert f"the nadir of their candidates: {nadir:.4f} score" in out
+    assert "| sa | 4 |" in out and "| full | 40 |" in out
+    [line] = [x for x in out.splitlines() if x.startswith("| random |")]
+    # sa's runs used up its 4 candidates: they count at budget 6; full is above on both.
+    assert line.endswith("| - | - | - | 2/2 (2) |"), line
