@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -20,30 +21,63 @@ from torch import Tensor
 from .feasibility import failure_constraint
 from .model import DTYPE, CanonicalModelList
 
+#: Where the fused kernel is built, one folder per Python environment (``sys.prefix``)
+#: unless ``TORCH_EXTENSIONS_DIR`` says otherwise.
+KERNEL_BUILD_ROOT = os.path.join("~", ".cache", "autopeft_ray", "torch_extensions")
 
-def load_fused_kernel() -> None:
+
+def kernel_build_dir() -> str:
+    """The folder that holds this environment's build of BoTorch's fused kernel.
+
+    PyTorch builds JIT extensions into one folder per name (by default under
+    ``~/.cache/torch_extensions``), shared by every environment of the user. The
+    build's command holds the environment's include paths, so two environments
+    (two checkouts, a virtual environment and CI's) rebuilt the shared kernel for
+    each other, 25-50 s of compilation at each switch (BENCHMARKS.md, "BoTorch's
+    kernel"). One folder per environment keeps each build. ``TORCH_EXTENSIONS_DIR``,
+    when set, is used as it is.
+    """
+    given = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if given:
+        return given
+    tag = hashlib.sha256(os.path.realpath(sys.prefix).encode()).hexdigest()[:12]
+    return os.path.join(os.path.expanduser(KERNEL_BUILD_ROOT), tag)
+
+
+def load_fused_kernel() -> bool:
     """Load BoTorch's fused qLogNEHVI kernel, JIT-built with this environment's ninja.
 
-    BoTorch builds the kernel into ``~/.cache/torch_extensions`` on first use,
-    with the first ``ninja`` on PATH. BoTorch depends on the ``ninja`` package,
-    installed next to this interpreter; with another ninja on PATH (the
-    system's), runs with and without the environment activated rebuilt the
-    cached kernel for each other, nearly a minute each time (BENCHMARKS.md, "The
-    demo"). The environment's ninja is put first for this one call.
+    BoTorch builds the kernel on first use with the first ``ninja`` on PATH.
+    BoTorch depends on the ``ninja`` package, installed next to this
+    interpreter; with another ninja on PATH (the system's), runs with and
+    without the environment activated rebuilt the cached kernel for each other,
+    nearly a minute each time (BENCHMARKS.md, "The demo"). The environment's
+    ninja is put first for this one call, and the kernel is built into
+    :func:`kernel_build_dir`. ``scripts/setup.sh`` builds it at install time, so
+    that no search pays for it.
+
+    Returns:
+        Whether the kernel is loaded (else BoTorch uses its PyTorch code).
     """
     from botorch.acquisition.multi_objective import logei
 
     load = getattr(logei, "_try_load_fused_kernel", None)
     if load is None or getattr(logei, "_load_attempted", True):
-        return
-    path = os.environ.get("PATH", "")
+        return getattr(logei, "_C", None) is not None
+    saved = {name: os.environ.get(name) for name in ("PATH", "TORCH_EXTENSIONS_DIR")}
     bin_dir = os.path.dirname(sys.executable)
     if os.path.exists(os.path.join(bin_dir, "ninja")):
-        os.environ["PATH"] = bin_dir + os.pathsep + path
+        os.environ["PATH"] = bin_dir + os.pathsep + (saved["PATH"] or "")
+    os.environ["TORCH_EXTENSIONS_DIR"] = kernel_build_dir()
     try:
         load()
     finally:
-        os.environ["PATH"] = path
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return getattr(logei, "_C", None) is not None
 
 
 def build_acquisition(

@@ -1,4 +1,5 @@
-"""BoTorch's fused qLogNEHVI kernel is built with the environment's ninja, whatever PATH says."""
+"""BoTorch's fused qLogNEHVI kernel is built with the environment's ninja, whatever PATH says,
+into a folder of its own environment."""
 
 from __future__ import annotations
 
@@ -27,8 +28,12 @@ for i in range(4):
 assert searcher.timings and searcher.timings[-1]["fallback"] is None, searcher.timings
 """
 REPORT = """
+import os
 from botorch.acquisition.multi_objective import logei
+from autopeft_ray.searchers.surrogate.acquisition import kernel_build_dir
 print("loaded" if logei._C is not None else "fallback")
+print(os.path.dirname(logei._C.__file__).startswith(kernel_build_dir() + os.sep))
+print(os.environ.get("TORCH_EXTENSIONS_DIR"))
 """
 
 
@@ -52,5 +57,18 @@ def test_kernel_loads_with_the_environments_ninja_not_the_first_on_path(tmp_path
         timeout=600,
         check=True,
     )
-    assert out.stdout.strip() == "loaded", out.stderr
+    # Built into this environment's own folder (the variable set for the build only).
+    assert out.stdout.split() == ["loaded", "True", "None"], out.stderr
     assert not marker.exists(), "the first ninja on PATH was used"
+
+
+def test_each_environment_builds_the_kernel_in_a_folder_of_its_own(monkeypatch):
+    from autopeft_ray.searchers.surrogate.acquisition import KERNEL_BUILD_ROOT, kernel_build_dir
+
+    monkeypatch.delenv("TORCH_EXTENSIONS_DIR", raising=False)
+    here = kernel_build_dir()
+    assert here.startswith(os.path.expanduser(KERNEL_BUILD_ROOT) + os.sep)
+    monkeypatch.setattr(sys, "prefix", "/elsewhere/venv")
+    assert kernel_build_dir() != here
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", "/my/extensions")  # the user's choice wins
+    assert kernel_build_dir() == "/my/extensions"
