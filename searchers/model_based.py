@@ -238,7 +238,9 @@ class ModelBasedSearcher(PeftSearcherBase):
             "target fidelity, so it learns nothing from the others (under ASHA, most of "
             "them). To fit them too, with their fidelity as a model input, use "
             "AutoPEFTSearcher(multi_fidelity=True, surrogate='saas-map', cost_input=True) "
-            "(CLI: --multi-fidelity --surrogate saas-map --cost-input), or min_fidelity= to "
+            "(CLI: --multi-fidelity --surrogate saas-map --cost-input, its default under "
+            "--scheduler asha and hyperband; on real trainings this model ranks unseen "
+            "configurations at full fidelity far better: BENCHMARKS.md), or min_fidelity= to "
             "fit those stopped at or above a fidelity.",
             type(self).__name__,
         )

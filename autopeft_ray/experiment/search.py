@@ -66,6 +66,8 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
 
         return RandomPEFTSearcher(space, cost_fn=cost, seed=options.seed)
     warmup, samples, thinning = options.nuts
+    # SearchOptions resolved the defaults of these three (``_resolve_scheduler_defaults``).
+    assert options.surrogate is not None and options.multi_fidelity is not None
     common: dict[str, Any] = dict(
         cost_fn=cost,
         num_initial=options.num_initial,
@@ -90,7 +92,7 @@ def make_searcher(options: SearchOptions, space: SearchSpace, cost: Any) -> Any:
         fill_with_random=options.fill_with_random,
         max_baseline=options.max_baseline,
         multi_fidelity=options.multi_fidelity,
-        cost_input=options.cost_input,
+        cost_input=bool(options.cost_input),
         **common,
     )
 

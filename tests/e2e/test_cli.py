@@ -29,8 +29,9 @@ def _lines(folder: Path) -> list[dict]:
 def test_search_with_asha_stops_by_pareto_rungs_and_fits_every_rung(
     ray_session, tmp_path, tiny_search_args
 ):
-    """3 random trials under ASHA, then one model-based (MAP) step with
-    --multi-fidelity: it fits all 3 ended trials, whichever rung they reached."""
+    """3 random trials under ASHA, then one model-based step: by default under a scheduler
+    that stops trials, the multi-fidelity MAP model with the cost input, which fits all 3
+    ended trials, whichever rung they reached."""
     out = tmp_path / "asha"
     code = main(
         [
@@ -42,9 +43,6 @@ def test_search_with_asha_stops_by_pareto_rungs_and_fits_every_rung(
             "2",
             "--scheduler",
             "asha",
-            "--multi-fidelity",
-            "--surrogate",
-            "saas-map",
             "--initial",
             "3",
             "--model-based",
@@ -62,6 +60,13 @@ def test_search_with_asha_stops_by_pareto_rungs_and_fits_every_rung(
     assert states, "Tune saved the searcher's state"
     state = json.loads(states[-1].read_text())
     assert state["settings"]["multi_fidelity"] is True
+    assert state["settings"]["cost_input"] is True
+    saved = json.loads((out / "search.json").read_text())
+    assert (saved["surrogate"], saved["multi_fidelity"], saved["cost_input"]) == (
+        "saas-map",
+        True,
+        True,
+    )
     steps = [t for t in state["timings"] if "total_s" in t]
     assert [t["n_observations"] for t in steps] == [3]
 

@@ -151,11 +151,37 @@ def test_multi_fidelity_needs_the_autopeft_searcher_and_an_early_stopping_schedu
     with pytest.raises(
         ConfigurationError, match=r"`surrogate` .*got 'saas-nuts'. `multi_fidelity` fits a MAP"
     ):
-        SearchOptions(settings=settings, scheduler="asha", multi_fidelity=True)
+        SearchOptions(
+            settings=settings, scheduler="asha", surrogate="saas-nuts", multi_fidelity=True
+        )
     with pytest.raises(ConfigurationError, match=r"with --searcher random there are none"):
         SearchOptions(
             settings=settings, searcher="random", scheduler="hyperband", multi_fidelity=True
         )
+
+
+@pytest.mark.parametrize(
+    ("given", "resolved"),
+    [
+        ({}, ("saas-nuts", False, False)),
+        ({"scheduler": "asha"}, ("saas-map", True, True)),
+        ({"scheduler": "hyperband", "cost_input": False}, ("saas-map", True, False)),
+        ({"scheduler": "asha", "surrogate": "saas-nuts"}, ("saas-nuts", False, False)),
+        ({"scheduler": "asha", "multi_fidelity": False}, ("saas-nuts", False, False)),
+        ({"scheduler": "asha", "searcher": "ax"}, ("saas-nuts", False, False)),
+        ({"scheduler": "asha", "searcher": "random"}, ("saas-nuts", False, False)),
+        ({"surrogate": "saas-map", "cost_input": True}, ("saas-map", False, True)),
+    ],
+)
+def test_a_scheduler_that_stops_trials_defaults_to_fitting_them(given, resolved):
+    """Unset, the surrogate, multi_fidelity and cost_input follow the scheduler; given, kept."""
+    from autopeft_ray.config import TrainingSettings
+
+    options = SearchOptions(settings=TrainingSettings(num_evaluations=3), **given)
+    assert (options.surrogate, options.multi_fidelity, options.cost_input) == resolved
+    saved = options.to_dict()
+    assert (saved["surrogate"], saved["multi_fidelity"], saved["cost_input"]) == resolved
+    assert SearchOptions.from_dict(saved) == options
 
 
 @pytest.mark.parametrize(
