@@ -42,6 +42,8 @@ import shlex
 import statistics
 import sys
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from scipy.stats import spearmanr
@@ -78,11 +80,14 @@ def records_of(problem: SyntheticPeftProblem, n: int, seed: int) -> list[TrialRe
     ]
 
 
-def fitted_data(way: str, records: list[TrialRecord], problem: SyntheticPeftProblem):
+def fitted_data(
+    way: str, records: list[TrialRecord], score_at_target: Callable[[Any], float], target: int
+):
+    """What the model of ``way`` is fitted on, and whether it is the multi-fidelity one."""
     if way == "all at target":
         records = [
             dataclasses.replace(
-                r, status=COMPLETED, score=problem.score(r.config), fidelity=TARGET, earlier=()
+                r, status=COMPLETED, score=score_at_target(r.config), fidelity=target, earlier=()
             )
             for r in records
         ]
@@ -92,34 +97,51 @@ def fitted_data(way: str, records: list[TrialRecord], problem: SyntheticPeftProb
     return observations(records, float, multi_fidelity=multi), multi
 
 
-def measure(way: str, n: int, seed: int, cost_input: bool) -> tuple[float, float]:
-    problem = SyntheticPeftProblem(SPACE, seed=seed, target_fidelity=TARGET)
-    data, multi = fitted_data(way, records_of(problem, n, seed), problem)
+def rank_unseen(
+    space: SearchSpace,
+    data: list,
+    multi: bool,
+    cost_fn: Callable[[Any], float] | None,
+    unseen: list,
+    truth: list[float],
+    top_k: int,
+) -> tuple[float, float]:
+    """Fit the MAP model on ``data``; its Spearman on ``unseen`` against ``truth`` at the
+    target, and the mean truth of its top ``top_k``."""
     extra = None
-    if cost_input:
-        extra = CostInput(
-            KnownCost(SPACE, problem.cost), problem.cost(largest_configuration(SPACE))
-        )
-    X = model_inputs(SPACE, data, multi, extra)
+    if cost_fn is not None:
+        extra = CostInput(KnownCost(space, cost_fn), cost_fn(largest_configuration(space)))
+    X = model_inputs(space, data, multi, extra)
     Y = torch.tensor([[value] for _, value, _ in data], dtype=DTYPE)
     model = fit_map_score_model(X, Y, seed=0, multi_fidelity=multi)
     model = on_encodings(model, multi, extra)
+    with torch.no_grad():
+        mean = model.posterior(model_inputs(space, [(c, 0.0, 1.0) for c in unseen], False))
+        predicted = mean.mean.squeeze(-1).tolist()
+    top = sorted(range(len(unseen)), key=lambda i: -predicted[i])[:top_k]
+    return float(spearmanr(predicted, truth)[0]), statistics.mean(truth[i] for i in top)
+
+
+def measure(way: str, n: int, seed: int, cost_input: bool) -> tuple[float, float]:
+    problem = SyntheticPeftProblem(SPACE, seed=seed, target_fidelity=TARGET)
+    data, multi = fitted_data(way, records_of(problem, n, seed), problem.score, TARGET)
     rng = random.Random(5)
     unseen = [SPACE.sample(rng) for _ in range(300)]
     truth = [problem.noiseless_score(c) for c in unseen]
-    with torch.no_grad():
-        mean = model.posterior(model_inputs(SPACE, [(c, 0.0, 1.0) for c in unseen], False))
-        predicted = mean.mean.squeeze(-1).tolist()
-    top = sorted(range(len(unseen)), key=lambda i: -predicted[i])[:10]
-    return float(spearmanr(predicted, truth)[0]), statistics.mean(truth[i] for i in top)
+    cost_fn = problem.cost if cost_input else None
+    return rank_unseen(SPACE, data, multi, cost_fn, unseen, truth, 10)
 
 
 class TableScores:
     """PEFTBench's seed-0 dev scores at 1x and 4x, as ``successive_halving`` asks them."""
 
     def __init__(self, folder: str) -> None:
+        from autopeft_ray.models import DEFAULT_MODEL
+        from autopeft_ray.objectives.cost import ParamCost
         from autopeft_ray.testing.peftbench import PeftBench, configuration_of
 
+        self.space = SearchSpace.from_model_config(DEFAULT_MODEL, "full")
+        self.cost = ParamCost.from_model(DEFAULT_MODEL)
         self.bench = PeftBench(folder)
         self.pool: list = []
         for key in self.bench.keys(4):
@@ -135,10 +157,6 @@ class TableScores:
 def measure_table(
     way: str, scores: TableScores, seed: int, cost_input: bool, n: int = 32
 ) -> tuple[float, float]:
-    from autopeft_ray.models import DEFAULT_MODEL
-    from autopeft_ray.objectives.cost import ParamCost
-
-    space = SearchSpace.from_model_config(DEFAULT_MODEL, "full")
     rng = random.Random(200 + seed)
     pool = list(scores.pool)
     rng.shuffle(pool)
@@ -148,28 +166,10 @@ def measure_table(
         TrialRecord.from_reports(str(i), config, reported, 4)
         for i, (config, reported) in enumerate(ended)
     ]
-    if way == "all at target":
-        records = [
-            dataclasses.replace(
-                r, status=COMPLETED, score=scores.score(r.config, 4), fidelity=4, earlier=()
-            )
-            for r in records
-        ]
-    multi = way == "every rung"
-    data = observations(records, float, multi_fidelity=multi)
-    extra = None
-    if cost_input:
-        cost = ParamCost.from_model(DEFAULT_MODEL)
-        extra = CostInput(KnownCost(space, cost), cost(largest_configuration(space)))
-    X = model_inputs(space, data, multi, extra)
-    Y = torch.tensor([[value] for _, value, _ in data], dtype=DTYPE)
-    model = on_encodings(fit_map_score_model(X, Y, seed=0, multi_fidelity=multi), multi, extra)
+    data, multi = fitted_data(way, records, lambda c: scores.score(c, 4), 4)
     truth = [scores.score(c, 4) for c in held_out]
-    with torch.no_grad():
-        posterior = model.posterior(model_inputs(space, [(c, 0.0, 1.0) for c in held_out], False))
-        predicted = posterior.mean.squeeze(-1).tolist()
-    top = sorted(range(len(held_out)), key=lambda i: -predicted[i])[:3]
-    return float(spearmanr(predicted, truth)[0]), statistics.mean(truth[i] for i in top)
+    cost_fn = scores.cost if cost_input else None
+    return rank_unseen(scores.space, data, multi, cost_fn, held_out, truth, 3)
 
 
 def main_table(args: argparse.Namespace) -> None:
