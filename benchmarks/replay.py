@@ -181,9 +181,13 @@ class TableProblem:
             names.append(key if seeds == [0] else f"{key}@{','.join(map(str, seeds))}")
         self.digest = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:10]
         self.encodings = [canonical_encoding(space, c) for c in self.configs]
-        every = [r for rows in rows_of for r in rows]
+        #: Every recorded 1x row of the candidates.
+        self.rows = [r for rows in rows_of for r in rows]
         #: The paper's reference: the nadir of the table's points (lowest score, largest fraction).
-        self.nadir = (min(r.dev_score for r in every), max(r.param_fraction for r in every))
+        self.nadir = (
+            min(r.dev_score for r in self.rows),
+            max(r.param_fraction for r in self.rows),
+        )
 
     def draw(self, config: PeftConfiguration, replay_seed: int) -> Any:
         """One recorded 1x training: the seed drawn per (replay seed, configuration)."""
@@ -506,7 +510,7 @@ def summary(args: argparse.Namespace) -> None:
         f"the table) {problem.nadir[0]:.4f} score, {100 * problem.nadir[1]:.3f}% params; "
         f"default reference {default_ref[0]:g}, {100 * default_ref[1]:.3f}%"
     )
-    every = [(r.dev_score, r.param_fraction) for c in problem.configs for r in bench.rows_of(c, 1)]
+    every = [(r.dev_score, r.param_fraction) for r in problem.rows]
     print(
         f"every candidate evaluated (the ceiling, every recorded seed): HV (nadir) "
         f"{hypervolume(every, problem.nadir):.6f}, HV (default) "
@@ -639,20 +643,19 @@ def findings(args: argparse.Namespace) -> None:
         space = SearchSpace.from_model_config(DEFAULT_MODEL, variant)
         if any(_member(space, c) for c in bench.configurations(1)):
             problems[variant] = TableProblem(bench, space)
-    rows_of = {v: [r for c in p.configs for r in bench.rows_of(c, 1)] for v, p in problems.items()}
-    every = [r for rows in rows_of.values() for r in rows]
+    every = [r for p in problems.values() for r in p.rows]
     nadir = (min(r.dev_score for r in every), max(r.param_fraction for r in every))
     print(
         f"one reference for every space, the nadir of their candidates: {nadir[0]:.4f} "
         f"score, {100 * nadir[1]:.3f}% params\n"
     )
     ceiling = []
-    for variant, rows in rows_of.items():
-        seed0 = [(r.dev_score, r.param_fraction) for r in rows if r.seed == 0]
+    for variant, problem in problems.items():
+        seed0 = [(r.dev_score, r.param_fraction) for r in problem.rows if r.seed == 0]
         ceiling.append(
             {
                 "space": variant,
-                "candidates": len(problems[variant].configs),
+                "candidates": len(problem.configs),
                 "every candidate: HV (seed 0)": hypervolume(seed0, nadir),
                 "HV (seed 0, log10 fraction)": log_hypervolume(seed0, nadir),
                 "best dev (seed 0)": max(s for s, _ in seed0),
