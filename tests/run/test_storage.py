@@ -182,7 +182,7 @@ def test_bad_credentials_and_missing_permissions_are_refused(s3, prefix):
         return RunFolder(f"{s3.bucket}/{prefix}", filesystem)
 
     with s3.enforce_auth():
-        folder(writer).check_writable()  # a role scoped to the bucket is enough
+        _check_writable_past_a_flaky_refusal(folder(writer))  # a role scoped to the bucket
         with pytest.raises(ConfigurationError, match="a location these credentials may write"):
             folder(reader).check_writable()
         unknown = {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN", "AWS_SECRET_ACCESS_KEY": "x"}
@@ -195,6 +195,25 @@ def test_bad_credentials_and_missing_permissions_are_refused(s3, prefix):
             ConfigurationError, match="`run folder` should be a location these credentials may read"
         ):
             folder(unknown).read_records()
+
+
+def _check_writable_past_a_flaky_refusal(folder: RunFolder, tries: int = 3) -> None:
+    """``folder.check_writable()``, tried up to ``tries`` times.
+
+    moto 5.2.5 has refused this writer's first write (AccessDenied on
+    CreateMultipartUpload, the user's policy allowing s3:PutObject) on 2 of about 10
+    full-suite runs under xdist, and never in isolation (20 runs of this module, 100
+    direct tries, with and without other requests on the server); the cause was not
+    found. A writer that is really refused is refused on every try, and the test fails.
+    """
+    for attempt in range(1, tries + 1):
+        try:
+            folder.check_writable()
+            return
+        except ConfigurationError:
+            if attempt == tries:
+                raise
+            time.sleep(0.5)
 
 
 @pytest.fixture
