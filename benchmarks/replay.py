@@ -37,7 +37,8 @@ with another initial design are shown as their own rows (``autopeft-map, 20
 initial``), so replays at several ``--initial`` compare the initial design.
 
 Figures (``--part summary``), per space, concurrency and budget (``--budgets``:
-prefixes of each run in the order results arrived):
+prefixes of each run in the order results arrived; a seed replayed at two budgets
+counts once, by its longest run):
 
 * the hypervolume of the observed (dev score, fraction) points, from the
   paper's reference, the nadir of the table's points in the space (its lowest
@@ -357,6 +358,23 @@ def read_runs(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def longest_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run per contestant, space, concurrency, replay seed, initial design and table:
+    the one of the largest budget (the latest on a tie), in the runs' order.
+
+    Its first evaluations stand for every smaller budget, so a shorter run of the same
+    seed (one replayed before the longer, perhaps from older code) is not counted twice.
+    """
+    kept: dict[tuple[Any, ...], int] = {}
+    for i, run in enumerate(runs):
+        key = tuple(
+            run.get(k) for k in ("contestant", "space", "concurrency", "seed", "initial", "table")
+        )
+        if key not in kept or run["budget"] >= runs[kept[key]]["budget"]:
+            kept[key] = i
+    return [runs[i] for i in sorted(kept.values())]
+
+
 def run_all(args: argparse.Namespace) -> None:
     folder = Path(args.output)
     folder.mkdir(parents=True, exist_ok=True)
@@ -459,7 +477,7 @@ def picks_without(
         }
     )
     count: dict[str, int] = {}
-    for run in runs:
+    for run in longest_runs(runs):
         factor = 2 if run["contestant"] == "random-2x" else 1
         for budget in budgets:
             if run["budget"] < factor * budget:
@@ -477,15 +495,17 @@ def summary(args: argparse.Namespace) -> None:
     space = SearchSpace.from_model_config(DEFAULT_MODEL, args.space)
     problem = TableProblem(bench, space)
     everything = [r for r in read_runs(Path(args.output)) if r["space"] == args.space]
-    runs = [
-        {**r, "label": _label(r, args.initial)}
-        for r in everything
-        if r.get("table") == problem.digest
-    ]
-    if len(runs) < len(everything):
+    current = [r for r in everything if r.get("table") == problem.digest]
+    if len(current) < len(everything):
         print(
-            f"{len(everything) - len(runs)} runs of space {args.space!r} were replayed on "
+            f"{len(everything) - len(current)} runs of space {args.space!r} were replayed on "
             "another state of the table: left out"
+        )
+    runs = [{**r, "label": _label(r, args.initial)} for r in longest_runs(current)]
+    if len(runs) < len(current):
+        print(
+            f"{len(current) - len(runs)} shorter runs of a seed that a longer run also "
+            "replayed: left out (the longer run's first evaluations stand for them)"
         )
     if not runs:
         print(f"no runs of space {args.space!r} on this table in {args.output}")
@@ -663,7 +683,7 @@ def findings(args: argparse.Namespace) -> None:
         )
     print(_markdown(ceiling))
     hv: dict[tuple[str, str, int, int, int], tuple[float, float]] = {}
-    for run in read_runs(Path(args.output)):
+    for run in longest_runs(read_runs(Path(args.output))):
         problem = problems.get(run["space"])
         if problem is None or run.get("table") != problem.digest:
             continue

@@ -295,6 +295,26 @@ def test_log_hypervolume_counts_the_cheap_end() -> None:
     assert replay.log_hypervolume([], nadir) == 0.0
 
 
+def test_a_seed_replayed_twice_counts_once_at_its_longest_budget() -> None:
+    replay = _replay_module()
+
+    def run(name: str, seed: int, budget: int, **extra: Any) -> dict[str, Any]:
+        base = {"space": "full", "concurrency": 2, "initial": 10, "table": "t"}
+        return {"contestant": name, "seed": seed, "budget": budget, **base, **extra}
+
+    runs = [
+        run("autopeft-nuts", 0, 40),  # replayed first, at 40; then the same seed at 80
+        run("autopeft-nuts", 1, 40),
+        run("autopeft-nuts", 0, 80),
+        run("autopeft-nuts", 0, 80, concurrency=4),  # another concurrency: its own
+        run("autopeft-nuts", 0, 40, table="older"),  # another table: its own
+        run("random", 0, 80),
+        run("random", 0, 80, finished="later"),  # a tie: the latest
+    ]
+    kept = replay.longest_runs(runs)
+    assert kept == [runs[1], runs[2], runs[3], runs[4], runs[6]]
+
+
 def test_ablation_rows_are_candidates_of_the_ablated_spaces_alone_and_findings_compare_them(
     table: tuple[Path, SearchSpace, ParamCost],
     tmp_path: Path,
