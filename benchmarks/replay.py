@@ -14,8 +14,10 @@ numbers: contestants are compared on the same noise).
 The search is restricted to the table's configurations of ``--space`` (its
 ``candidates``; rows of the build's stage ``ablation`` are candidates of the
 ablated spaces alone, so that a replay of ``full`` stays the same benchmark as
-the ablations grow): ``AutoPEFTSearcher`` and ``RandomPEFTSearcher`` take them as
-``candidates=``. Optuna's samplers and the Ax-backed searcher cannot be
+the ablations grow): ``AutoPEFTSearcher``, ``RandomPEFTSearcher`` and
+``AxPEFTSearcher`` take them as ``candidates=`` (the Ax-backed searcher replaces
+each proposal of Ax's by the nearest unseen candidate itself, and its Ax
+experiment holds the candidate measured). Optuna's samplers cannot be
 restricted: each of their proposals is evaluated as the nearest configuration
 of the table not yet evaluated in the run (distance between encodings), and
 reported to them under their own proposal. Their figures carry that caveat.
@@ -249,8 +251,8 @@ def make_searcher(
         return searcher, False
     if name == "ax-map":
         return AxPEFTSearcher(
-            space, cost, num_initial=initial, surrogate="saas-map", seed=seed
-        ), True
+            space, cost, num_initial=initial, surrogate="saas-map", seed=seed, candidates=candidates
+        ), False
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 

@@ -22,6 +22,13 @@ they mean the same):
 * The initial design is this searcher's own (``num_initial`` uniform draws
   with ``seed``, as in AutoPEFT), attached to Ax as trials; Ax's Sobol step is
   not used.
+* ``candidates=`` (search only among these configurations): Ax has no way to
+  restrict its acquisition to a set of configurations, so each of its
+  proposals that is not an unseen candidate is replaced by the nearest unseen
+  one (L1 distance between encodings), and Ax's trial for the proposal is
+  abandoned; the experiment holds the candidate that runs, so Ax's model
+  learns what was measured. :class:`~.autopeft.AutoPEFTSearcher` instead
+  scores every unseen candidate by its acquisition.
 * Running trials are Ax trials in state RUNNING: Ax treats them as pending.
   Failed trials are marked failed (Ax does not fit them); early-stopped ones
   are marked abandoned, because the fidelity policy fits only results at the
@@ -132,6 +139,9 @@ class AxPEFTSearcher(ModelBasedSearcher):
             search on large spaces); ``None``: Ax's default (20).
         raw_samples: random points Ax scores to choose the starts; ``None``:
             Ax's default (1024).
+        candidates: search only among these configurations (see
+            :class:`~autopeft_ray.searchers.PeftSearcherBase`); a proposal of Ax's
+            that is not an unseen candidate is replaced by the nearest one.
 
     Example:
         >>> searcher = AxPEFTSearcher(space, ParamCost.from_model(name), num_initial=20)
@@ -160,6 +170,7 @@ class AxPEFTSearcher(ModelBasedSearcher):
         jax_cache_dir: str | None = DEFAULT_JAX_CACHE_DIR,
         num_restarts: int | None = None,
         raw_samples: int | None = None,
+        candidates: Sequence[Mapping[str, Any] | PeftConfiguration] | None = None,
     ) -> None:
         super().__init__(
             space,
@@ -177,6 +188,7 @@ class AxPEFTSearcher(ModelBasedSearcher):
             points_to_evaluate=points_to_evaluate,
             min_fidelity=min_fidelity,
             max_t=max_t,
+            candidates=candidates,
         )
         self.num_restarts = check_int("num_restarts", num_restarts, allow_none=True)
         self.raw_samples = check_int("raw_samples", raw_samples, allow_none=True)
@@ -400,6 +412,7 @@ class AxProposer:
         step_seed = derive_seed(self.seed, "ax-step", snapshot.num_suggested)
         numpy_state = np.random.get_state()
         config = None
+        mapped = False  # Ax's proposal replaced by the nearest unseen candidate
         fit_s = acquisition_s = 0.0
         try:
             with _quiet_ax(), torch.random.fork_rng():
@@ -419,6 +432,14 @@ class AxProposer:
                     fit_s += generator_run.fit_time or 0.0
                     acquisition_s += generator_run.gen_time or 0.0
                     proposal = self.space.from_trial_config(parameters)
+                    if self.random.candidates is not None:
+                        config = self.random.nearest_unseen_candidate(proposal, snapshot.seen)
+                        if config is not None and config.model_key() == proposal.model_key():
+                            self._generated[proposal.model_key()] = int(index)
+                        else:  # the candidate that runs is attached when the client syncs
+                            client.mark_trial_abandoned(index)
+                            mapped = config is not None
+                        break
                     if proposal.model_key() not in snapshot.seen:
                         self._generated[proposal.model_key()] = int(index)
                         config = proposal
@@ -435,6 +456,7 @@ class AxProposer:
                 "acquisition_s": round(acquisition_s, 4),
                 "total_s": round(time.perf_counter() - start, 4),
                 "fallback": None if config is not None else "no unseen candidate",
+                **({"mapped": mapped} if self.random.candidates is not None else {}),
             }
         )
         return config

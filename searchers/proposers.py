@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from autopeft_ray.space import PeftConfiguration, SearchSpace
+from autopeft_ray.space.encoding import canonical_encoding
 
 from .ledger import Snapshot
 
@@ -80,6 +81,27 @@ class RandomProposer:
     def unseen_candidates(self, seen: AbstractSet[PeftConfiguration]) -> list[PeftConfiguration]:
         """The candidates not in ``seen``, in their given order (needs ``candidates``)."""
         return [c for c in self.candidates or () if c.model_key() not in seen]
+
+    def nearest_unseen_candidate(
+        self, config: PeftConfiguration, seen: AbstractSet[PeftConfiguration]
+    ) -> PeftConfiguration | None:
+        """The candidate not in ``seen`` nearest ``config`` (L1 distance between their
+        canonical encodings, the first in the given order on a tie); ``config`` itself
+        when it is one; ``None`` when none is left (needs ``candidates``)."""
+        left = self.unseen_candidates(seen)
+        if not left:
+            return None
+        key = config.model_key()
+        for candidate in left:
+            if candidate.model_key() == key:
+                return candidate
+        target = canonical_encoding(self.space, config)
+
+        def distance(candidate: PeftConfiguration) -> float:
+            encoding = canonical_encoding(self.space, candidate)
+            return sum(abs(a - b) for a, b in zip(encoding, target, strict=True))
+
+        return min(left, key=distance)
 
     def unseen_configurations(
         self, seen: AbstractSet[PeftConfiguration]

@@ -406,12 +406,12 @@ def _pool(space: SearchSpace, count: int) -> list:
     return list(pool.values())
 
 
-@pytest.mark.parametrize("kind", ["random", "autopeft"])
+@pytest.mark.parametrize("kind", ["random", "autopeft", "ax"])
 def test_candidates_restrict_every_suggestion_until_finished(
     make_searcher, driver, space, kind, tmp_path
 ):
     pool = _pool(space, 9)
-    extra = {"surrogate": "saas-map"} if kind == "autopeft" else {}
+    extra = {"surrogate": "saas-map"} if kind != "random" else {}
     # A duplicate model counts once.
     searcher = make_searcher(kind, candidates=[*pool, pool[0].to_dict()], **extra)
     assert searcher.num_distinct == 9 and searcher.candidates == pool
@@ -427,8 +427,20 @@ def test_candidates_restrict_every_suggestion_until_finished(
     assert run.suggest() == Searcher.FINISHED
     keys = canonical_keys(run.suggested)
     assert len(keys) == len(set(keys)) == 9 and set(keys) == {c.model_key() for c in pool}
+    steps = [t for t in restored.timings if "total_s" in t]
     if kind == "autopeft":  # the model chose among the candidates after the initial design
-        assert [t["fallback"] for t in restored.timings if "total_s" in t] == [None] * 4
+        assert [t["fallback"] for t in steps] == [None] * 4
+    if kind == "ax":  # Ax proposed over the space; what ran is the nearest unseen candidate
+        assert [t["fallback"] for t in steps] == [None] * 4
+        assert any(t["mapped"] for t in steps)
+        # Ax's experiment holds the candidates that ran, not its replaced proposals.
+        arms = {
+            space.from_trial_config(trial.arm.parameters).model_key()
+            for trial in restored.client._experiment.trials.values()  # noqa: SLF001
+            if trial.status.is_completed
+        }
+        measured = {r.config.model_key() for r in restored.records if r.status == COMPLETED}
+        assert arms == measured and measured <= {c.model_key() for c in pool}
 
 
 def test_bad_candidates_name_the_field(make_searcher, space):
