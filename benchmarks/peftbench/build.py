@@ -36,6 +36,8 @@ that depends on earlier rows (the 1x top 10) sees them:
     4x, seed 0, for what the replays in ``--picks-from`` would pick (the best
     observed dev score at no more than each preset's fraction) and the table
     has no 4x row of: the summary of ``benchmarks/replay.py`` scores picks at 4x.
+    ``--picks-budgets`` and ``--picks-spaces`` narrow it to the picks after
+    those many evaluations, in those spaces' runs; the most picked come first.
 
 Every row is written as it ends (the table file is replaced whole, atomically),
 and a re-run skips every ``(key, fidelity, seed)`` already in the table, so the
@@ -141,6 +143,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="replay folders (benchmarks/replay.py --output): stage picks trains their picks",
     )
     parser.add_argument(
+        "--picks-budgets",
+        type=int,
+        nargs="+",
+        default=[20, 40, 80],
+        help="stage picks: the picks after these many evaluations",
+    )
+    parser.add_argument(
+        "--picks-spaces",
+        nargs="*",
+        default=[],
+        help="stage picks: only the runs of these spaces (default: every space)",
+    )
+    parser.add_argument(
         "--presets",
         nargs="*",
         default=["full", "serial", "parallel", "prefix", "mam", "lora", "unipelt"],
@@ -220,8 +235,15 @@ def replay_picks(args: argparse.Namespace) -> list[str]:
     replay = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("replay", replay)
     spec.loader.exec_module(replay)
-    runs = [r for folder in args.picks_from for r in replay.read_runs(Path(folder))]
-    return list(replay.picks_without(runs, PeftBench(args.output), args.full_fidelity))
+    runs = [
+        r
+        for folder in args.picks_from
+        for r in replay.read_runs(Path(folder))
+        if not args.picks_spaces or r.get("space", "full") in args.picks_spaces
+    ]
+    bench = PeftBench(args.output)
+    budgets = tuple(args.picks_budgets)
+    return list(replay.picks_without(runs, bench, args.full_fidelity, budgets=budgets))
 
 
 def plan(stage: str, args: argparse.Namespace, table: list[dict[str, Any]]) -> list[dict[str, Any]]:

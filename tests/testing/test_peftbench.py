@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 import random
 import sys
@@ -246,15 +247,31 @@ def test_picks_without_a_full_fidelity_row_are_what_stage_picks_trains(
     assert replay.picks_without(runs, bench, 4, budgets=(1, 2)) == [c, a]
     assert replay.picks_without(runs, bench, 4, budgets=(1,)) == [c]
     assert replay.picks_without(runs, bench, 1, budgets=(1, 2)) == []  # all have 1x rows
+    # The build's stage picks plans the same keys, for the budgets and spaces asked.
+    build = _build_module()
+    replays = tmp_path / "replays"
+    replays.mkdir()
+    lines = [json.dumps({**r, "space": "full"}) + "\n" for r in runs]
+    (replays / "runs.jsonl").write_text("".join(lines))
+    argv = ["--output", str(tmp_path), "--picks-from", str(replays), "--picks-budgets"]
+    assert build.replay_picks(build.parse_args([*argv, "1", "2"])) == [c, a]
+    assert build.replay_picks(build.parse_args([*argv, "1"])) == [c]
+    assert build.replay_picks(build.parse_args([*argv, "1", "2", "--picks-spaces", "sa"])) == []
+    assert build.replay_picks(build.parse_args(argv[:-1])) == []  # 20, 40, 80: none so long
 
 
-def test_summary_says_how_the_fidelities_rank_alike(capsys: pytest.CaptureFixture[str]) -> None:
+def _build_module() -> Any:
     spec = importlib.util.spec_from_file_location(
         "peftbench_build", REPO / "benchmarks" / "peftbench" / "build.py"
     )
     assert spec is not None and spec.loader is not None
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
+    return build
+
+
+def test_summary_says_how_the_fidelities_rank_alike(capsys: pytest.CaptureFixture[str]) -> None:
+    build = _build_module()
 
     def row(key: str, fidelity: int, dev: float, test: float, seed: int = 0) -> dict[str, Any]:
         return {
