@@ -617,7 +617,8 @@ def _figures(
 
 
 def _versus(runs: list[dict[str, Any]], args: argparse.Namespace, problem: TableProblem) -> None:
-    """Per seed, AutoPEFT against each other contestant at the largest budget."""
+    """Per seed, AutoPEFT and the Ax-backed searcher against each other contestant (Ax
+    against the others but AutoPEFT) at the largest budget."""
     budget = max(args.budgets)
     for concurrency in sorted({r["concurrency"] for r in runs}):
         by = {}
@@ -633,10 +634,10 @@ def _versus(runs: list[dict[str, Any]], args: argparse.Namespace, problem: Table
                     log_hypervolume(points, problem.nadir),
                     hypervolume(seed0_points(evals, problem.bench), problem.nadir),
                 )
-        ours = sorted({c for c, _ in by if c.startswith("autopeft")})
+        ours = sorted({c for c, _ in by if c.startswith(("autopeft", "ax"))})
         others = sorted({c for c, _ in by if not c.startswith("autopeft")})
         for mine in ours:
-            for other in others:
+            for other in (o for o in others if o != mine):
                 seeds = sorted(s for c, s in by if c == mine and (other, s) in by)
                 if seeds:
                     wins = sum(by[(mine, s)][0] > by[(other, s)][0] for s in seeds)
