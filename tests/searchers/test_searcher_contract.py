@@ -443,6 +443,26 @@ def test_candidates_restrict_every_suggestion_until_finished(
         assert arms == measured and measured <= {c.model_key() for c in pool}
 
 
+def test_the_nearest_unseen_candidate_stands_for_a_proposal_outside_them(space):
+    from autopeft_ray.searchers.proposers import RandomProposer
+    from autopeft_ray.space.encoding import canonical_encoding
+
+    pool = _pool(space, 6)
+    proposer = RandomProposer(space, pool)
+    keys = {c.model_key() for c in pool}
+    outside = next(c for c in _pool(space, 60) if c.model_key() not in keys)
+
+    def l1(a, b) -> float:
+        pairs = zip(canonical_encoding(space, a), canonical_encoding(space, b), strict=True)
+        return sum(abs(x - y) for x, y in pairs)
+
+    nearest = proposer.nearest_unseen_candidate(outside, set())
+    assert nearest in pool and l1(nearest, outside) == min(l1(c, outside) for c in pool)
+    assert proposer.nearest_unseen_candidate(pool[2], set()) is pool[2]  # a candidate: itself
+    assert proposer.nearest_unseen_candidate(pool[2], {pool[2].model_key()}) != pool[2]
+    assert proposer.nearest_unseen_candidate(outside, keys) is None  # none left
+
+
 def test_bad_candidates_name_the_field(make_searcher, space):
     pool = _pool(space, 3)
     outside = _pool(space, 4)[-1]
