@@ -334,12 +334,15 @@ def replay(
         end, trial_id, result = running.pop(0)
         searcher.on_trial_complete(trial_id, result)
         evaluations[int(trial_id[1:])]["end"] = end
-    fallbacks = [t.get("fallback") for t in getattr(searcher, "timings", []) if "fallback" in t]
+    timings = getattr(searcher, "timings", [])
+    fallbacks = [t.get("fallback") for t in timings if "fallback" in t]
     return {
         "evaluations": evaluations,
         "searcher_seconds": searcher_seconds,
         "model_steps": len(fallbacks),
         "model_fallbacks": sum(f is not None for f in fallbacks),
+        # The Ax-backed searcher's proposals replaced by the nearest unseen candidate.
+        "model_mapped": sum(bool(t.get("mapped")) for t in timings),
     }
 
 
