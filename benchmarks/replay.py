@@ -52,7 +52,9 @@ counts once, by its longest run):
   would pick, the best observed dev score at no more than the preset's
   fraction, against the preset's 4x test score (mean over seeds);
 * the smallest fraction on the run's front whose 4x test score is within one
-  standard error of the preset's.
+  standard error of the preset's;
+* on how many runs the front holds a configuration at no more than the preset's
+  fraction whose 4x test score is at least the preset's.
 
 ``--part findings`` checks the paper's findings on the runs of several spaces
 (``--space sa``, ``sa-layer``, ``lora``, ``lora-layer`` and ``full``), all from
@@ -575,6 +577,7 @@ def _figures(
         hv, hv0, hvlog, hv_seed0 = [], [], [], []
         picks: dict[str, list[float]] = {p: [] for p in presets}
         smallest: dict[str, list[float]] = {p: [] for p in presets}
+        holds: dict[str, list[bool]] = {p: [] for p in presets}
         for run in mine:
             evals = arrived(run, factor * budget)
             points = [(e["score"], e["fraction"]) for e in evals]
@@ -595,6 +598,13 @@ def _figures(
                     if bench.mean(e["key"], full, "test_score") >= score - se
                 ]
                 smallest[preset].append(min(matching) if matching else math.nan)
+                holds[preset].append(
+                    any(
+                        e["fraction"] <= fraction
+                        and bench.mean(e["key"], full, "test_score") >= score
+                        for e in front
+                    )
+                )
         row = {
             "contestant": name + (" (mapped)" if mine[0]["mapped"] else ""),
             "seeds": len(mine),
@@ -614,6 +624,9 @@ def _figures(
             found = [v for v in smallest[preset] if not math.isnan(v)]
             row[f"smallest front % within 1 s.e. of {preset[7:]}"] = (
                 f"{100 * statistics.median(found):.4f} ({len(found)}/{len(mine)})" if found else "-"
+            )
+            row[f"front holds one <= {preset[7:]} at >= its test"] = (
+                f"{sum(holds[preset])}/{len(mine)}"
             )
         rows.append(row)
     return rows
