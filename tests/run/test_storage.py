@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -172,11 +173,11 @@ def test_bad_credentials_and_missing_permissions_are_refused():
     """Run in a fresh Python process, with its own moto server.
 
     In a full suite under xdist, a moto server in a worker process has refused
-    the write-allowed user's first write (AccessDenied on CreateMultipartUpload).
-    It happened on 3 of about 12 runs, and then refused every new user as well,
-    so some state that earlier tests left in that process is to blame. moto's
-    backends and its auth switch are process-wide. The failure never came back
-    in isolation, and its cause was not found. A fresh process has no such state.
+    the write-allowed user's first write (AccessDenied on CreateMultipartUpload),
+    on 4 of about 13 runs, and then refused every new user as well, and so did a
+    fresh process that inherited the worker's environment. The failure never came
+    back in isolation, and its cause was not found. So the checks run in a fresh
+    process with a minimal environment (``moto_s3`` sets the fake credentials).
     """
     script = (
         "import importlib.util, sys; "
@@ -184,10 +185,16 @@ def test_bad_credentials_and_missing_permissions_are_refused():
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
         "module.check_credentials_are_refused()"
     )
+    # Only what a Python process needs: a fresh process that inherited the worker's
+    # environment failed the same way, so what earlier tests leave is in os.environ.
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    aws = sorted(k for k in os.environ if k.startswith(("AWS", "MOTO")))
+    assert done.returncode == 0, (
+        f"the worker's AWS/MOTO variables: {aws}\n" + done.stdout[-4000:] + done.stderr[-4000:]
+    )
 
 
 def check_credentials_are_refused() -> None:
