@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
@@ -169,69 +165,36 @@ def test_an_unreachable_endpoint_is_refused(s3):
         RunFolder(f"{s3.bucket}/run", filesystem).check_writable()
 
 
-def test_bad_credentials_and_missing_permissions_are_refused():
-    """Run in a fresh Python process, with its own moto server.
-
-    In a full suite under xdist, a moto server in a worker process has refused
-    the write-allowed user's first write (AccessDenied on CreateMultipartUpload),
-    on 4 of about 13 runs, and then refused every new user as well, and so did a
-    fresh process that inherited the worker's environment. The failure never came
-    back in isolation, and its cause was not found. So the checks run in a fresh
-    process with a minimal environment (``moto_s3`` sets the fake credentials).
-    """
-    script = (
-        "import importlib.util, sys; "
-        f"spec = importlib.util.spec_from_file_location('storage_checks', {str(Path(__file__))!r}); "
-        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-        "module.check_credentials_are_refused()"
-    )
-    # Only what a Python process needs: a fresh process that inherited the worker's
-    # environment failed the same way, so what earlier tests leave is in os.environ.
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env
-    )
-    aws = sorted(k for k in os.environ if k.startswith(("AWS", "MOTO")))
-    assert done.returncode == 0, (
-        f"the worker's AWS/MOTO variables: {aws}\n" + done.stdout[-4000:] + done.stderr[-4000:]
+def test_bad_credentials_and_missing_permissions_are_refused(s3, prefix):
+    reader = s3.user(f"reader-{prefix}"[:60], ["s3:GetObject", "s3:ListBucket"])
+    writer = s3.user(
+        f"writer-{prefix}"[:60],
+        ["s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject"],
     )
 
-
-def check_credentials_are_refused() -> None:
-    """The checks of the test above, on a new moto server (raises on a failure)."""
-    with moto_s3() as s3:
-        prefix = f"credentials-{time.time_ns()}"
-        reader = s3.user("reader", ["s3:GetObject", "s3:ListBucket"])
-        writer = s3.user(
-            "writer", ["s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject"]
+    def folder(credentials: dict[str, str]) -> RunFolder:
+        filesystem = pafs.S3FileSystem(
+            access_key=credentials["AWS_ACCESS_KEY_ID"],
+            secret_key=credentials["AWS_SECRET_ACCESS_KEY"],
+            region=s3.region,
+            endpoint_override=s3.endpoint,
         )
+        return RunFolder(f"{s3.bucket}/{prefix}", filesystem)
 
-        def folder(credentials: dict[str, str]) -> RunFolder:
-            filesystem = pafs.S3FileSystem(
-                access_key=credentials["AWS_ACCESS_KEY_ID"],
-                secret_key=credentials["AWS_SECRET_ACCESS_KEY"],
-                region=s3.region,
-                endpoint_override=s3.endpoint,
-            )
-            return RunFolder(f"{s3.bucket}/{prefix}", filesystem)
-
-        with s3.enforce_auth():
-            folder(writer).check_writable()  # a role scoped to the bucket is enough
-            with pytest.raises(ConfigurationError, match="a location these credentials may write"):
-                folder(reader).check_writable()
-            unknown = {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN", "AWS_SECRET_ACCESS_KEY": "x"}
-            with pytest.raises(
-                ConfigurationError, match="a location this machine has credentials for"
-            ):
-                folder(unknown).check_writable()
-            # Reading (report, evaluate, --resume) fails in one line too, naming the run
-            # folder; S3 answers a read (HEAD) with unknown credentials with a bare 403.
-            assert folder(reader).read_records() == []  # reading needs no more than this
-            with pytest.raises(
-                ConfigurationError,
-                match="`run folder` should be a location these credentials may read",
-            ):
-                folder(unknown).read_records()
+    with s3.enforce_auth():
+        folder(writer).check_writable()  # a role scoped to the bucket is enough
+        with pytest.raises(ConfigurationError, match="a location these credentials may write"):
+            folder(reader).check_writable()
+        unknown = {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWN", "AWS_SECRET_ACCESS_KEY": "x"}
+        with pytest.raises(ConfigurationError, match="a location this machine has credentials for"):
+            folder(unknown).check_writable()
+        # Reading (report, evaluate, --resume) fails in one line too, naming the run folder;
+        # S3 answers a read (HEAD) with unknown credentials with a bare 403, as a denial.
+        assert folder(reader).read_records() == []  # reading needs no more than the reader has
+        with pytest.raises(
+            ConfigurationError, match="`run folder` should be a location these credentials may read"
+        ):
+            folder(unknown).read_records()
 
 
 @pytest.fixture
